@@ -1,0 +1,257 @@
+"""The agencyml command line: typer for the commands, rich for progress and result tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import TimeElapsedColumn
+from rich.table import Table
+
+from flows.runtime import prepare_environment
+from pipelines import config
+from pipelines.paths import state_dir
+
+app = typer.Typer(
+    help="agencyml: train, register and batch-score models for public agencies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+# Exit codes a scheduler or script can branch on; the README lists them.
+EXIT_CODES = {
+    "ParamsError": 2,
+    "UnknownAgencyError": 2,
+    "UnknownUseCaseError": 2,
+    "InputFileError": 3,
+    "DataValidationError": 4,
+    "BatchSchemaError": 4,
+    "FeatureError": 4,
+    "SourceError": 4,
+    "TrainingError": 5,
+    "ModelNotFoundError": 6,
+}
+
+
+@app.callback()
+def main_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect and MLflow logs."),
+) -> None:
+    prepare_environment(state_dir(), verbose=verbose)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Known failures print one clear message and exit non-zero; nothing else is swallowed."""
+    try:
+        yield
+    except Exception as error:
+        code = EXIT_CODES.get(type(error).__name__)
+        if code is None:
+            raise
+        errors.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(code) from None
+
+
+def spinner() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def run_with_spinner(description: str, action: Callable[[], Any]) -> Any:
+    with spinner() as progress:
+        progress.add_task(description, total=None)
+        return action()
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command()
+def agencies() -> None:
+    """List the agencies and their use cases."""
+    with friendly_errors():
+        table = Table(title="Agencies and use cases")
+        for column in ("agency", "use case", "task", "registered model", "description"):
+            table.add_column(column)
+        for spec in config.list_use_cases():
+            table.add_row(spec.agency, spec.name, spec.params.task, spec.model_name,
+                          spec.params.description)
+        console.print(table)
+
+
+@app.command()
+def train(
+    agency: str = typer.Option(..., "--agency", "-a", help="Agency, as in params/<agency>.yaml."),
+    use_case: str = typer.Option(..., "--use-case", "-u", help="One of the agency's use cases."),
+    metrics_out: Path | None = typer.Option(
+        None, help="Also write the holdout metrics to this JSON file (for DVC)."
+    ),
+) -> None:
+    """Train, evaluate and register one use case's model."""
+    with friendly_errors():
+        config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        from flows.train import train as train_flow
+
+        result = run_with_spinner(
+            f"Training {agency}.{use_case}", lambda: train_flow(agency, use_case)
+        )
+        summary = Table(title=f"Trained {result.model_name}")
+        summary.add_column("field")
+        summary.add_column("value")
+        summary.add_row("run id", result.run_id)
+        summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
+        summary.add_row("best iteration", str(result.best_iteration))
+        summary.add_row("rows (train/validation/holdout)",
+                        "/".join(str(v) for v in result.split_sizes.values()))
+        console.print(summary)
+        console.print(metrics_table("Holdout metrics", result.metrics))
+        if metrics_out is not None:
+            from pipelines.storage import write_json
+
+            write_json(metrics_out, {"model_version": result.model_version, **result.metrics})
+
+
+@app.command()
+def score(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    input: Path = typer.Option(..., "--input", "-i", help="A parquet or CSV batch to score."),
+) -> None:
+    """Score a batch with the use case's champion model and publish it."""
+    with friendly_errors():
+        config.load_use_case(agency, use_case)
+        from pipelines.storage import read_table
+
+        read_table(input)  # a missing or unreadable file fails before any flow starts
+        from flows.score import score as score_flow
+
+        result = run_with_spinner(
+            f"Scoring {input.name} for {agency}.{use_case}",
+            lambda: score_flow(agency, use_case, str(input)),
+        )
+        console.print(score_table(result))
+
+
+def score_table(result: Any) -> Table:
+    table = Table(title="Scored batch" if result.newly_published else "Batch already published")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("batch id", result.batch_id)
+    table.add_row("model", f"{result.model_name} v{result.model_version}")
+    table.add_row("rows", str(result.rows))
+    table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in result.decisions.items()))
+    table.add_row("output", str(result.output_dir))
+    return table
+
+
+@app.command()
+def demo() -> None:
+    """Train and score every use case of every agency on a held-out batch."""
+    with friendly_errors():
+        from flows.score import score as score_flow
+        from flows.train import train as train_flow
+        from pipelines.batches import write_holdout_batch
+
+        specs = config.list_use_cases()
+        results = []
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            overall = progress.add_task("demo", total=3 * len(specs))
+            for spec in specs:
+                progress.update(overall, description=f"training {spec.model_name}")
+                trained = train_flow(spec.agency, spec.name)
+                progress.advance(overall)
+                progress.update(overall, description=f"preparing a held-out batch for {spec.model_name}")
+                batch_path = write_holdout_batch(spec, state_dir())
+                progress.advance(overall)
+                progress.update(overall, description=f"scoring {spec.model_name}")
+                scored = score_flow(spec.agency, spec.name, str(batch_path))
+                progress.advance(overall)
+                results.append((trained, scored))
+            progress.update(overall, description="done")
+        console.print(demo_table(results))
+        console.print(f"\nScored batches are under [bold]{state_dir().outputs_dir}[/]")
+        console.print("Open the MLflow UI with: [bold]agencyml ui[/] (then http://127.0.0.1:5000)")
+
+
+def demo_table(results: list[tuple[Any, Any]]) -> Table:
+    table = Table(title="agencyml demo")
+    for column in ("model", "version", "headline metric", "batch id", "rows", "output"):
+        table.add_column(column)
+    for trained, scored in results:
+        metric = "roc_auc" if "roc_auc" in trained.metrics else "macro_f1"
+        headline = f"{metric} {trained.metrics[metric]:.3f}"
+        if "pr_auc" in trained.metrics:
+            headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
+        table.add_row(trained.model_name, trained.model_version, headline, scored.batch_id,
+                      str(scored.rows), str(scored.output_dir))
+    return table
+
+
+@app.command()
+def generate(
+    output: Path = typer.Option(..., "--output", "-o", help="Parquet file to write."),
+    rows: int = typer.Option(100_000, min=1, help="How many applications."),
+    seed: int = typer.Option(2020),
+    chunk_rows: int = typer.Option(250_000, min=1, help="Rows generated and written at a time."),
+) -> None:
+    """Write synthetic business-aid applications in chunks (10M rows fit in bounded memory)."""
+    from pipelines.business_aid import iter_application_chunks
+    from pipelines.storage import write_parquet_stream
+
+    with Progress(SpinnerColumn(), TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("rows", total=rows)
+
+        def tracked() -> Iterator[Any]:
+            for chunk in iter_application_chunks(rows, seed, chunk_rows=chunk_rows):
+                yield chunk
+                progress.advance(task, len(chunk))
+
+        written = write_parquet_stream(tracked(), output)
+    console.print(f"wrote {written:,} rows to {output}")
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port for the MLflow UI."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless proxied."),
+) -> None:
+    """Serve the MLflow UI for the state directory's tracking store."""
+    state = state_dir()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", state.tracking_uri,
+               "--host", host, "--port", str(port)]
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
+@app.command("state-dir")
+def show_state_dir() -> None:
+    """Print where agencyml keeps MLflow, Prefect and scored outputs."""
+    state = state_dir()
+    console.print_json(json.dumps({"root": str(state.root), "tracking_uri": state.tracking_uri,
+                                   "outputs": str(state.outputs_dir)}))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""agencyml's logic: pure functions over tables and typed params, plus one adapter per system."""

@@ -1,0 +1,290 @@
+"""Typed, strict params: one YAML file per agency under params/, validated on load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipelines.paths import project_root
+
+SLUG = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+
+
+class ParamsError(ValueError):
+    """A params file is missing, unreadable or invalid; the message names the file and key."""
+
+
+class UnknownAgencyError(LookupError):
+    """No params file exists for the agency asked for."""
+
+
+class UnknownUseCaseError(LookupError):
+    """The agency has no use case of that name."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSource(Strict):
+    """A table shipped with the project, prepared by a named reader in pipelines.sources."""
+
+    kind: Literal["file"] = "file"
+    reader: Literal["rasff", "parquet", "csv"]
+    path: Path = Field(description="Relative to the project root.")
+
+    def resolved_path(self) -> Path:
+        return self.path if self.path.is_absolute() else project_root() / self.path
+
+
+class GeneratorSource(Strict):
+    """Synthetic data from a seeded generator in pipelines.sources."""
+
+    kind: Literal["generator"] = "generator"
+    generator: Literal["business-aid"]
+    rows: int = Field(gt=0)
+    seed: int = 0
+
+
+Source = Annotated[FileSource | GeneratorSource, Field(discriminator="kind")]
+
+
+class Features(Strict):
+    """Feature columns by kind; the transform is fitted on training rows only."""
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    text: list[str] = []
+    date: list[str] = []
+    min_category_count: int = Field(default=5, ge=1, description="Rarer values become 'other'.")
+    text_hash_features: int = Field(default=4096, ge=16, le=1 << 20)
+    text_ngram_max: int = Field(default=2, ge=1, le=3)
+
+    @model_validator(mode="after")
+    def _columns_are_distinct(self) -> Features:
+        columns = self.all_columns()
+        if not columns:
+            raise ValueError("declare at least one feature column")
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed under more than one kind: {duplicated}")
+        return self
+
+    def all_columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.text, *self.date]
+
+
+class LightGBMParams(Strict):
+    """LightGBM hyper-parameters, under LightGBM's own names."""
+
+    num_iterations: int = Field(default=1000, gt=0)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, gt=1)
+    max_depth: int = -1
+    min_data_in_leaf: int = Field(default=20, ge=1)
+    feature_fraction: float = Field(default=1.0, gt=0, le=1)
+    bagging_fraction: float = Field(default=1.0, gt=0, le=1)
+    bagging_freq: int = Field(default=0, ge=0)
+    lambda_l1: float = Field(default=0.0, ge=0)
+    lambda_l2: float = Field(default=0.0, ge=0)
+    min_gain_to_split: float = Field(default=0.0, ge=0)
+    cat_smooth: float = Field(default=10.0, ge=0)
+    is_unbalance: bool = False
+    early_stopping_round: int = Field(default=50, gt=0)
+    seed: int = 42
+    num_threads: int = Field(default=2, ge=1)
+    deterministic: bool = True
+
+
+class TimeSplit(Strict):
+    """The newest rows are the holdout; the ones before them validate early stopping."""
+
+    method: Literal["time"] = "time"
+    date_column: str
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    holdout_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+
+
+class RandomSplit(Strict):
+    """A seeded, stratified random split, for data without a date column."""
+
+    method: Literal["random"] = "random"
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    holdout_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    seed: int = 42
+
+
+Split = Annotated[TimeSplit | RandomSplit, Field(discriminator="method")]
+
+
+class ThresholdPolicy(Strict):
+    """Binary: flag rows whose probability reaches the threshold.
+
+    Multiclass: route to the top class when its probability reaches the threshold, else to the
+    fallback decision."""
+
+    kind: Literal["threshold"] = "threshold"
+    threshold: float = Field(ge=0, le=1)
+    flag_label: str = "flag"
+    pass_label: str = "pass"
+    fallback_label: str = "manual_review"
+
+
+class CapacityPolicy(Strict):
+    """Binary only: flag the top k rows of each batch, e.g. the inspections a team can do."""
+
+    kind: Literal["capacity"] = "capacity"
+    top_k: int = Field(gt=0)
+    flag_label: str = "flag"
+    pass_label: str = "pass"
+
+
+DecisionPolicy = Annotated[ThresholdPolicy | CapacityPolicy, Field(discriminator="kind")]
+
+
+class UseCase(Strict):
+    """One model: its data, columns, task, hyper-parameters, split and decision policy."""
+
+    description: str = ""
+    source: Source
+    id_column: str
+    target: str
+    task: Literal["binary", "multiclass"]
+    positive_class: str | int | None = Field(
+        default=None, description="Binary only: the target value that counts as positive."
+    )
+    features: Features
+    lightgbm: LightGBMParams = LightGBMParams()
+    split: Split
+    decision: DecisionPolicy
+    min_training_rows: int = Field(default=100, ge=10)
+
+    @model_validator(mode="after")
+    def _is_consistent(self) -> UseCase:
+        features = self.features.all_columns()
+        for column in (self.id_column, self.target):
+            if column in features:
+                raise ValueError(f"'{column}' is the id or target and cannot also be a feature")
+        if self.task == "binary" and self.positive_class is None:
+            raise ValueError("a binary use case needs 'positive_class'")
+        if self.task == "multiclass" and self.positive_class is not None:
+            raise ValueError("'positive_class' applies to binary use cases only")
+        if self.task == "multiclass" and isinstance(self.decision, CapacityPolicy):
+            raise ValueError("a capacity policy applies to binary use cases only")
+        if isinstance(self.split, TimeSplit) and self.split.date_column not in self.features.date:
+            raise ValueError(
+                f"split.date_column '{self.split.date_column}' must be listed in features.date"
+            )
+        return self
+
+    def required_columns(self, with_target: bool) -> list[str]:
+        columns = [self.id_column, *self.features.all_columns()]
+        return [*columns, self.target] if with_target else columns
+
+
+class AgencyParams(Strict):
+    """An agency and its use cases, as written in params/<agency>.yaml."""
+
+    agency: str = Field(pattern=SLUG)
+    description: str = ""
+    use_cases: dict[str, UseCase] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _use_case_names_are_slugs(self) -> AgencyParams:
+        bad = [name for name in self.use_cases if not re.match(SLUG, name)]
+        if bad:
+            raise ValueError(f"use-case names must be lower-case slugs like 'risk-triage': {bad}")
+        return self
+
+    def use_case(self, name: str) -> UseCaseSpec:
+        if name not in self.use_cases:
+            known = ", ".join(sorted(self.use_cases)) or "none"
+            raise UnknownUseCaseError(
+                f"agency '{self.agency}' has no use case '{name}'. Known use cases: {known}"
+            )
+        return UseCaseSpec(agency=self.agency, name=name, params=self.use_cases[name])
+
+
+class UseCaseSpec(Strict):
+    """A use case together with the agency it belongs to."""
+
+    agency: str
+    name: str
+    params: UseCase
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.agency}.{self.name}"
+
+
+def params_dir() -> Path:
+    return project_root() / "params"
+
+
+def list_agencies(directory: Path | None = None) -> list[str]:
+    """Agency names, one per params/<agency>.yaml file."""
+    directory = directory or params_dir()
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def load_params(agency: str, directory: Path | None = None) -> AgencyParams:
+    """Load and validate params/<agency>.yaml; errors name the file and the key."""
+    directory = directory or params_dir()
+    path = directory / f"{agency}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_agencies(directory)) or "none"
+        raise UnknownAgencyError(
+            f"unknown agency '{agency}': no {path}. Known agencies: {known}"
+        )
+    params = parse_params_file(path)
+    if params.agency != agency:
+        raise ParamsError(
+            f"{path}: key 'agency' is '{params.agency}' but the file is named '{agency}.yaml'; "
+            "rename the file or fix the key"
+        )
+    return params
+
+
+def parse_params_file(path: Path) -> AgencyParams:
+    """Validate one params file without checking its name."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParamsError(f"{path}: cannot read the file: {error}") from error
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping with 'agency' and 'use_cases' at the top")
+    try:
+        return AgencyParams.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(describe_validation_error(path, error)) from error
+
+
+def describe_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} invalid setting(s):"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the documented params"
+        lines.append(f"  - {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_use_case(agency: str, use_case: str) -> UseCaseSpec:
+    """The one call a flow makes first: bad params or names fail here, before any work."""
+    return load_params(agency).use_case(use_case)
+
+
+def list_use_cases() -> list[UseCaseSpec]:
+    """Every use case of every agency, in a stable order."""
+    return [
+        load_params(agency).use_case(name)
+        for agency in list_agencies()
+        for name in sorted(load_params(agency).use_cases)
+    ]

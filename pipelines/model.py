@@ -1,0 +1,72 @@
+"""A trained model as one bundle: feature transform, LightGBM booster, classes and policy.
+
+The bundle serialises to plain text files (JSON and LightGBM's text format), so a logged model
+never needs pickle to load and scoring runs the very transform training fitted."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter
+
+from pipelines.config import DecisionPolicy
+from pipelines.features import FeatureTransform
+
+BOOSTER_FILE = "booster.txt"
+BUNDLE_FILE = "bundle.json"
+
+_POLICY = TypeAdapter(DecisionPolicy)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    task: str
+    classes: list[str]
+    id_column: str
+    transform: FeatureTransform
+    booster: lgb.Booster
+    policy: DecisionPolicy
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Binary: P(positive) per row, shape (n,). Multiclass: shape (n, classes)."""
+        features = self.transform.transform(frame)
+        return np.asarray(self.booster.predict(features))
+
+    def probability_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Scores as named columns: 'probability', or 'proba_<class>' per class."""
+        scores = self.predict_proba(frame)
+        if self.task == "binary":
+            return pd.DataFrame({"probability": scores}, index=frame.index)
+        return pd.DataFrame(
+            scores, columns=[f"proba_{label}" for label in self.classes], index=frame.index
+        )
+
+    def to_texts(self) -> dict[str, str]:
+        meta = {
+            "task": self.task,
+            "classes": self.classes,
+            "id_column": self.id_column,
+            "transform": self.transform.to_dict(),
+            "policy": _POLICY.dump_python(self.policy, mode="json"),
+        }
+        return {
+            BOOSTER_FILE: self.booster.model_to_string(),
+            BUNDLE_FILE: json.dumps(meta, indent=1, sort_keys=True),
+        }
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str]) -> ModelBundle:
+        meta: dict[str, Any] = json.loads(texts[BUNDLE_FILE])
+        return cls(
+            task=meta["task"],
+            classes=list(meta["classes"]),
+            id_column=meta["id_column"],
+            transform=FeatureTransform.from_dict(meta["transform"]),
+            booster=lgb.Booster(model_str=texts[BOOSTER_FILE]),
+            policy=_POLICY.validate_python(meta["policy"]),
+        )

@@ -1,0 +1,60 @@
+"""Where things live: the project root and the state directory, defined once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_root() -> Path:
+    """The checkout that holds params/ and data/; AGENCYML_PROJECT_ROOT overrides it."""
+    override = os.environ.get("AGENCYML_PROJECT_ROOT")
+    return Path(override).expanduser().resolve() if override else PACKAGE_ROOT
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The platform's state: MLflow, Prefect, scored outputs and DVC's local remote."""
+
+    root: Path
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.root / "dvc-remote"
+
+    def output_dir(self, agency: str, use_case: str) -> Path:
+        return self.outputs_dir / agency / use_case
+
+
+def state_dir() -> StateDir:
+    """The state directory: AGENCYML_HOME, or .agencyml/ in the project."""
+    override = os.environ.get("AGENCYML_HOME")
+    root = Path(override).expanduser() if override else project_root() / ".agencyml"
+    return StateDir(root.resolve())

@@ -1,0 +1,95 @@
+"""Turning each declared source into a clean table: RASFF cleaning and the business-aid generator."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import pandas as pd
+
+from pipelines import business_aid, storage
+from pipelines.config import FileSource, GeneratorSource, UseCase
+
+RASFF_COLUMNS = {
+    "DATE CASE": "date_case",
+    "TYPE": "type",
+    "PRODUCT CATEGORY": "product_category",
+    "PRODUCT": "product",
+    "HAZARD": "hazard",
+    "ORIGIN COUNTRY": "origin_country_raw",
+    "RISK DECISION": "risk_decision",
+}
+
+UNKNOWN_COUNTRY = "unknown"
+
+# Spellings in the RASFF export that name the same country.
+COUNTRY_ALIASES = {
+    "unknown origin country": UNKNOWN_COUNTRY,
+    "": UNKNOWN_COUNTRY,
+    "cã´te divoire": "cote d'ivoire",
+    "côte d'ivoire": "cote d'ivoire",
+    "faeroe islands": "faroe islands",
+    "republic of north macedonia": "north macedonia",
+    "the netherlands": "netherlands",
+    "usa": "united states",
+    "uk": "united kingdom",
+    "curaçao": "curacao",
+    "réunion": "reunion",
+}
+
+
+class SourceError(ValueError):
+    """A source table lacks the columns its reader expects."""
+
+
+def load_source(params: UseCase) -> pd.DataFrame:
+    """Read or generate a use case's raw table and return it cleaned."""
+    source = params.source
+    if isinstance(source, GeneratorSource):
+        return business_aid.generate_applications(source.rows, source.seed)
+    assert isinstance(source, FileSource)
+    path = source.resolved_path()
+    if source.reader == "rasff":
+        return clean_rasff(storage.read_rasff_csv(path))
+    return storage.read_table(path)
+
+
+def clean_rasff(raw: pd.DataFrame) -> pd.DataFrame:
+    """Rename, parse dates, clean origin countries, drop duplicate rows and add a stable id."""
+    missing = sorted(set(RASFF_COLUMNS) - set(raw.columns))
+    if missing:
+        raise SourceError(f"RASFF data lacks the columns {missing}; is this the RASFF export?")
+    table = raw[list(RASFF_COLUMNS)].rename(columns=RASFF_COLUMNS)
+    for column in table.columns:
+        table[column] = table[column].astype(str).str.strip()
+    table = table.drop_duplicates(ignore_index=True)
+    countries = table["origin_country_raw"].map(split_countries)
+    table["origin_country"] = countries.map(lambda names: names[0])
+    table["origin_country_count"] = countries.map(
+        lambda names: sum(name != UNKNOWN_COUNTRY for name in names)
+    )
+    table["date_case"] = pd.to_datetime(table["date_case"], format="%d/%m/%Y", errors="coerce")
+    table["product"] = table["product"].str.lower()
+    table["hazard"] = table["hazard"].str.lower()
+    table.insert(0, "notification_id", table.apply(_row_id, axis=1))
+    return table.drop(columns="origin_country_raw")
+
+
+def split_countries(value: str) -> list[str]:
+    """'Turkey,vietnam' -> ['turkey', 'vietnam']; aliases and accents are folded together."""
+    names = [clean_country(part) for part in str(value).split(",")]
+    known = [name for name in names if name != UNKNOWN_COUNTRY]
+    return known or [UNKNOWN_COUNTRY]
+
+
+def clean_country(name: str) -> str:
+    folded = " ".join(name.strip().strip('"').lower().split())
+    folded = COUNTRY_ALIASES.get(folded, folded)
+    ascii_name = unicodedata.normalize("NFKD", folded).encode("ascii", "ignore").decode()
+    return COUNTRY_ALIASES.get(ascii_name, ascii_name) or UNKNOWN_COUNTRY
+
+
+def _row_id(row: pd.Series) -> str:
+    """A content hash, so the same notification keeps its id across reloads."""
+    text = "\x1f".join(str(value) for value in row.to_numpy())
+    return "rasff-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

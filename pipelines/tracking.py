@@ -1,0 +1,171 @@
+"""MLflow adapter: the only module that logs runs, registers models and loads them by alias."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from matplotlib import pyplot as plt
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from pipelines.model import ModelBundle
+from pipelines.paths import StateDir
+
+CHAMPION = "champion"
+MODEL_CODE = Path(__file__).with_name("tracking_model.py")
+
+
+class ModelNotFoundError(LookupError):
+    """No registered model, or no version under the alias asked for."""
+
+
+class BatchSchemaError(ValueError):
+    """A batch does not match the input schema its model was logged with."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    run_id: str
+    name: str
+    version: str
+    aliases: list[str]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    run_id: str
+    pyfunc: Any
+    bundle: ModelBundle
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def configure(state: StateDir) -> None:
+    """Point MLflow at the state directory's SQLite store (call at run time, never at import)."""
+    state.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    state.artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(state.tracking_uri)
+    mlflow.set_registry_uri(state.tracking_uri)
+
+
+def use_experiment(agency: str, state: StateDir) -> str:
+    """One experiment per agency, with artifacts under the state directory."""
+    name = f"agencyml/{agency}"
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (state.artifact_root / agency).as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_training_run(
+    *,
+    model_name: str,
+    experiment_id: str,
+    bundle: ModelBundle,
+    input_example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    figures: dict[str, Any],
+    tags: dict[str, str],
+    documents: dict[str, dict[str, Any]],
+) -> RegisteredModel:
+    """Log one training run and register its model; the first version becomes champion."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{model_name}") as run:
+        mlflow.set_tags({"agencyml.kind": "train", "agencyml.model_name": model_name, **tags})
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN cannot be logged
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}")
+            plt.close(figure)
+        for name, document in documents.items():
+            mlflow.log_dict(document, name)
+        model_info = _log_bundle(bundle, input_example)
+        version = mlflow.register_model(
+            model_info.model_uri, model_name, tags={"agencyml.run_id": run.info.run_id, **tags}
+        )
+    client = MlflowClient()
+    if not _has_alias(client, model_name, CHAMPION):
+        client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    aliases = client.get_model_version(model_name, version.version).aliases
+    return RegisteredModel(run.info.run_id, model_name, str(version.version), list(aliases))
+
+
+def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
+    output_example = bundle.probability_frame(input_example)
+    signature = infer_signature(input_example, output_example)
+    with tempfile.TemporaryDirectory() as folder:
+        artifacts = {}
+        for key, (name, text) in zip(("booster", "bundle"), bundle.to_texts().items(), strict=True):
+            path = Path(folder) / name
+            path.write_text(text, encoding="utf-8")
+            artifacts[key] = str(path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            signature=signature,
+            input_example=input_example,
+        )
+
+
+def _has_alias(client: MlflowClient, model_name: str, alias: str) -> bool:
+    try:
+        client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return False
+    return True
+
+
+def load_model(model_name: str, alias: str = CHAMPION) -> LoadedModel:
+    """Load models:/<name>@<alias> as pyfunc, with its bundle for classes and policy."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as error:
+        raise ModelNotFoundError(
+            f"no model version '{model_name}@{alias}' in the registry. "
+            f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
+            f"--use-case {model_name.split('.', 1)[-1]}"
+        ) from error
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    bundle = pyfunc.unwrap_python_model().bundle
+    return LoadedModel(model_name, str(version.version), version.run_id or "", pyfunc, bundle)
+
+
+def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:
+    """Probabilities through the pyfunc, so the logged signature checks the batch's schema."""
+    columns = model.bundle.transform.input_columns
+    try:
+        return model.pyfunc.predict(batch[columns])
+    except MlflowException as error:
+        raise BatchSchemaError(
+            f"the batch does not match the input schema of {model.name} v{model.version}: "
+            f"{error.message}"
+        ) from error
+
+
+def log_scoring_run(
+    *, experiment_id: str, model: LoadedModel, tags: dict[str, str],
+    metrics: dict[str, float], manifest: dict[str, Any],
+) -> str:
+    """Record a scored batch as a run, so every batch traces to its model version."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{model.name}") as run:
+        mlflow.set_tags({
+            "agencyml.kind": "score", "agencyml.model_name": model.name,
+            "agencyml.model_version": model.version, "agencyml.model_run_id": model.run_id,
+            **tags,
+        })
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(manifest, "manifest.json")
+    return run.info.run_id

@@ -1,0 +1,122 @@
+"""Splitting, fitting and evaluating LightGBM: pure functions over tables and typed params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipelines.config import RandomSplit, TimeSplit, UseCase
+from pipelines.features import fit_transform_spec
+from pipelines.model import ModelBundle
+
+
+class TrainingError(ValueError):
+    """The data cannot train a model: too few rows, or a class missing from a split."""
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation),
+                "holdout": len(self.holdout)}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    bundle: ModelBundle
+    best_iteration: int
+    params: dict[str, object]
+
+
+def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
+    """Time-based when a date column is declared (rows without a date train), else random."""
+    split = params.split
+    if isinstance(split, TimeSplit):
+        dates = pd.to_datetime(frame[split.date_column], errors="coerce")
+        undated = frame[dates.isna()]
+        dated = frame[dates.notna()].iloc[np.argsort(dates[dates.notna()].to_numpy(), kind="stable")]
+        n_holdout = int(round(len(dated) * split.holdout_fraction))
+        n_validation = int(round(len(dated) * split.validation_fraction))
+        cut = len(dated) - n_holdout - n_validation
+        train = pd.concat([undated, dated.iloc[:cut]])
+        validation, holdout = dated.iloc[cut : cut + n_validation], dated.iloc[cut + n_validation :]
+    else:
+        assert isinstance(split, RandomSplit)
+        rest, holdout = train_test_split(
+            frame, test_size=split.holdout_fraction, random_state=split.seed,
+            stratify=frame[params.target],
+        )
+        share = split.validation_fraction / (1 - split.holdout_fraction)
+        train, validation = train_test_split(
+            rest, test_size=share, random_state=split.seed, stratify=rest[params.target]
+        )
+    result = DataSplit(train.reset_index(drop=True), validation.reset_index(drop=True),
+                       holdout.reset_index(drop=True))
+    for name, size in result.sizes().items():
+        if size == 0:
+            raise TrainingError(f"the {name} split is empty; {len(frame)} rows are too few")
+    return result
+
+
+def target_classes(frame: pd.DataFrame, params: UseCase) -> list[str]:
+    """Binary: [negative, positive] as text. Multiclass: the sorted labels."""
+    if params.task == "binary":
+        return [f"not-{params.positive_class}", str(params.positive_class)]
+    return sorted(frame[params.target].dropna().astype(str).unique())
+
+
+def encode_target(values: pd.Series, params: UseCase, classes: list[str]) -> np.ndarray:
+    as_text = values.astype(str)
+    if params.task == "binary":
+        return (as_text == str(params.positive_class)).to_numpy(dtype=np.int32)
+    lookup = {label: code for code, label in enumerate(classes)}
+    return as_text.map(lookup).fillna(-1).to_numpy(dtype=np.int32)
+
+
+def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
+    """The declared hyper-parameters plus what the task implies."""
+    declared = params.lightgbm.model_dump()
+    declared.pop("num_iterations")
+    declared.pop("early_stopping_round")
+    if params.task == "binary":
+        task = {"objective": "binary", "metric": ["auc", "binary_logloss"]}
+    else:
+        task = {"objective": "multiclass", "num_class": n_classes, "metric": ["multi_logloss"]}
+    return {**declared, **task, "verbosity": -1, "feature_pre_filter": False}
+
+
+def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
+    """Fit the transform on training rows, then LightGBM with early stopping on validation."""
+    classes = target_classes(pd.concat([split.train, split.validation]), params)
+    y_train = encode_target(split.train[params.target], params, classes)
+    y_valid = encode_target(split.validation[params.target], params, classes)
+    if len(np.unique(y_train[y_train >= 0])) < 2:
+        raise TrainingError("the training split holds only one class; a model cannot be fitted")
+    transform = fit_transform_spec(split.train, params.features)
+    booster_params = lightgbm_params(params, len(classes))
+    common = {"feature_name": transform.feature_names,
+              "categorical_feature": transform.categorical_indices, "free_raw_data": False}
+    train_set = lgb.Dataset(transform.transform(split.train), y_train, **common)
+    valid_set = lgb.Dataset(transform.transform(split.validation), y_valid, reference=train_set,
+                            **common)
+    booster = lgb.train(
+        booster_params,
+        train_set,
+        num_boost_round=params.lightgbm.num_iterations,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(params.lightgbm.early_stopping_round, verbose=False)],
+    )
+    booster.best_iteration = booster.best_iteration or booster.current_iteration()
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    bundle = ModelBundle(task=params.task, classes=classes, id_column=params.id_column,
+                         transform=transform, booster=booster, policy=params.decision)
+    return TrainedModel(bundle, booster.current_iteration(), booster_params)

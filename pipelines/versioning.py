@@ -1,0 +1,38 @@
+"""Git facts for lineage: the only module that talks to git (and, later, DVC)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    commit: str | None
+    dirty: bool | None
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "agencyml.git_commit": self.commit or "unknown",
+            "agencyml.git_dirty": "unknown" if self.dirty is None else str(self.dirty).lower(),
+        }
+
+
+def code_version(root: Path) -> CodeVersion:
+    """The checkout's commit and whether tracked files differ from it; unknown outside git."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return CodeVersion(None, None)
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return CodeVersion(commit, None if status is None else bool(status))
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
