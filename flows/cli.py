@@ -116,7 +116,7 @@ def train(
         )
         summary = Table(title=f"Trained {result.model_name}")
         summary.add_column("field")
-        summary.add_column("value")
+        summary.add_column("value", overflow="fold")
         summary.add_row("run id", result.run_id)
         summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
         summary.add_row("best iteration", str(result.best_iteration))
@@ -154,7 +154,7 @@ def score(
 def score_table(result: Any) -> Table:
     table = Table(title="Scored batch" if result.newly_published else "Batch already published")
     table.add_column("field")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     table.add_row("batch id", result.batch_id)
     table.add_row("model", f"{result.model_name} v{result.model_version}")
     table.add_row("rows", str(result.rows))
@@ -190,21 +190,23 @@ def demo() -> None:
                 results.append((trained, scored))
             progress.update(overall, description="done")
         console.print(demo_table(results))
-        console.print(f"\nScored batches are under [bold]{state_dir().outputs_dir}[/]")
+        console.print("\nScored batches (scored.parquet + manifest.json):")
+        for _, scored in results:
+            console.print(f"  {scored.output_dir}", soft_wrap=True)
         console.print("Open the MLflow UI with: [bold]agencyml ui[/] (then http://127.0.0.1:5000)")
 
 
 def demo_table(results: list[tuple[Any, Any]]) -> Table:
     table = Table(title="agencyml demo")
-    for column in ("model", "version", "headline metric", "batch id", "rows", "output"):
-        table.add_column(column)
+    for column in ("model", "version", "holdout metrics", "batch id", "rows"):
+        table.add_column(column, overflow="fold")
     for trained, scored in results:
         metric = "roc_auc" if "roc_auc" in trained.metrics else "macro_f1"
         headline = f"{metric} {trained.metrics[metric]:.3f}"
         if "pr_auc" in trained.metrics:
             headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
         table.add_row(trained.model_name, trained.model_version, headline, scored.batch_id,
-                      str(scored.rows), str(scored.output_dir))
+                      str(scored.rows))
     return table
 
 

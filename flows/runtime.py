@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from pipelines.paths import StateDir
 
+QUIET_LOGGING = Path(__file__).with_name("logging.yml")
 QUIET_DEFAULTS = {
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_CONFIG_PATH": str(QUIET_LOGGING),
+    "PREFECT_LOGGING_LEVEL": "INFO",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_UI_ENABLED": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
@@ -23,7 +28,7 @@ def prepare_environment(state: StateDir, *, verbose: bool = False) -> None:
     state.root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(state.prefect_home))
     for name, value in QUIET_DEFAULTS.items():
-        if verbose and name.endswith("LOGGING_LEVEL"):
+        if verbose and ("LOGGING" in name or "PROGRESS" in name):
             continue
         os.environ.setdefault(name, value)
     for name in ("mlflow", "alembic", "urllib3", "git"):

@@ -122,3 +122,4 @@ def record_scoring_run(
         metrics={"rows_scored": float(manifest["rows"]["scored"])},
         manifest=manifest,
     )
+

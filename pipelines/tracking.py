@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,10 @@ def log_training_run(
 
 def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
     output_example = bundle.probability_frame(input_example)
-    signature = infer_signature(input_example, output_example)
+    with warnings.catch_warnings():
+        # integer columns stay integers: a batch must send the types the model was trained on
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(input_example, output_example)
     with tempfile.TemporaryDirectory() as folder:
         artifacts = {}
         for key, (name, text) in zip(("booster", "bundle"), bundle.to_texts().items(), strict=True):
@@ -127,8 +132,9 @@ def _has_alias(client: MlflowClient, model_name: str, alias: str) -> bool:
     return True
 
 
-def load_model(model_name: str, alias: str = CHAMPION) -> LoadedModel:
+def load_model(model_name: str, state: StateDir, alias: str = CHAMPION) -> LoadedModel:
     """Load models:/<name>@<alias> as pyfunc, with its bundle for classes and policy."""
+    configure(state)
     client = MlflowClient()
     try:
         version = client.get_model_version_by_alias(model_name, alias)
@@ -151,8 +157,14 @@ def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:
     except MlflowException as error:
         raise BatchSchemaError(
             f"the batch does not match the input schema of {model.name} v{model.version}: "
-            f"{error.message}"
+            f"{schema_problem(error.message)}"
         ) from error
+
+
+def schema_problem(message: str) -> str:
+    """MLflow's schema errors quote the whole batch; keep only the sentence that matters."""
+    found = re.search(r"Error: (.*)$", message, flags=re.S)
+    return " ".join((found.group(1) if found else message).split())[:500]
 
 
 def log_scoring_run(

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small copy of the project (params + data) and a temporary state directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.paths import PACKAGE_ROOT
+
+RASFF = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
+
+
+def write_small_project(root: Path, *, rasff_rows: int = 4000, generated_rows: int = 4000) -> Path:
+    """params/ and data/ like the real project, with fewer rows and boosting rounds."""
+    (root / "params").mkdir(parents=True, exist_ok=True)
+    data_dir = root / "data" / "product-safety"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    raw = pd.read_csv(RASFF, sep=";", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    sample = raw.sample(n=rasff_rows, random_state=7)
+    sample.to_csv(data_dir / RASFF.name, sep=";", index=False, encoding="utf-8-sig")
+    for params_file in (PACKAGE_ROOT / "params").glob("*.yaml"):
+        params = yaml.safe_load(params_file.read_text())
+        for use_case in params["use_cases"].values():
+            use_case["lightgbm"]["num_iterations"] = 60
+            use_case["lightgbm"]["early_stopping_round"] = 10
+            if use_case["source"]["kind"] == "generator":
+                use_case["source"] = {**use_case["source"], "rows": generated_rows}
+            if use_case["decision"]["kind"] == "capacity":
+                use_case["decision"]["top_k"] = 20
+        (root / "params" / params_file.name).write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+@pytest.fixture
+def small_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small project root and an empty state directory, both in tmp_path."""
+    root = write_small_project(tmp_path / "project")
+    monkeypatch.setenv("AGENCYML_PROJECT_ROOT", str(root))
+    monkeypatch.setenv("AGENCYML_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The files dvc.yaml and prefect.yaml refer to, copied into a fresh folder."""
+    target = tmp_path / "repo"
+    for name in ("dvc.yaml", "prefect.yaml"):
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PACKAGE_ROOT / name, target / name)
+    shutil.copytree(PACKAGE_ROOT / "pipelines", target / "pipelines",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE_ROOT / "flows", target / "flows",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    write_small_project(target)
+    return target

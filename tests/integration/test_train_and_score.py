@@ -1,0 +1,137 @@
+"""Train then score each agency's use cases, on small data, against real MLflow and Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.score import score
+from flows.train import train
+from pipelines import tracking
+from pipelines.batches import write_holdout_batch
+from pipelines.config import UnknownUseCaseError, load_use_case
+from pipelines.paths import state_dir
+from pipelines.storage import InputFileError, file_sha256
+from pipelines.tracking import BatchSchemaError, ModelNotFoundError
+from pipelines.validation import DataValidationError
+
+USE_CASES = [
+    ("product-safety", "risk-triage"),
+    ("business-aid", "fraud-risk"),
+    ("business-aid", "case-routing"),
+]
+
+
+def batch_dirs(agency: str, use_case: str) -> list[Path]:
+    folder = state_dir().output_dir(agency, use_case)
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize(("agency", "use_case"), USE_CASES)
+def test_train_registers_a_champion_and_score_publishes_a_traceable_batch(
+    prefect_server, small_project, agency, use_case
+):
+    trained = train(agency, use_case)
+
+    assert trained.model_name == f"{agency}.{use_case}"
+    assert trained.model_version == "1"
+    assert "champion" in trained.aliases
+    client = MlflowClient(state_dir().tracking_uri)
+    champion = client.get_model_version_by_alias(trained.model_name, "champion")
+    assert champion.tags["agencyml.run_id"] == trained.run_id
+    run = client.get_run(trained.run_id)
+    assert run.data.params["lightgbm.num_iterations"] == "60"
+    assert run.data.tags["agencyml.params_sha256"]
+    headline = "roc_auc" if use_case != "case-routing" else "macro_f1"
+    assert 0.5 < run.data.metrics[headline] <= 1.0
+    plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
+    assert "plots/confusion_matrix.png" in plots and "plots/feature_importance.png" in plots
+
+    batch_path = write_holdout_batch(load_use_case(agency, use_case), state_dir())
+    batch = pd.read_parquet(batch_path)
+    result = score(agency, use_case, str(batch_path))
+
+    assert result.newly_published and result.rows == len(batch)
+    scored = pd.read_parquet(result.output_dir / "scored.parquet")
+    id_column = load_use_case(agency, use_case).params.id_column
+    assert list(scored[id_column]) == list(batch[id_column])
+    assert {"predicted_label", "decision", "batch_id", "model_name", "model_version"} <= set(
+        scored.columns
+    )
+    assert set(scored["model_version"]) == {"1"} and set(scored["batch_id"]) == {result.batch_id}
+    score_columns = [c for c in scored.columns if c.startswith(("probability", "proba_"))]
+    assert score_columns and scored[score_columns].to_numpy().min() >= 0
+    manifest = pd.read_json(result.output_dir / "manifest.json", typ="series")
+    assert manifest["input"]["sha256"] == file_sha256(batch_path)
+    assert manifest["model"]["version"] == "1" and manifest["rows"]["scored"] == len(batch)
+    scoring_run = client.get_run(result.run_id)
+    assert scoring_run.data.tags["agencyml.batch_id"] == result.batch_id
+    assert scoring_run.data.tags["agencyml.model_version"] == "1"
+
+
+def test_rescoring_returns_the_existing_batch_and_retraining_keeps_the_champion(
+    prefect_server, small_project
+):
+    train("business-aid", "fraud-risk")
+    batch_path = write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
+    first = score("business-aid", "fraud-risk", str(batch_path))
+    again = score("business-aid", "fraud-risk", str(batch_path))
+
+    assert again.batch_id == first.batch_id and not again.newly_published
+    assert batch_dirs("business-aid", "fraud-risk") == [first.output_dir]
+
+    second = train("business-aid", "fraud-risk")
+    assert second.model_version == "2" and "champion" not in second.aliases
+    champion = tracking.load_model("business-aid.fraud-risk", state_dir())
+    assert champion.version == "1"
+    assert not (Path.cwd() / "mlflow.db").exists(), "MLflow must only write to the state dir"
+
+
+def test_scoring_before_any_training_says_how_to_train(prefect_server, small_project, tmp_path):
+    batch = tmp_path / "batch.parquet"
+    pd.DataFrame({"application_id": ["a"]}).to_parquet(batch)
+    with pytest.raises(ModelNotFoundError, match="agencyml train --agency business-aid"):
+        score("business-aid", "fraud-risk", str(batch))
+
+
+def test_bad_batches_fail_clearly_and_publish_nothing(prefect_server, small_project, tmp_path):
+    train("business-aid", "fraud-risk")
+    good = pd.read_parquet(
+        write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
+    )
+
+    with pytest.raises(InputFileError, match="not found"):
+        score("business-aid", "fraud-risk", str(tmp_path / "missing.parquet"))
+
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputFileError, match="cannot read"):
+        score("business-aid", "fraud-risk", str(corrupt))
+
+    no_column = tmp_path / "no_column.parquet"
+    good.drop(columns=["scheme"]).to_parquet(no_column)
+    with pytest.raises(DataValidationError, match="missing column.*scheme"):
+        score("business-aid", "fraud-risk", str(no_column))
+
+    duplicated = tmp_path / "duplicated.parquet"
+    pd.concat([good.head(3), good.head(3)]).to_parquet(duplicated)
+    with pytest.raises(DataValidationError, match="3 duplicate id"):
+        score("business-aid", "fraud-risk", str(duplicated))
+
+    empty = tmp_path / "empty.parquet"
+    good.head(0).to_parquet(empty)
+    with pytest.raises(DataValidationError, match="no rows"):
+        score("business-aid", "fraud-risk", str(empty))
+
+    wrong_type = tmp_path / "wrong_type.parquet"
+    good.assign(employees="many").to_parquet(wrong_type)
+    with pytest.raises(BatchSchemaError, match="employees"):
+        score("business-aid", "fraud-risk", str(wrong_type))
+
+    with pytest.raises(UnknownUseCaseError, match="case-routing, fraud-risk"):
+        score("business-aid", "no-such-use-case", str(corrupt))
+
+    assert batch_dirs("business-aid", "fraud-risk") == []
