@@ -61,7 +61,7 @@ def friendly_errors() -> Iterator[None]:
         code = EXIT_CODES.get(type(error).__name__)
         if code is None:
             raise
-        errors.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
 
 

@@ -33,7 +33,7 @@ def score_batch(
     frame: pd.DataFrame, model: tracking.LoadedModel, input_sha256: str
 ) -> pd.DataFrame:
     batch_id = batch_id_for(input_sha256, model.name, model.version)
-    probabilities = tracking.predict(model, frame)
+    probabilities = tracking.predict(model, model.bundle.transform.conform(frame))
     return build_scored_batch(
         frame, probabilities, model.bundle,
         batch_id=batch_id, model_name=model.name, model_version=model.version,

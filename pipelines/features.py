@@ -49,6 +49,21 @@ class FeatureTransform:
     def from_dict(cls, state: dict[str, Any]) -> FeatureTransform:
         return cls(**state)
 
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The input columns in the types the model was logged with, whatever file they came
+        from: numbers as float64, categories and text as strings, dates as datetimes."""
+        missing = [column for column in self.input_columns if column not in frame.columns]
+        if missing:
+            raise FeatureError(f"the table lacks the feature columns {missing}")
+        conformed = pd.DataFrame(index=frame.index)
+        for column in self.numeric:
+            conformed[column] = numeric_column(frame, column)
+        for column in [*self.categories, *self.text]:
+            conformed[column] = text_column(frame[column])
+        for column in self.date:
+            conformed[column] = date_column(frame, column)
+        return conformed
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray | sp.csr_matrix:
         """Features as float32: dense without text columns, sparse CSR with them."""
         missing = [column for column in self.input_columns if column not in frame.columns]
@@ -120,14 +135,38 @@ def category_codes(values: pd.Series, known: list[str]) -> np.ndarray:
     return codes.astype("float64").to_numpy(na_value=np.nan)
 
 
+BOOLEAN_WORDS = {"True": 1.0, "False": 0.0, "true": 1.0, "false": 0.0}
+
+
 def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = frame[column]
     if values.dtype == bool or values.dtype == "boolean":
         values = values.astype("float64")
+    elif not pd.api.types.is_numeric_dtype(values):
+        # text files spell booleans out
+        values = values.replace(BOOLEAN_WORDS)
     try:
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy(na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise FeatureError(f"column '{column}' must be numeric: {error}") from error
+
+
+def text_column(values: pd.Series) -> pd.Series:
+    """Strings, with whole numbers written without '.0' (CSV readers turn codes into floats)."""
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values.astype("string").astype(object).where(values.notna(), None)
+
+
+def date_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = frame[column]
+    parsed = pd.to_datetime(values, errors="coerce")
+    unparsed = int((parsed.isna() & values.notna()).sum())
+    if unparsed:
+        examples = values[parsed.isna() & values.notna()].astype(str).unique()[:3].tolist()
+        raise FeatureError(f"column '{column}' has {unparsed} value(s) that are not dates, "
+                           f"e.g. {examples}")
+    return parsed.astype("datetime64[ns]")
 
 
 DATE_PARTS = ("month", "weekday", "day")

@@ -65,7 +65,6 @@ def record_training_run(
     """Log params, metrics, plots and the model to MLflow, then register it."""
     tracking.configure(state)
     experiment_id = tracking.use_experiment(spec.agency, state)
-    columns = trained.bundle.transform.input_columns
     params = {
         **flatten("", spec.params.model_dump(mode="json", exclude={"description"})),
         "best_iteration": str(trained.best_iteration),
@@ -75,7 +74,7 @@ def record_training_run(
         model_name=spec.model_name,
         experiment_id=experiment_id,
         bundle=trained.bundle,
-        input_example=split.train[columns].head(5),
+        input_example=trained.bundle.transform.conform(split.train.head(5)),
         params=params,
         metrics=evaluation.metrics,
         figures=evaluation.figures,

@@ -35,7 +35,8 @@ def read_table(path: Path) -> pd.DataFrame:
         if name.endswith(".parquet"):
             return pq.read_table(path).to_pandas()
         if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path)
+            # text first: the model's transform decides types, so codes like '047' survive
+            return pd.read_csv(path, dtype=str)
     except PermissionError as error:
         raise InputFileError(f"cannot read {path}: permission denied") from error
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:

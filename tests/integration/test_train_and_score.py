@@ -15,7 +15,8 @@ from pipelines.batches import write_holdout_batch
 from pipelines.config import UnknownUseCaseError, load_use_case
 from pipelines.paths import state_dir
 from pipelines.storage import InputFileError, file_sha256
-from pipelines.tracking import BatchSchemaError, ModelNotFoundError
+from pipelines.features import FeatureError
+from pipelines.tracking import ModelNotFoundError
 from pipelines.validation import DataValidationError
 
 USE_CASES = [
@@ -126,9 +127,14 @@ def test_bad_batches_fail_clearly_and_publish_nothing(prefect_server, small_proj
     with pytest.raises(DataValidationError, match="no rows"):
         score("business-aid", "fraud-risk", str(empty))
 
+    bad_date = tmp_path / "bad_date.csv"
+    good.head(5).assign(application_date="someday").to_csv(bad_date, index=False)
+    with pytest.raises(FeatureError, match="'application_date' has 5 value"):
+        score("business-aid", "fraud-risk", str(bad_date))
+
     wrong_type = tmp_path / "wrong_type.parquet"
     good.assign(employees="many").to_parquet(wrong_type)
-    with pytest.raises(BatchSchemaError, match="employees"):
+    with pytest.raises(FeatureError, match="'employees' must be numeric"):
         score("business-aid", "fraud-risk", str(wrong_type))
 
     with pytest.raises(UnknownUseCaseError, match="case-routing, fraud-risk"):

@@ -1,0 +1,108 @@
+"""The command line: result tables, clear errors and distinct exit codes for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_agencies_lists_every_agency_and_use_case(small_project):
+    code, output = invoke("agencies")
+    assert code == 0
+    for name in ("product-safety", "risk-triage", "business-aid", "fraud-risk", "case-routing"):
+        assert name in output
+
+
+def test_unknown_agency_lists_the_known_ones(small_project):
+    code, output = invoke("train", "--agency", "tax", "--use-case", "fraud-risk")
+    assert code == 2
+    assert "unknown agency 'tax'" in output
+    assert "business-aid, product-safety" in output
+
+
+def test_unknown_use_case_lists_the_known_ones(small_project):
+    code, output = invoke("score", "-a", "business-aid", "-u", "nope", "-i", "x.parquet")
+    assert code == 2
+    assert "no use case 'nope'" in output and "case-routing, fraud-risk" in output
+
+
+def test_bad_params_name_the_file_and_the_key(small_project):
+    params_file = small_project / "params" / "business-aid.yaml"
+    params_file.write_text(
+        params_file.read_text().replace("num_leaves:", "num_leafs:", 1), encoding="utf-8"
+    )
+    code, output = invoke("train", "--agency", "business-aid", "--use-case", "fraud-risk")
+    assert code == 2
+    assert "business-aid.yaml" in output
+    assert "use_cases.fraud-risk.lightgbm.num_leafs" in output and "unknown key" in output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "not found"), (b"PAR1 not really parquet", "cannot read"),
+     (b"", "cannot read")],
+    ids=["missing", "corrupt", "empty-file"],
+)
+def test_missing_or_unreadable_input_exits_3(small_project, tmp_path, content, message):
+    path = tmp_path / "batch.parquet"
+    if content is not None:
+        path.write_bytes(content)
+    code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
+    assert code == 3
+    assert message in output
+    assert not (Path(os.environ["AGENCYML_HOME"]) / "outputs").exists()
+
+
+def test_unsupported_input_format_exits_3(small_project, tmp_path):
+    path = tmp_path / "batch.xlsx"
+    path.write_bytes(b"not a table")
+    code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
+    assert code == 3 and "unsupported input format" in output
+
+
+def test_generate_writes_the_rows_asked_for(tmp_path):
+    output = tmp_path / "applications.parquet"
+    code, text = invoke("generate", "-o", str(output), "--rows", "12345", "--chunk-rows", "5000")
+    assert code == 0, text
+    table = pd.read_parquet(output)
+    assert len(table) == 12345 and table["application_id"].is_unique
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path):
+    """The installed `agencyml` command, in its own process with Prefect's local server."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "flows", ]
+    trained = subprocess.run([*command, "train", "-a", "business-aid", "-u", "fraud-risk"],
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Trained business-aid.fraud-risk" in trained.stdout and "roc_auc" in trained.stdout
+    batch = tmp_path / "batch.csv"
+    from pipelines.batches import write_holdout_batch
+    from pipelines.config import load_use_case
+    from pipelines.paths import state_dir
+
+    pd.read_parquet(write_holdout_batch(load_use_case("business-aid", "fraud-risk"),
+                                        state_dir())).head(50).to_csv(batch, index=False)
+    scored = subprocess.run([*command, "score", "-a", "business-aid", "-u", "fraud-risk",
+                             "-i", str(batch)], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert "batch-" in scored.stdout and "fraud-check: 20" in scored.stdout
+    assert "Traceback" not in scored.stderr
