@@ -13,8 +13,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-from rich.progress import TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from flows.runtime import prepare_environment
@@ -66,8 +72,13 @@ def friendly_errors() -> Iterator[None]:
 
 
 def spinner() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def run_with_spinner(description: str, action: Callable[[], Any]) -> Any:
@@ -93,8 +104,9 @@ def agencies() -> None:
         for column in ("agency", "use case", "task", "registered model", "description"):
             table.add_column(column)
         for spec in config.list_use_cases():
-            table.add_row(spec.agency, spec.name, spec.params.task, spec.model_name,
-                          spec.params.description)
+            table.add_row(
+                spec.agency, spec.name, spec.params.task, spec.model_name, spec.params.description
+            )
         console.print(table)
 
 
@@ -120,8 +132,9 @@ def train(
         summary.add_row("run id", result.run_id)
         summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
         summary.add_row("best iteration", str(result.best_iteration))
-        summary.add_row("rows (train/validation/holdout)",
-                        "/".join(str(v) for v in result.split_sizes.values()))
+        summary.add_row(
+            "rows (train/validation/holdout)", "/".join(str(v) for v in result.split_sizes.values())
+        )
         console.print(summary)
         console.print(metrics_table("Holdout metrics", result.metrics))
         if metrics_out is not None:
@@ -173,15 +186,22 @@ def demo() -> None:
 
         specs = config.list_use_cases()
         results = []
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console) as progress:
             overall = progress.add_task("demo", total=3 * len(specs))
             for spec in specs:
                 progress.update(overall, description=f"training {spec.model_name}")
                 trained = train_flow(spec.agency, spec.name)
                 progress.advance(overall)
-                progress.update(overall, description=f"preparing a held-out batch for {spec.model_name}")
+                progress.update(
+                    overall, description=f"preparing a held-out batch for {spec.model_name}"
+                )
                 batch_path = write_holdout_batch(spec, state_dir())
                 progress.advance(overall)
                 progress.update(overall, description=f"scoring {spec.model_name}")
@@ -205,8 +225,9 @@ def demo_table(results: list[tuple[Any, Any]]) -> Table:
         headline = f"{metric} {trained.metrics[metric]:.3f}"
         if "pr_auc" in trained.metrics:
             headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
-        table.add_row(trained.model_name, trained.model_version, headline, scored.batch_id,
-                      str(scored.rows))
+        table.add_row(
+            trained.model_name, trained.model_version, headline, scored.batch_id, str(scored.rows)
+        )
     return table
 
 
@@ -221,8 +242,14 @@ def generate(
     from pipelines.business_aid import iter_application_chunks
     from pipelines.storage import write_parquet_stream
 
-    with Progress(SpinnerColumn(), TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("rows", total=rows)
 
         def tracked() -> Iterator[Any]:
@@ -241,8 +268,18 @@ def ui(
 ) -> None:
     """Serve the MLflow UI for the state directory's tracking store."""
     state = state_dir()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", state.tracking_uri,
-               "--host", host, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        state.tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
 
@@ -251,8 +288,15 @@ def ui(
 def show_state_dir() -> None:
     """Print where agencyml keeps MLflow, Prefect and scored outputs."""
     state = state_dir()
-    console.print_json(json.dumps({"root": str(state.root), "tracking_uri": state.tracking_uri,
-                                   "outputs": str(state.outputs_dir)}))
+    console.print_json(
+        json.dumps(
+            {
+                "root": str(state.root),
+                "tracking_uri": state.tracking_uri,
+                "outputs": str(state.outputs_dir),
+            }
+        )
+    )
 
 
 def main() -> None:

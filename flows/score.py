@@ -26,7 +26,12 @@ def score(agency: str, use_case: str, input: str) -> ScoreResult:
     output_dir, published = tasks.publish_batch(spec, scored, manifest, state_dir())
     run_id = tasks.record_scoring(spec, model, manifest, state_dir()) if published else None
     return ScoreResult(
-        batch_id=manifest["batch_id"], output_dir=output_dir, rows=len(scored),
-        model_name=model.name, model_version=model.version, newly_published=published,
-        run_id=run_id, decisions=manifest["scores"]["decisions"],
+        batch_id=manifest["batch_id"],
+        output_dir=output_dir,
+        rows=len(scored),
+        model_name=model.name,
+        model_version=model.version,
+        newly_published=published,
+        run_id=run_id,
+        decisions=manifest["scores"]["decisions"],
     )

@@ -33,30 +33,50 @@ step = {"cache_policy": NO_CACHE}
 
 load_use_case = task(config.load_use_case, name="load-params", **step)
 load_training_data = task(
-    sources.load_source, name="load-training-data", retries=2, retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS), **step,
+    sources.load_source,
+    name="load-training-data",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on(*IO_ERRORS),
+    **step,
 )
 validate_training_data = task(validation.validate_training_data, name="validate-data", **step)
 split_data = task(training.split_data, name="split-data", **step)
 fit_model = task(training.fit_model, name="fit-model", **step)
 evaluate_model = task(evaluate, name="evaluate-holdout", **step)
 register_model = task(
-    records.record_training_run, name="log-and-register", retries=2, retry_delay_seconds=5,
-    retry_condition_fn=retry_on(*IO_ERRORS), **step,
+    records.record_training_run,
+    name="log-and-register",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on(*IO_ERRORS),
+    **step,
 )
 load_champion = task(
-    tracking.load_model, name="load-champion", retries=2, retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS), **step,
+    tracking.load_model,
+    name="load-champion",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on(*IO_ERRORS),
+    **step,
 )
 read_batch = task(
-    batches.read_batch, name="read-batch", retries=2, retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS), **step,
+    batches.read_batch,
+    name="read-batch",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on(*IO_ERRORS),
+    **step,
 )
 check_batch = task(batches.check_batch, name="check-batch", **step)
 score_batch = task(batches.score_batch, name="score-batch", **step)
 build_manifest = task(batches.build_manifest, name="build-manifest", **step)
 publish_batch = task(batches.publish, name="publish-batch", **step)
 record_scoring = task(
-    records.record_scoring_run, name="record-scoring", retries=2, retry_delay_seconds=5,
-    retry_condition_fn=retry_on(*IO_ERRORS), **step,
+    records.record_scoring_run,
+    name="record-scoring",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on(*IO_ERRORS),
+    **step,
 )

@@ -35,8 +35,12 @@ def score_batch(
     batch_id = batch_id_for(input_sha256, model.name, model.version)
     probabilities = tracking.predict(model, model.bundle.transform.conform(frame))
     return build_scored_batch(
-        frame, probabilities, model.bundle,
-        batch_id=batch_id, model_name=model.name, model_version=model.version,
+        frame,
+        probabilities,
+        model.bundle,
+        batch_id=batch_id,
+        model_name=model.name,
+        model_version=model.version,
     )
 
 
@@ -53,8 +57,12 @@ def build_manifest(
         "batch_id": str(scored["batch_id"].iloc[0]),
         "agency": spec.agency,
         "use_case": spec.name,
-        "model": {"name": model.name, "version": model.version, "run_id": model.run_id,
-                  "uri": model.uri},
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "uri": model.uri,
+        },
         "input": {"path": str(input_path), "sha256": input_sha256},
         "rows": {"in": int(report.rows), "scored": len(scored), "quarantined": 0},
         "validation": report.as_dict(),

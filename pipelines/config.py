@@ -237,9 +237,7 @@ def load_params(agency: str, directory: Path | None = None) -> AgencyParams:
     path = directory / f"{agency}.yaml"
     if not path.is_file():
         known = ", ".join(list_agencies(directory)) or "none"
-        raise UnknownAgencyError(
-            f"unknown agency '{agency}': no {path}. Known agencies: {known}"
-        )
+        raise UnknownAgencyError(f"unknown agency '{agency}': no {path}. Known agencies: {known}")
     params = parse_params_file(path)
     if params.agency != agency:
         raise ParamsError(

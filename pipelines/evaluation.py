@@ -8,16 +8,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: plots are files, never windows
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
 
-from pipelines.config import UseCase  # noqa: E402
-from pipelines.decisions import apply_policy  # noqa: E402
-from pipelines.model import ModelBundle  # noqa: E402
-from pipelines.training import encode_target  # noqa: E402
+from pipelines.config import UseCase
+from pipelines.decisions import apply_policy
+from pipelines.model import ModelBundle
+from pipelines.training import encode_target
 
 
 @dataclass
@@ -71,7 +71,9 @@ def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBun
         "log_loss": float(skm.log_loss(y_true, scores, labels=labels)),
     }
     per_class = skm.f1_score(y_true, predicted, average=None, labels=labels, zero_division=0)
-    metrics.update({f"f1_{label}": float(v) for label, v in zip(bundle.classes, per_class, strict=True)})
+    metrics.update(
+        {f"f1_{label}": float(v) for label, v in zip(bundle.classes, per_class, strict=True)}
+    )
     figures = {
         "confusion_matrix.png": plot_confusion(y_true, predicted, bundle.classes),
         "feature_importance.png": plot_importance(bundle),

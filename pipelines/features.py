@@ -69,11 +69,18 @@ class FeatureTransform:
         missing = [column for column in self.input_columns if column not in frame.columns]
         if missing:
             raise FeatureError(f"the table lacks the feature columns {missing}")
-        dense = np.column_stack(
-            [numeric_column(frame, column) for column in self.numeric]
-            + [category_codes(frame[column], known) for column, known in self.categories.items()]
-            + [part for column in self.date for part in date_parts(frame, column)]
-        ) if (self.numeric or self.categories or self.date) else np.empty((len(frame), 0))
+        dense = (
+            np.column_stack(
+                [numeric_column(frame, column) for column in self.numeric]
+                + [
+                    category_codes(frame[column], known)
+                    for column, known in self.categories.items()
+                ]
+                + [part for column in self.date for part in date_parts(frame, column)]
+            )
+            if (self.numeric or self.categories or self.date)
+            else np.empty((len(frame), 0))
+        )
         dense = dense.astype(np.float32, copy=False)
         if not self.text:
             return dense
@@ -164,8 +171,9 @@ def date_column(frame: pd.DataFrame, column: str) -> pd.Series:
     unparsed = int((parsed.isna() & values.notna()).sum())
     if unparsed:
         examples = values[parsed.isna() & values.notna()].astype(str).unique()[:3].tolist()
-        raise FeatureError(f"column '{column}' has {unparsed} value(s) that are not dates, "
-                           f"e.g. {examples}")
+        raise FeatureError(
+            f"column '{column}' has {unparsed} value(s) that are not dates, e.g. {examples}"
+        )
     return parsed.astype("datetime64[ns]")
 
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipelines import tracking
 from pipelines.config import UseCaseSpec
 from pipelines.evaluation import Evaluation
@@ -121,4 +119,3 @@ def record_scoring_run(
         metrics={"rows_scored": float(manifest["rows"]["scored"])},
         manifest=manifest,
     )
-

@@ -61,6 +61,9 @@ def summarize_scores(scored: pd.DataFrame, bundle: ModelBundle) -> dict[str, Any
         quantiles = np.quantile(scored["probability"], [0.0, 0.1, 0.5, 0.9, 1.0])
         summary["probability"] = {
             "mean": float(scored["probability"].mean()),
-            **{f"q{int(q * 100):02d}": float(v) for q, v in zip([0, .1, .5, .9, 1], quantiles, strict=True)},
+            **{
+                f"q{int(q * 100):02d}": float(v)
+                for q, v in zip([0, 0.1, 0.5, 0.9, 1], quantiles, strict=True)
+            },
         }
     return summary

@@ -1,4 +1,4 @@
-"""Turning each declared source into a clean table: RASFF cleaning and the business-aid generator."""
+"""Each declared source as a clean table: RASFF cleaning and the business-aid generator."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ UNKNOWN_COUNTRY = "unknown"
 COUNTRY_ALIASES = {
     "unknown origin country": UNKNOWN_COUNTRY,
     "": UNKNOWN_COUNTRY,
-    "cã´te divoire": "cote d'ivoire",
+    "cã´te divoire": "cote d'ivoire",  # noqa: RUF001 (mojibake as it appears in the data)
     "côte d'ivoire": "cote d'ivoire",
     "faeroe islands": "faroe islands",
     "republic of north macedonia": "north macedonia",

@@ -107,7 +107,9 @@ def publish_batch(
     batch_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{batch_dir.name}.", dir=batch_dir.parent))
     try:
-        pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), staging / "scored.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(scored, preserve_index=False), staging / "scored.parquet"
+        )
         _write_json(staging / "manifest.json", manifest)
         _fsync_dir(staging)
         os.rename(staging, batch_dir)

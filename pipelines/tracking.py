@@ -168,16 +168,24 @@ def schema_problem(message: str) -> str:
 
 
 def log_scoring_run(
-    *, experiment_id: str, model: LoadedModel, tags: dict[str, str],
-    metrics: dict[str, float], manifest: dict[str, Any],
+    *,
+    experiment_id: str,
+    model: LoadedModel,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    manifest: dict[str, Any],
 ) -> str:
     """Record a scored batch as a run, so every batch traces to its model version."""
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{model.name}") as run:
-        mlflow.set_tags({
-            "agencyml.kind": "score", "agencyml.model_name": model.name,
-            "agencyml.model_version": model.version, "agencyml.model_run_id": model.run_id,
-            **tags,
-        })
+        mlflow.set_tags(
+            {
+                "agencyml.kind": "score",
+                "agencyml.model_name": model.name,
+                "agencyml.model_version": model.version,
+                "agencyml.model_run_id": model.run_id,
+                **tags,
+            }
+        )
         mlflow.log_metrics(metrics)
         mlflow.log_dict(manifest, "manifest.json")
     return run.info.run_id

@@ -25,8 +25,11 @@ class DataSplit:
     holdout: pd.DataFrame
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "validation": len(self.validation),
-                "holdout": len(self.holdout)}
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "holdout": len(self.holdout),
+        }
 
 
 @dataclass(frozen=True)
@@ -42,24 +45,31 @@ def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
     if isinstance(split, TimeSplit):
         dates = pd.to_datetime(frame[split.date_column], errors="coerce")
         undated = frame[dates.isna()]
-        dated = frame[dates.notna()].iloc[np.argsort(dates[dates.notna()].to_numpy(), kind="stable")]
-        n_holdout = int(round(len(dated) * split.holdout_fraction))
-        n_validation = int(round(len(dated) * split.validation_fraction))
+        dated = frame[dates.notna()].iloc[
+            np.argsort(dates[dates.notna()].to_numpy(), kind="stable")
+        ]
+        n_holdout = round(len(dated) * split.holdout_fraction)
+        n_validation = round(len(dated) * split.validation_fraction)
         cut = len(dated) - n_holdout - n_validation
         train = pd.concat([undated, dated.iloc[:cut]])
         validation, holdout = dated.iloc[cut : cut + n_validation], dated.iloc[cut + n_validation :]
     else:
         assert isinstance(split, RandomSplit)
         rest, holdout = train_test_split(
-            frame, test_size=split.holdout_fraction, random_state=split.seed,
+            frame,
+            test_size=split.holdout_fraction,
+            random_state=split.seed,
             stratify=frame[params.target],
         )
         share = split.validation_fraction / (1 - split.holdout_fraction)
         train, validation = train_test_split(
             rest, test_size=share, random_state=split.seed, stratify=rest[params.target]
         )
-    result = DataSplit(train.reset_index(drop=True), validation.reset_index(drop=True),
-                       holdout.reset_index(drop=True))
+    result = DataSplit(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        holdout.reset_index(drop=True),
+    )
     for name, size in result.sizes().items():
         if size == 0:
             raise TrainingError(f"the {name} split is empty; {len(frame)} rows are too few")
@@ -102,11 +112,15 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         raise TrainingError("the training split holds only one class; a model cannot be fitted")
     transform = fit_transform_spec(split.train, params.features)
     booster_params = lightgbm_params(params, len(classes))
-    common = {"feature_name": transform.feature_names,
-              "categorical_feature": transform.categorical_indices, "free_raw_data": False}
+    common = {
+        "feature_name": transform.feature_names,
+        "categorical_feature": transform.categorical_indices,
+        "free_raw_data": False,
+    }
     train_set = lgb.Dataset(transform.transform(split.train), y_train, **common)
-    valid_set = lgb.Dataset(transform.transform(split.validation), y_valid, reference=train_set,
-                            **common)
+    valid_set = lgb.Dataset(
+        transform.transform(split.validation), y_valid, reference=train_set, **common
+    )
     booster = lgb.train(
         booster_params,
         train_set,
@@ -117,6 +131,12 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
     )
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    bundle = ModelBundle(task=params.task, classes=classes, id_column=params.id_column,
-                         transform=transform, booster=booster, policy=params.decision)
+    bundle = ModelBundle(
+        task=params.task,
+        classes=classes,
+        id_column=params.id_column,
+        transform=transform,
+        booster=booster,
+        policy=params.decision,
+    )
     return TrainedModel(bundle, booster.current_iteration(), booster_params)

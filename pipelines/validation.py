@@ -50,7 +50,9 @@ def validate_training_data(frame: pd.DataFrame, params: UseCase) -> ValidationRe
     return ValidationReport(len(frame), ["columns", "row_count", "unique_ids", "target"])
 
 
-def validate_scoring_batch(frame: pd.DataFrame, columns: list[str], id_column: str) -> ValidationReport:
+def validate_scoring_batch(
+    frame: pd.DataFrame, columns: list[str], id_column: str
+) -> ValidationReport:
     """The batch has rows, every column the model needs, and unique ids."""
     problems = common_problems(frame, [id_column, *columns], id_column)
     if frame.empty:

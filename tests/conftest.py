@@ -52,9 +52,13 @@ def project_copy(tmp_path: Path) -> Path:
     for name in ("dvc.yaml", "prefect.yaml"):
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(PACKAGE_ROOT / name, target / name)
-    shutil.copytree(PACKAGE_ROOT / "pipelines", target / "pipelines",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(PACKAGE_ROOT / "flows", target / "flows",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PACKAGE_ROOT / "pipelines",
+        target / "pipelines",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copytree(
+        PACKAGE_ROOT / "flows", target / "flows", ignore=shutil.ignore_patterns("__pycache__")
+    )
     write_small_project(target)
     return target

@@ -54,8 +54,7 @@ def test_bad_params_name_the_file_and_the_key(small_project):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "not found"), (b"PAR1 not really parquet", "cannot read"),
-     (b"", "cannot read")],
+    [(None, "not found"), (b"PAR1 not really parquet", "cannot read"), (b"", "cannot read")],
     ids=["missing", "corrupt", "empty-file"],
 )
 def test_missing_or_unreadable_input_exits_3(small_project, tmp_path, content, message):
@@ -88,9 +87,18 @@ def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path)
     """The installed `agencyml` command, in its own process with Prefect's local server."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
-    command = [sys.executable, "-m", "flows", ]
-    trained = subprocess.run([*command, "train", "-a", "business-aid", "-u", "fraud-risk"],
-                             env=env, capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        "-m",
+        "flows",
+    ]
+    trained = subprocess.run(
+        [*command, "train", "-a", "business-aid", "-u", "fraud-risk"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "Trained business-aid.fraud-risk" in trained.stdout and "roc_auc" in trained.stdout
     batch = tmp_path / "batch.csv"
@@ -98,11 +106,16 @@ def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path)
     from pipelines.config import load_use_case
     from pipelines.paths import state_dir
 
-    pd.read_parquet(write_holdout_batch(load_use_case("business-aid", "fraud-risk"),
-                                        state_dir())).head(50).to_csv(batch, index=False)
-    scored = subprocess.run([*command, "score", "-a", "business-aid", "-u", "fraud-risk",
-                             "-i", str(batch)], env=env, capture_output=True, text=True,
-                            timeout=600)
+    pd.read_parquet(
+        write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
+    ).head(50).to_csv(batch, index=False)
+    scored = subprocess.run(
+        [*command, "score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(batch)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "batch-" in scored.stdout and "fraud-check: 20" in scored.stdout
     assert "Traceback" not in scored.stderr

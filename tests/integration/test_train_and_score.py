@@ -13,9 +13,9 @@ from flows.train import train
 from pipelines import tracking
 from pipelines.batches import write_holdout_batch
 from pipelines.config import UnknownUseCaseError, load_use_case
+from pipelines.features import FeatureError
 from pipelines.paths import state_dir
 from pipelines.storage import InputFileError, file_sha256
-from pipelines.features import FeatureError
 from pipelines.tracking import ModelNotFoundError
 from pipelines.validation import DataValidationError
 
@@ -114,7 +114,7 @@ def test_bad_batches_fail_clearly_and_publish_nothing(prefect_server, small_proj
 
     no_column = tmp_path / "no_column.parquet"
     good.drop(columns=["scheme"]).to_parquet(no_column)
-    with pytest.raises(DataValidationError, match="missing column.*scheme"):
+    with pytest.raises(DataValidationError, match=r"missing column.*scheme"):
         score("business-aid", "fraud-risk", str(no_column))
 
     duplicated = tmp_path / "duplicated.parquet"
