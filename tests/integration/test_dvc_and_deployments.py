@@ -1,0 +1,81 @@
+"""dvc.yaml and prefect.yaml work: `dvc repro` trains, `prefect deploy --all` registers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.settings import PREFECT_API_URL
+
+from pipelines.config import list_use_cases
+from pipelines.paths import PACKAGE_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path):
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "AGENCYML_PROJECT_ROOT": str(project_copy),
+        "AGENCYML_HOME": str(state),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    run([*git, "init", "-q"], project_copy, env)
+    run(["dvc", "init", "-q"], project_copy, env)
+    run([*git, "add", "-A"], project_copy, env)
+    run([*git, "commit", "-qm", "copy"], project_copy, env)
+
+    stage = "train@business-aid-fraud-risk"
+    run(["dvc", "repro", stage], project_copy, env)
+    metrics_file = project_copy / "metrics" / "business-aid" / "fraud-risk.json"
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["model_version"] == "1" and 0.5 < metrics["roc_auc"] <= 1
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project_copy, env))
+    assert "roc_auc" in json.dumps(shown)
+
+    again = run(["dvc", "repro", stage], project_copy, env)
+    assert "didn't change" in again or "up to date" in again
+    client = MlflowClient(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    versions = client.search_model_versions("name='business-aid.fraud-risk'")
+    assert [str(v.version) for v in versions] == ["1"]
+
+
+def test_dvc_yaml_has_a_stage_for_every_use_case():
+    stages = yaml.safe_load((PACKAGE_ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {(i["agency"], i["use_case"]) for i in stages["train"]["foreach"].values()}
+    assert declared == {(spec.agency, spec.name) for spec in list_use_cases()}
+
+
+def test_prefect_yaml_deploys_a_train_and_score_deployment_per_use_case(
+    prefect_server, project_copy, tmp_path
+):
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    run(
+        ["prefect", "work-pool", "create", "agencyml-local", "--type", "process", "--overwrite"],
+        project_copy,
+        env,
+    )
+    run(["prefect", "--no-prompt", "deploy", "--all"], project_copy, env)
+    listed = run(["prefect", "deployment", "ls"], project_copy, {**env, "COLUMNS": "300"})
+    for spec in list_use_cases():
+        assert f"train/{spec.agency}-{spec.name}-train" in listed
+        assert f"score/{spec.agency}-{spec.name}-score" in listed
