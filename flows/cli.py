@@ -213,7 +213,10 @@ def demo() -> None:
         console.print("\nScored batches (scored.parquet + manifest.json):")
         for _, scored in results:
             console.print(f"  {scored.output_dir}", soft_wrap=True)
-        console.print("Open the MLflow UI with: [bold]agencyml ui[/] (then http://127.0.0.1:5000)")
+        console.print(
+            "Open the MLflow UI with: [bold]make ui[/] or [bold]agencyml ui[/], "
+            "then browse http://127.0.0.1:5000"
+        )
 
 
 def demo_table(results: list[tuple[Any, Any]]) -> Table:

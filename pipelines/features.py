@@ -167,7 +167,7 @@ def text_column(values: pd.Series) -> pd.Series:
 
 def date_column(frame: pd.DataFrame, column: str) -> pd.Series:
     values = frame[column]
-    parsed = pd.to_datetime(values, errors="coerce")
+    parsed = pd.to_datetime(values, errors="coerce", format="mixed")
     unparsed = int((parsed.isna() & values.notna()).sum())
     if unparsed:
         examples = values[parsed.isna() & values.notna()].astype(str).unique()[:3].tolist()
