@@ -263,10 +263,28 @@ def parse_params_file(path: Path) -> AgencyParams:
         raise ParamsError(describe_validation_error(path, error)) from error
 
 
+# pydantic puts a tagged union's tag in an error's location ('split.time.seed'); the file
+# has no such key, so it is left out of the key we report.
+UNION_TAGS = {
+    "source": {"file", "generator"},
+    "split": {"time", "random"},
+    "decision": {"threshold", "capacity"},
+}
+
+
+def key_as_written(location: tuple[int | str, ...]) -> str:
+    parts = [
+        str(part)
+        for index, part in enumerate(location)
+        if not (index > 0 and part in UNION_TAGS.get(str(location[index - 1]), ()))
+    ]
+    return ".".join(parts) or "(top level)"
+
+
 def describe_validation_error(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: {error.error_count()} invalid setting(s):"]
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        key = key_as_written(problem["loc"])
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against the documented params"

@@ -130,14 +130,14 @@ def fit_transform_spec(train: pd.DataFrame, features: Features) -> FeatureTransf
 
 def frequent_categories(values: pd.Series, min_count: int) -> list[str]:
     """Values seen at least min_count times, most frequent first; the rest share one code."""
-    counts = values.dropna().astype(str).value_counts()
+    counts = text_column(values).dropna().value_counts()
     return sorted(counts[counts >= min_count].index, key=lambda v: (-counts[v], v))
 
 
 def category_codes(values: pd.Series, known: list[str]) -> np.ndarray:
     """0..n-1 for known values, n for rare or unseen ones, NaN for missing."""
     lookup = {value: code for code, value in enumerate(known)}
-    as_text = values.astype("string")
+    as_text = text_column(values).astype("string")
     codes = as_text.map(lambda v: lookup.get(v, len(known)), na_action="ignore")
     return codes.astype("float64").to_numpy(na_value=np.nan)
 

@@ -55,24 +55,26 @@ def load_source(params: UseCase) -> pd.DataFrame:
 
 
 def clean_rasff(raw: pd.DataFrame) -> pd.DataFrame:
-    """Rename, parse dates, clean origin countries, drop duplicate rows and add a stable id."""
+    """Rename, normalise text, parse dates and countries, then drop the rows that are now
+    duplicates (so spelling variants of one notification collapse) and add a stable id."""
     missing = sorted(set(RASFF_COLUMNS) - set(raw.columns))
     if missing:
         raise SourceError(f"RASFF data lacks the columns {missing}; is this the RASFF export?")
     table = raw[list(RASFF_COLUMNS)].rename(columns=RASFF_COLUMNS)
     for column in table.columns:
-        table[column] = table[column].astype(str).str.strip()
-    table = table.drop_duplicates(ignore_index=True)
-    countries = table["origin_country_raw"].map(split_countries)
+        table[column] = table[column].astype(str).str.split().str.join(" ")
+    for column in ("type", "product_category", "product", "hazard", "risk_decision"):
+        table[column] = table[column].str.lower()
+    countries = table.pop("origin_country_raw").map(split_countries)
     table["origin_country"] = countries.map(lambda names: names[0])
     table["origin_country_count"] = countries.map(
         lambda names: sum(name != UNKNOWN_COUNTRY for name in names)
     )
+    table["origin_countries"] = countries.map(", ".join)
     table["date_case"] = pd.to_datetime(table["date_case"], format="%d/%m/%Y", errors="coerce")
-    table["product"] = table["product"].str.lower()
-    table["hazard"] = table["hazard"].str.lower()
+    table = table.drop_duplicates(ignore_index=True)
     table.insert(0, "notification_id", table.apply(_row_id, axis=1))
-    return table.drop(columns="origin_country_raw")
+    return table.drop(columns="origin_countries")
 
 
 def split_countries(value: str) -> list[str]:

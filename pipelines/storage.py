@@ -107,18 +107,19 @@ def publish_batch(
     batch_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{batch_dir.name}.", dir=batch_dir.parent))
     try:
-        pq.write_table(
-            pa.Table.from_pandas(scored, preserve_index=False), staging / "scored.parquet"
-        )
+        os.chmod(staging, 0o777 & ~current_umask())
+        scored_file = staging / "scored.parquet"
+        pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), scored_file)
+        _fsync_file(scored_file)
         _write_json(staging / "manifest.json", manifest)
         _fsync_dir(staging)
         os.rename(staging, batch_dir)
-        _fsync_dir(batch_dir.parent)
-    except OSError:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        if (batch_dir / "manifest.json").is_file():  # another run published it first
-            return batch_dir, False
+        if isinstance(error, OSError) and (batch_dir / "manifest.json").is_file():
+            return batch_dir, False  # another run published the same batch first
         raise
+    _fsync_dir(batch_dir.parent)
     return batch_dir, True
 
 
@@ -149,6 +150,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     partial = Path(name)
+    os.chmod(partial, 0o666 & ~current_umask())  # mkstemp's 0600 would hide outputs
     try:
         yield partial
         with open(partial, "rb") as written:
@@ -156,6 +158,17 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -55,16 +55,7 @@ def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
         validation, holdout = dated.iloc[cut : cut + n_validation], dated.iloc[cut + n_validation :]
     else:
         assert isinstance(split, RandomSplit)
-        rest, holdout = train_test_split(
-            frame,
-            test_size=split.holdout_fraction,
-            random_state=split.seed,
-            stratify=frame[params.target],
-        )
-        share = split.validation_fraction / (1 - split.holdout_fraction)
-        train, validation = train_test_split(
-            rest, test_size=share, random_state=split.seed, stratify=rest[params.target]
-        )
+        train, validation, holdout = random_split(frame, split, params.target)
     result = DataSplit(
         train.reset_index(drop=True),
         validation.reset_index(drop=True),
@@ -74,6 +65,35 @@ def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
         if size == 0:
             raise TrainingError(f"the {name} split is empty; {len(frame)} rows are too few")
     return result
+
+
+def random_split(
+    frame: pd.DataFrame, split: RandomSplit, target: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stratified, so each split keeps the class mix; every class needs a few rows for that."""
+    rarest = frame[target].value_counts()
+    if len(rarest) and rarest.min() < 3:
+        raise TrainingError(
+            f"{len(frame)} rows are too few for a stratified random split: class "
+            f"'{rarest.idxmin()}' of '{target}' has {rarest.min()} row(s), and each class needs "
+            "at least 3 (one per split)"
+        )
+    try:
+        rest, holdout = train_test_split(
+            frame,
+            test_size=split.holdout_fraction,
+            random_state=split.seed,
+            stratify=frame[target],
+        )
+        share = split.validation_fraction / (1 - split.holdout_fraction)
+        train, validation = train_test_split(
+            rest, test_size=share, random_state=split.seed, stratify=rest[target]
+        )
+    except ValueError as error:
+        raise TrainingError(
+            f"{len(frame)} rows are too few for a stratified random split: {error}"
+        ) from error
+    return train, validation, holdout
 
 
 def target_classes(frame: pd.DataFrame, params: UseCase) -> list[str]:

@@ -71,7 +71,7 @@ def common_problems(frame: pd.DataFrame, required: list[str], id_column: str) ->
         null_ids = int(frame[id_column].isna().sum())
         if null_ids:
             problems.append(f"{null_ids} row(s) have no id in '{id_column}'")
-        duplicated = int(frame[id_column].duplicated().sum())
+        duplicated = int(frame[id_column].dropna().duplicated().sum())
         if duplicated:
             problems.append(f"{duplicated} duplicate id(s) in '{id_column}'")
     return problems

@@ -261,11 +261,6 @@ def test_unknown_keys_are_rejected_naming_file_and_dotted_key(
     assert f"  - {dotted}: unknown key; check its spelling" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="describe_validation_error keeps pydantic's discriminator tag in the key, so a typo "
-    "under split: reads 'use_cases.triage.split.time.seeds', a key the file does not have",
-)
 def test_unknown_key_inside_the_split_names_the_key_as_written(tmp_path: Path) -> None:
     params = minimal_params()
     params["use_cases"]["triage"]["split"]["seeds"] = 1
@@ -449,12 +444,6 @@ def test_an_agency_needs_at_least_one_use_case(tmp_path: Path) -> None:
 
 # --- value constraints ----------------------------------------------------------------------------
 
-DISCRIMINATOR_KEY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="errors under source:, split: and decision: carry pydantic's union tag "
-    "(e.g. 'split.time.holdout_fraction'), not the key as written in the file",
-)
-
 
 @pytest.mark.parametrize(
     ("section", "key", "value"),
@@ -471,8 +460,8 @@ DISCRIMINATOR_KEY_BUG = pytest.mark.xfail(
         ("features", "text_ngram_max", 4),
         (None, "min_training_rows", 9),
         (None, "task", "regression"),
-        pytest.param("split", "holdout_fraction", 0.5, marks=DISCRIMINATOR_KEY_BUG),
-        pytest.param("decision", "threshold", 1.2, marks=DISCRIMINATOR_KEY_BUG),
+        ("split", "holdout_fraction", 0.5),
+        ("decision", "threshold", 1.2),
     ],
 )
 def test_out_of_range_values_name_the_dotted_key(
@@ -489,7 +478,6 @@ def test_out_of_range_values_name_the_dotted_key(
     assert f"  - {dotted}: " in message
 
 
-@DISCRIMINATOR_KEY_BUG
 def test_generator_rows_error_names_the_key_as_written(tmp_path: Path) -> None:
     params = minimal_params()
     params["use_cases"]["triage"]["source"] = {

@@ -276,12 +276,6 @@ def test_conform_rejects_values_that_are_not_dates() -> None:
         transform.conform(batch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit_transform_spec learns categories from the raw training column (str(1.0) == "
-    "'1.0') but scoring conforms the batch first (text_column writes 1.0 as '1'), so every "
-    "whole-number float category becomes 'other' at scoring time",
-)
 def test_conformed_training_rows_encode_like_the_training_rows() -> None:
     # integer codes with a gap load as float64, e.g. from a parquet source
     train = pd.DataFrame({"code": [1.0, 1.0, 2.0, 2.0, np.nan], "x": [1.0, 2.0, 3.0, 4.0, 5.0]})

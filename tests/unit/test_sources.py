@@ -151,12 +151,6 @@ def test_ids_are_stable_across_calls_and_unique() -> None:
     assert sorted(reordered["notification_id"]) == sorted(first["notification_id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clean_rasff drops duplicates before lower-casing product/hazard and parsing dates, "
-    "then hashes the cleaned row: rows that differ only in letter case or date padding "
-    "survive de-duplication but get the same notification_id",
-)
 @pytest.mark.parametrize(
     ("first", "second"),
     [
@@ -210,7 +204,9 @@ def test_real_rasff_file_is_cleaned_without_duplicates(rasff: pd.DataFrame) -> N
     distinct_notifications = len(raw.map(str.strip).drop_duplicates())
 
     assert len(raw) == RAW_ROWS_IN_EXPORT
-    assert len(rasff) == distinct_notifications < RAW_ROWS_IN_EXPORT
+    # one more pair collapses once countries are cleaned: on 28/02/2022 the same notification
+    # names its origin as 'moldova' and as 'moldova, unknown origin country'
+    assert len(rasff) == distinct_notifications - 1 < RAW_ROWS_IN_EXPORT
     assert rasff["notification_id"].is_unique
     assert set(rasff["risk_decision"]) == {"serious", "not serious"}
 

@@ -305,11 +305,6 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_atomic_path writes through tempfile.mkstemp, whose file is always 0600, and "
-    "os.replace keeps that mode: outputs ignore the umask and only their owner can read them",
-)
 @pytest.mark.parametrize("writer", ["json", "parquet"])
 def test_atomic_writes_get_the_same_permissions_as_a_plain_write(
     tmp_path: Path, umask_022: None, writer: str
@@ -324,11 +319,6 @@ def test_atomic_writes_get_the_same_permissions_as_a_plain_write(
     assert mode(written) == mode(plain) == 0o644
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publish_batch renames a tempfile.mkdtemp directory, which is always 0700, so a "
-    "published batch cannot be listed by anyone but its owner whatever the umask",
-)
 def test_published_batch_directory_is_readable_like_a_plain_directory(
     tmp_path: Path, umask_022: None
 ) -> None:

@@ -183,11 +183,6 @@ def test_time_split_with_no_dated_rows_raises_training_error() -> None:
         split_data(frame, params)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the random split hands tiny or lopsided tables straight to sklearn's "
-    "train_test_split, which raises a bare ValueError instead of TrainingError",
-)
 @pytest.mark.parametrize(
     "labels",
     [["yes", "no", "yes", "no"], ["yes"] + ["no"] * 39],

@@ -189,11 +189,6 @@ def test_every_scoring_problem_is_listed_at_once() -> None:
     assert any(problem.endswith("duplicate id(s) in 'case_id'") for problem in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="common_problems counts rows without an id as duplicates of each other: ids "
-    "['a', 'a', None, None] report '2 duplicate id(s)' although only 'a' repeats",
-)
 def test_rows_without_an_id_are_not_also_counted_as_duplicates() -> None:
     batch = pd.DataFrame({"case_id": ["a", "a", None, None], "amount": [1.0, 2.0, 3.0, 4.0]})
 
