@@ -47,8 +47,8 @@ def plain_lightgbm(split, params) -> tuple[float, float, float]:
     model.fit(
         frame(split.train),
         y["train"],
-        eval_X=[frame(split.validation)],
-        eval_y=[y["validation"]],
+        eval_X=(frame(split.validation),),
+        eval_y=(y["validation"],),
         callbacks=[lgb.early_stopping(100, verbose=False)],
     )
     seconds = time.perf_counter() - started

@@ -117,7 +117,7 @@ def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
     declared.pop("num_iterations")
     declared.pop("early_stopping_round")
     if params.task == "binary":
-        task = {"objective": "binary", "metric": ["auc", "binary_logloss"]}
+        task = {"objective": "binary", "metric": ["binary_logloss", "auc"]}
     else:
         task = {"objective": "multiclass", "num_class": n_classes, "metric": ["multi_logloss"]}
     return {**declared, **task, "verbosity": -1, "feature_pre_filter": False}
@@ -147,7 +147,12 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         num_boost_round=params.lightgbm.num_iterations,
         valid_sets=[valid_set],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.lightgbm.early_stopping_round, verbose=False)],
+        # stop on log loss alone: AUC can peak after a tree or two while probabilities are poor
+        callbacks=[
+            lgb.early_stopping(
+                params.lightgbm.early_stopping_round, first_metric_only=True, verbose=False
+            )
+        ],
     )
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
