@@ -151,10 +151,7 @@ def score(
 ) -> None:
     """Score a batch with the use case's champion model and publish it."""
     with friendly_errors():
-        config.load_use_case(agency, use_case)
-        from pipelines.storage import read_table
-
-        read_table(input)  # a missing or unreadable file fails before any flow starts
+        config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
         from flows.score import score as score_flow
 
         result = run_with_spinner(

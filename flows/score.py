@@ -16,8 +16,8 @@ def score(agency: str, use_case: str, input: str) -> ScoreResult:
     """Load the champion, check the batch, predict, publish atomically and record the run."""
     spec = tasks.load_use_case(agency, use_case)
     input_path = Path(input).expanduser().resolve()
-    model = tasks.load_champion(spec.model_name, state_dir())
     batch, input_sha256 = tasks.read_batch(input_path)
+    model = tasks.load_champion(spec.model_name, state_dir())
     report = tasks.check_batch(batch, model)
     scored = tasks.score_batch(batch, model, input_sha256)
     manifest = tasks.build_manifest(

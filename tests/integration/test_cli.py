@@ -57,7 +57,9 @@ def test_bad_params_name_the_file_and_the_key(small_project):
     [(None, "not found"), (b"PAR1 not really parquet", "cannot read"), (b"", "cannot read")],
     ids=["missing", "corrupt", "empty-file"],
 )
-def test_missing_or_unreadable_input_exits_3(small_project, tmp_path, content, message):
+def test_missing_or_unreadable_input_exits_3(
+    prefect_server, small_project, tmp_path, content, message
+):
     path = tmp_path / "batch.parquet"
     if content is not None:
         path.write_bytes(content)
@@ -67,7 +69,7 @@ def test_missing_or_unreadable_input_exits_3(small_project, tmp_path, content, m
     assert not (Path(os.environ["AGENCYML_HOME"]) / "outputs").exists()
 
 
-def test_unsupported_input_format_exits_3(small_project, tmp_path):
+def test_unsupported_input_format_exits_3(prefect_server, small_project, tmp_path):
     path = tmp_path / "batch.xlsx"
     path.write_bytes(b"not a table")
     code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
@@ -119,3 +121,13 @@ def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path)
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "batch-" in scored.stdout and "fraud-check: 20" in scored.stdout
     assert "Traceback" not in scored.stderr
+
+
+def test_scoring_without_a_champion_exits_6_and_says_how_to_train(
+    prefect_server, small_project, tmp_path
+):
+    path = tmp_path / "batch.csv"
+    path.write_text("application_id,scheme\nBA-1,salary\n")
+    code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
+    assert code == 6
+    assert "agencyml train --agency business-aid --use-case fraud-risk" in output
