@@ -43,6 +43,7 @@ EXIT_CODES = {
     "UnknownUseCaseError": 2,
     "InputFileError": 3,
     "DataValidationError": 4,
+    "BatchRejectedError": 4,
     "BatchSchemaError": 4,
     "FeatureError": 4,
     "SourceError": 4,
@@ -169,6 +170,9 @@ def score_table(result: Any) -> Table:
     table.add_row("model", f"{result.model_name} v{result.model_version}")
     table.add_row("rows", str(result.rows))
     table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in result.decisions.items()))
+    table.add_row("rows quarantined", str(result.rows_quarantined))
+    if result.quarantine_dir:
+        table.add_row("quarantine", str(result.quarantine_dir))
     table.add_row("output", str(result.output_dir))
     return table
 

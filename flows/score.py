@@ -13,25 +13,37 @@ from pipelines.records import ScoreResult
 
 @flow(name="score", flow_run_name="score-{agency}-{use_case}")
 def score(agency: str, use_case: str, input: str) -> ScoreResult:
-    """Load the champion, check the batch, predict, publish atomically and record the run."""
+    """Read, gate, score the passing rows, quarantine the rest, publish and record."""
     spec = tasks.load_use_case(agency, use_case)
-    input_path = Path(input).expanduser().resolve()
-    batch, input_sha256 = tasks.read_batch(input_path)
-    model = tasks.load_champion(spec.model_name, state_dir())
-    report = tasks.check_batch(batch, model)
-    scored = tasks.score_batch(batch, model, input_sha256)
+    state = state_dir()
+    batch = tasks.read_batch(Path(input).expanduser().resolve(), spec, state)
+    model = tasks.load_champion(spec.model_name, state)
+    batch_id = tasks.batch_id_of(batch, model)
+    gated = tasks.gate_batch(spec, batch, model.bundle, batch_id, state)
+    quarantine_dir = tasks.quarantine_rows(spec, gated, batch, batch_id, state)
+    scored = tasks.score_batch(gated.gate.passed, model, batch_id)
     manifest = tasks.build_manifest(
-        spec, scored, model, input_path=input_path, input_sha256=input_sha256, report=report
+        spec,
+        scored,
+        model,
+        batch=batch,
+        gated=gated,
+        batch_id=batch_id,
+        quarantine_dir=quarantine_dir,
     )
-    output_dir, published = tasks.publish_batch(spec, scored, manifest, state_dir())
-    run_id = tasks.record_scoring(spec, model, manifest, state_dir()) if published else None
+    output_dir, published = tasks.publish_batch(spec, scored, manifest, state)
+    run_id = (
+        tasks.record_scoring(spec, model, manifest, gated.outcome, state) if published else None
+    )
     return ScoreResult(
-        batch_id=manifest["batch_id"],
+        batch_id=batch_id,
         output_dir=output_dir,
         rows=len(scored),
         model_name=model.name,
         model_version=model.version,
         newly_published=published,
         run_id=run_id,
-        decisions=manifest["scores"]["decisions"],
+        decisions=manifest["scores"].get("decisions", {}),
+        rows_quarantined=manifest["rows"]["quarantined"],
+        quarantine_dir=quarantine_dir,
     )

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import batches, config, records, sources, tracking, training, validation
+from pipelines import batches, config, quality, records, sources, tracking, training
 from pipelines.evaluation import evaluate
 
 
@@ -40,7 +40,7 @@ load_training_data = task(
     retry_condition_fn=retry_on(*IO_ERRORS),
     **step,
 )
-validate_training_data = task(validation.validate_training_data, name="validate-data", **step)
+validate_training_data = task(quality.validate_training_data, name="validate-data", **step)
 split_data = task(training.split_data, name="split-data", **step)
 fit_model = task(training.fit_model, name="fit-model", **step)
 evaluate_model = task(evaluate, name="evaluate-holdout", **step)
@@ -61,14 +61,16 @@ load_champion = task(
     **step,
 )
 read_batch = task(
-    batches.read_batch,
+    quality.read_batch,
     name="read-batch",
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=retry_on(*IO_ERRORS),
     **step,
 )
-check_batch = task(batches.check_batch, name="check-batch", **step)
+batch_id_of = task(batches.batch_id_of, name="batch-id", **step)
+gate_batch = task(quality.gate_batch, name="validate-batch", **step)
+quarantine_rows = task(quality.quarantine_failed_rows, name="quarantine-rows", **step)
 score_batch = task(batches.score_batch, name="score-batch", **step)
 build_manifest = task(batches.build_manifest, name="build-manifest", **step)
 publish_batch = task(batches.publish, name="publish-batch", **step)

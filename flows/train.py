@@ -14,8 +14,8 @@ def train(agency: str, use_case: str) -> TrainResult:
     """Validate, featurize, train, evaluate and register one use case's model."""
     spec = tasks.load_use_case(agency, use_case)
     data = tasks.load_training_data(spec.params)
-    report = tasks.validate_training_data(data, spec.params)
+    outcome = tasks.validate_training_data(spec, data, state_dir())
     split = tasks.split_data(data, spec.params)
     trained = tasks.fit_model(split, spec.params)
     evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
-    return tasks.register_model(spec, trained, evaluation, split, report, state_dir())
+    return tasks.register_model(spec, trained, evaluation, split, outcome, state_dir())

@@ -11,31 +11,21 @@ import pandas as pd
 from pipelines import storage, tracking
 from pipelines.config import UseCaseSpec
 from pipelines.paths import StateDir
+from pipelines.quality import Batch, GatedBatch
 from pipelines.scoring import batch_id_for, build_scored_batch, summarize_scores
 from pipelines.sources import load_source
 from pipelines.training import split_data
-from pipelines.validation import ValidationReport, validate_scoring_batch
 
 
-def read_batch(path: Path) -> tuple[pd.DataFrame, str]:
-    """The batch and the sha256 of its file, which fixes the batch id."""
-    frame = storage.read_table(path)
-    return frame, storage.file_sha256(path)
+def batch_id_of(batch: Batch, model: tracking.LoadedModel) -> str:
+    return batch_id_for(batch.sha256, model.name, model.version)
 
 
-def check_batch(frame: pd.DataFrame, model: tracking.LoadedModel) -> ValidationReport:
-    return validate_scoring_batch(
-        frame, model.bundle.transform.input_columns, model.bundle.id_column
-    )
-
-
-def score_batch(
-    frame: pd.DataFrame, model: tracking.LoadedModel, input_sha256: str
-) -> pd.DataFrame:
-    batch_id = batch_id_for(input_sha256, model.name, model.version)
-    probabilities = tracking.predict(model, model.bundle.transform.conform(frame))
+def score_batch(passed: pd.DataFrame, model: tracking.LoadedModel, batch_id: str) -> pd.DataFrame:
+    """Probabilities through the model's pyfunc, then the decision policy, row by row."""
+    probabilities = tracking.predict(model, model.bundle.transform.conform(passed))
     return build_scored_batch(
-        frame,
+        passed,
         probabilities,
         model.bundle,
         batch_id=batch_id,
@@ -49,12 +39,14 @@ def build_manifest(
     scored: pd.DataFrame,
     model: tracking.LoadedModel,
     *,
-    input_path: Path,
-    input_sha256: str,
-    report: ValidationReport,
+    batch: Batch,
+    gated: GatedBatch,
+    batch_id: str,
+    quarantine_dir: Path | None,
 ) -> dict[str, Any]:
+    """What was scored, by which model, and how every input row was accounted for."""
     return {
-        "batch_id": str(scored["batch_id"].iloc[0]),
+        "batch_id": batch_id,
         "agency": spec.agency,
         "use_case": spec.name,
         "model": {
@@ -63,10 +55,15 @@ def build_manifest(
             "run_id": model.run_id,
             "uri": model.uri,
         },
-        "input": {"path": str(input_path), "sha256": input_sha256},
-        "rows": {"in": int(report.rows), "scored": len(scored), "quarantined": 0},
-        "validation": report.as_dict(),
-        "scores": summarize_scores(scored, model.bundle),
+        "input": {"path": str(batch.path), "sha256": batch.sha256},
+        "rows": gated.gate.counts(),
+        "validation": {
+            "result_id": gated.outcome.result_id,
+            "suite": gated.outcome.suite_name,
+            "failed_checks": [r.explain() for r in gated.outcome.failures],
+        },
+        "quarantine": str(quarantine_dir) if quarantine_dir else None,
+        "scores": summarize_scores(scored, model.bundle) if len(scored) else {},
         "created_at": datetime.now(UTC).isoformat(),
         "files": ["scored.parquet"],
     }

@@ -146,6 +146,61 @@ class CapacityPolicy(Strict):
 DecisionPolicy = Annotated[ThresholdPolicy | CapacityPolicy, Field(discriminator="kind")]
 
 
+class RowBounds(Strict):
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RowBounds:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class ColumnRule(Strict):
+    """A value range (numbers and dates) or an allowed set (categories) for one column."""
+
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ColumnRule:
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class Freshness(Strict):
+    """Dates may not lie in the future; optionally the newest must be recent."""
+
+    allow_future_days: int = Field(default=1, ge=0)
+    max_age_days: int | None = Field(default=None, gt=0)
+
+
+class Expectations(Strict):
+    """What the data must look like, for training and for scoring batches.
+
+    Row-level failures (nulls in required columns, out-of-range values, unseen categories,
+    future dates) send rows to quarantine; the rest reject the whole batch."""
+
+    required: list[str] = Field(default=[], description="Columns that may not be null.")
+    columns: dict[str, ColumnRule] = {}
+    batch_rows: RowBounds = RowBounds(min=1, max=10_000_000)
+    freshness: Freshness = Freshness()
+    unseen_categories: Literal["accept", "quarantine"] = Field(
+        default="accept",
+        description="Scoring: what happens to category values the model never saw in training.",
+    )
+    range_tolerance: float = Field(
+        default=0.5, ge=0, description="Scoring: training ranges widened by this share of span."
+    )
+    max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
+    max_text_length: int = Field(
+        default=10_000, gt=0, description="Longer ids, categories or texts are quarantined."
+    )
+
+
 class UseCase(Strict):
     """One model: its data, columns, task, hyper-parameters, split and decision policy."""
 
@@ -162,10 +217,18 @@ class UseCase(Strict):
     split: Split
     decision: DecisionPolicy
     min_training_rows: int = Field(default=100, ge=10)
+    expectations: Expectations = Expectations()
 
     @model_validator(mode="after")
     def _is_consistent(self) -> UseCase:
         features = self.features.all_columns()
+        known = {self.id_column, self.target, *features}
+        named = [*self.expectations.required, *self.expectations.columns]
+        unknown = sorted({column for column in named if column not in known})
+        if unknown:
+            raise ValueError(
+                f"expectations name columns that are neither id, target nor features: {unknown}"
+            )
         for column in (self.id_column, self.target):
             if column in features:
                 raise ValueError(f"'{column}' is the id or target and cannot also be a feature")

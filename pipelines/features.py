@@ -55,14 +55,15 @@ class FeatureTransform:
         missing = [column for column in self.input_columns if column not in frame.columns]
         if missing:
             raise FeatureError(f"the table lacks the feature columns {missing}")
-        conformed = pd.DataFrame(index=frame.index)
-        for column in self.numeric:
-            conformed[column] = numeric_column(frame, column)
-        for column in [*self.categories, *self.text]:
-            conformed[column] = text_column(frame[column])
-        for column in self.date:
-            conformed[column] = date_column(frame, column)
-        return conformed
+        kinds = {
+            **{column: "numeric" for column in self.numeric},
+            **{column: "text" for column in [*self.categories, *self.text]},
+            **{column: "date" for column in self.date},
+        }
+        conformed, problems = conform_columns(frame, kinds)
+        if problems:
+            raise FeatureError("; ".join(problems.values()))
+        return conformed[self.input_columns]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray | sp.csr_matrix:
         """Features as float32: dense without text columns, sparse CSR with them."""
@@ -156,6 +157,28 @@ def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy(na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise FeatureError(f"column '{column}' must be numeric: {error}") from error
+
+
+def conform_columns(
+    frame: pd.DataFrame, kinds: dict[str, str]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Cast each present column to its kind ('numeric', 'text' or 'date'); a column that will
+    not cast stays as it was and its problem is returned, so every such column is reported."""
+    conformed = frame.copy()
+    problems: dict[str, str] = {}
+    casts = {
+        "numeric": lambda c: numeric_column(frame, c),
+        "text": lambda c: text_column(frame[c]),
+        "date": lambda c: date_column(frame, c),
+    }
+    for column, kind in kinds.items():
+        if column not in frame.columns:
+            continue
+        try:
+            conformed[column] = casts[kind](column)
+        except FeatureError as error:
+            problems[column] = str(error)
+    return conformed, problems
 
 
 def text_column(values: pd.Series) -> pd.Series:

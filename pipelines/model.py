@@ -6,7 +6,7 @@ never needs pickle to load and scoring runs the very transform training fitted."
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -31,6 +31,7 @@ class ModelBundle:
     transform: FeatureTransform
     booster: lgb.Booster
     policy: DecisionPolicy
+    profile: dict[str, Any] = field(default_factory=dict)  # what training data looked like
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Binary: P(positive) per row, shape (n,). Multiclass: shape (n, classes)."""
@@ -53,6 +54,7 @@ class ModelBundle:
             "id_column": self.id_column,
             "transform": self.transform.to_dict(),
             "policy": _POLICY.dump_python(self.policy, mode="json"),
+            "profile": self.profile,
         }
         return {
             BOOSTER_FILE: self.booster.model_to_string(),
@@ -69,4 +71,5 @@ class ModelBundle:
             transform=FeatureTransform.from_dict(meta["transform"]),
             booster=lgb.Booster(model_str=texts[BOOSTER_FILE]),
             policy=_POLICY.validate_python(meta["policy"]),
+            profile=meta.get("profile", {}),
         )

@@ -46,6 +46,13 @@ class StateDir:
         return self.root / "inbox"
 
     @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def quarantine(self, agency: str, use_case: str) -> Path:
+        return self.quarantine_dir / agency / use_case
+
+    @property
     def dvc_remote(self) -> Path:
         return self.root / "dvc-remote"
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines import tracking
 from pipelines.config import UseCaseSpec
 from pipelines.evaluation import Evaluation
+from pipelines.expectations import scoring_checks
 from pipelines.paths import StateDir, project_root
 from pipelines.storage import file_sha256
 from pipelines.training import DataSplit, TrainedModel
-from pipelines.validation import ValidationReport
+from pipelines.validation import ValidationOutcome
 from pipelines.versioning import code_version
 
 
@@ -57,30 +59,41 @@ def record_training_run(
     trained: TrainedModel,
     evaluation: Evaluation,
     split: DataSplit,
-    report: ValidationReport,
+    outcome: ValidationOutcome,
     state: StateDir,
 ) -> TrainResult:
-    """Log params, metrics, plots and the model to MLflow, then register it."""
+    """Log params, metrics, plots, validation evidence and the model, then register it."""
     tracking.configure(state)
-    experiment_id = tracking.use_experiment(spec.agency, state)
     params = {
         **flatten("", spec.params.model_dump(mode="json", exclude={"description"})),
         "best_iteration": str(trained.best_iteration),
         **{f"rows.{name}": str(size) for name, size in split.sizes().items()},
     }
-    registered = tracking.log_training_run(
-        model_name=spec.model_name,
-        experiment_id=experiment_id,
-        bundle=trained.bundle,
-        input_example=trained.bundle.transform.conform(split.train.head(5)),
+    suite = scoring_checks(spec.params, trained.bundle.profile, datetime.now(UTC))
+    record = tracking.RunRecord(
+        run_name=f"train-{spec.model_name}",
+        tags={
+            **provenance_tags(spec),
+            "agencyml.kind": "train",
+            "agencyml.model_name": spec.model_name,
+            "agencyml.validation_result_id": outcome.result_id,
+        },
         params=params,
         metrics=evaluation.metrics,
         figures=evaluation.figures,
-        tags=provenance_tags(spec),
         documents={
-            "validation/training_data.json": report.as_dict(),
+            "validation/training_data.json": outcome.as_dict(),
+            "validation/scoring_suite.json": {"checks": [asdict(check) for check in suite]},
             "params/use_case.json": spec.params.model_dump(mode="json"),
         },
+        artifact_dirs={"validation/data_docs": outcome.data_docs},
+    )
+    registered = tracking.log_training_run(
+        record,
+        tracking.use_experiment(spec.agency, state),
+        model_name=spec.model_name,
+        bundle=trained.bundle,
+        input_example=trained.bundle.transform.conform(split.train.head(5)),
     )
     return TrainResult(
         agency=spec.agency,
@@ -95,6 +108,34 @@ def record_training_run(
     )
 
 
+def record_failed_validation(
+    spec: UseCaseSpec,
+    outcome: ValidationOutcome,
+    state: StateDir,
+    *,
+    kind: str,
+    tags: dict[str, str] | None = None,
+    documents: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """A FAILED run that shows what the data got wrong, with its Data Docs."""
+    tracking.configure(state)
+    record = tracking.RunRecord(
+        run_name=f"{kind}-{spec.model_name}-rejected",
+        tags={
+            **provenance_tags(spec),
+            "agencyml.kind": kind,
+            "agencyml.validation": "failed",
+            "agencyml.model_name": spec.model_name,
+            "agencyml.validation_result_id": outcome.result_id,
+            **(tags or {}),
+        },
+        metrics={"rows_in": float(outcome.rows), "failed_checks": float(len(outcome.failures))},
+        documents={f"validation/{kind}_data.json": outcome.as_dict(), **(documents or {})},
+        artifact_dirs={"validation/data_docs": outcome.data_docs},
+    )
+    return tracking.log_run(record, tracking.use_experiment(spec.agency, state), failed=True)
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     batch_id: str
@@ -105,17 +146,38 @@ class ScoreResult:
     newly_published: bool
     run_id: str | None
     decisions: dict[str, int]
+    rows_quarantined: int = 0
+    quarantine_dir: Path | None = None
 
 
 def record_scoring_run(
-    spec: UseCaseSpec, model: tracking.LoadedModel, manifest: dict[str, Any], state: StateDir
+    spec: UseCaseSpec,
+    model: tracking.LoadedModel,
+    manifest: dict[str, Any],
+    outcome: ValidationOutcome,
+    state: StateDir,
 ) -> str:
+    """Every published batch is a run tagged with its batch id and model version."""
     tracking.configure(state)
-    experiment_id = tracking.use_experiment(spec.agency, state)
-    return tracking.log_scoring_run(
-        experiment_id=experiment_id,
-        model=model,
-        tags={"agencyml.batch_id": manifest["batch_id"], **provenance_tags(spec)},
-        metrics={"rows_scored": float(manifest["rows"]["scored"])},
-        manifest=manifest,
+    record = tracking.RunRecord(
+        run_name=f"score-{spec.model_name}",
+        tags={
+            **provenance_tags(spec),
+            **model_tags(model),
+            "agencyml.kind": "score",
+            "agencyml.batch_id": manifest["batch_id"],
+            "agencyml.validation_result_id": outcome.result_id,
+        },
+        metrics={f"rows_{name}": float(count) for name, count in manifest["rows"].items()},
+        documents={"manifest.json": manifest, "validation/scoring_batch.json": outcome.as_dict()},
+        artifact_dirs={"validation/data_docs": outcome.data_docs},
     )
+    return tracking.log_run(record, tracking.use_experiment(spec.agency, state))
+
+
+def model_tags(model: tracking.LoadedModel) -> dict[str, str]:
+    return {
+        "agencyml.model_name": model.name,
+        "agencyml.model_version": model.version,
+        "agencyml.model_run_id": model.run_id,
+    }

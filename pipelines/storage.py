@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,31 @@ def read_rasff_csv(path: Path) -> pd.DataFrame:
         raise InputFileError(f"cannot read RASFF data {path}: {error}") from error
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe.
+
+    The data itself keeps the text as it came; only CSV written for people is neutralised."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
+            values = safe[column]
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_PREFIXES))
+            safe[column] = values.where(~risky.astype(bool), "'" + values.astype(str))
+    return safe
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a CSV for people to open, atomically, with formula injection neutralised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(path) as partial:
+        neutralise_formulas(frame).to_csv(partial, index=False)
+    return path
+
+
 def file_sha256(path: Path, block_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -101,26 +126,67 @@ def publish_batch(
 
     A batch is visible only when complete; an existing batch with the same id is kept, not
     overwritten. Returns the directory and whether it was newly published."""
-    batch_dir = Path(batch_dir)
-    if (batch_dir / "manifest.json").is_file():
-        return batch_dir, False
-    batch_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{batch_dir.name}.", dir=batch_dir.parent))
+    files = {
+        "scored.parquet": lambda path: _write_parquet_file(scored, path),
+        "manifest.json": lambda path: _write_json(path, manifest),
+    }
+    return publish_directory(Path(batch_dir), files, marker="manifest.json")
+
+
+def quarantine_rows(rows: pd.DataFrame, report: dict[str, Any], target: Path) -> Path:
+    """Failing rows with their reasons, beside the report that explains them."""
+    files = {
+        "rows.parquet": lambda path: _write_parquet_file(rows, path),
+        # for people who fix the rows in a spreadsheet: formulas neutralised
+        "rows.csv": lambda path: neutralise_formulas(rows).to_csv(path, index=False),
+        "report.json": lambda path: _write_json(path, report),
+    }
+    return publish_directory(Path(target), files, marker="report.json")[0]
+
+
+def quarantine_input(input_path: Path, report: dict[str, Any], target: Path) -> Path:
+    """A rejected input, byte for byte, beside the report that says why it was rejected."""
+    name = "input" + "".join(Path(input_path).suffixes[-2:])
+    files = {
+        name: lambda path: _copy_file(Path(input_path), path),
+        "report.json": lambda path: _write_json(path, report),
+    }
+    return publish_directory(Path(target), files, marker="report.json")[0]
+
+
+def publish_directory(
+    target: Path, files: dict[str, Callable[[Path], None]], *, marker: str
+) -> tuple[Path, bool]:
+    """Write files into a staging folder, fsync, then rename it into place in one step.
+
+    `marker` is written last and marks the folder complete; a complete folder is never
+    replaced. Returns the folder and whether this call published it."""
+    if (target / marker).is_file():
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         os.chmod(staging, 0o777 & ~current_umask())
-        scored_file = staging / "scored.parquet"
-        pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), scored_file)
-        _fsync_file(scored_file)
-        _write_json(staging / "manifest.json", manifest)
+        for name, write in sorted(files.items(), key=lambda item: item[0] == marker):
+            write(staging / name)
+            _fsync_file(staging / name)
         _fsync_dir(staging)
-        os.rename(staging, batch_dir)
+        os.rename(staging, target)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(error, OSError) and (batch_dir / "manifest.json").is_file():
-            return batch_dir, False  # another run published the same batch first
+        if isinstance(error, OSError) and (target / marker).is_file():
+            return target, False  # another run published the same folder first
         raise
-    _fsync_dir(batch_dir.parent)
-    return batch_dir, True
+    _fsync_dir(target.parent)
+    return target, True
+
+
+def _write_parquet_file(frame: pd.DataFrame, path: Path) -> None:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def _copy_file(source: Path, path: Path) -> None:
+    shutil.copyfile(source, path)
 
 
 def read_manifest(batch_dir: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,31 +70,59 @@ def use_experiment(agency: str, state: StateDir) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@dataclass
+class RunRecord:
+    """Everything one run records besides a model."""
+
+    run_name: str
+    tags: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifact_dirs: dict[str, Path] = field(default_factory=dict)
+
+
+def _log_contents(record: RunRecord) -> None:
+    mlflow.set_tags(record.tags)
+    if record.params:
+        mlflow.log_params(record.params)
+    mlflow.log_metrics({k: v for k, v in record.metrics.items() if v == v})  # NaN can't be logged
+    for name, figure in record.figures.items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        plt.close(figure)
+    for name, document in record.documents.items():
+        mlflow.log_dict(document, name)
+    for name, folder in record.artifact_dirs.items():
+        if Path(folder).is_dir():
+            mlflow.log_artifacts(str(folder), name)
+
+
+def log_run(record: RunRecord, experiment_id: str, *, failed: bool = False) -> str:
+    """A run without a model: a scored or rejected batch, or training data that failed."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+        _log_contents(record)
+    if failed:
+        MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
+
+
 def log_training_run(
+    record: RunRecord,
+    experiment_id: str,
     *,
     model_name: str,
-    experiment_id: str,
     bundle: ModelBundle,
     input_example: pd.DataFrame,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    figures: dict[str, Any],
-    tags: dict[str, str],
-    documents: dict[str, dict[str, Any]],
 ) -> RegisteredModel:
     """Log one training run and register its model; the first version becomes champion."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{model_name}") as run:
-        mlflow.set_tags({"agencyml.kind": "train", "agencyml.model_name": model_name, **tags})
-        mlflow.log_params(params)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN cannot be logged
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{name}")
-            plt.close(figure)
-        for name, document in documents.items():
-            mlflow.log_dict(document, name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+        _log_contents(record)
         model_info = _log_bundle(bundle, input_example)
         version = mlflow.register_model(
-            model_info.model_uri, model_name, tags={"agencyml.run_id": run.info.run_id, **tags}
+            model_info.model_uri,
+            model_name,
+            tags={"agencyml.run_id": run.info.run_id, **record.tags},
         )
     client = MlflowClient()
     if not _has_alias(client, model_name, CHAMPION):
@@ -165,27 +193,3 @@ def schema_problem(message: str) -> str:
     """MLflow's schema errors quote the whole batch; keep only the sentence that matters."""
     found = re.search(r"Error: (.*)$", message, flags=re.S)
     return " ".join((found.group(1) if found else message).split())[:500]
-
-
-def log_scoring_run(
-    *,
-    experiment_id: str,
-    model: LoadedModel,
-    tags: dict[str, str],
-    metrics: dict[str, float],
-    manifest: dict[str, Any],
-) -> str:
-    """Record a scored batch as a run, so every batch traces to its model version."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{model.name}") as run:
-        mlflow.set_tags(
-            {
-                "agencyml.kind": "score",
-                "agencyml.model_name": model.name,
-                "agencyml.model_version": model.version,
-                "agencyml.model_run_id": model.run_id,
-                **tags,
-            }
-        )
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(manifest, "manifest.json")
-    return run.info.run_id

@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
+from pipelines.expectations import derive_profile
 from pipelines.features import fit_transform_spec
 from pipelines.model import ModelBundle
 
@@ -163,5 +164,6 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         transform=transform,
         booster=booster,
         policy=params.decision,
+        profile=derive_profile(split.train, params),
     )
     return TrainedModel(bundle, booster.current_iteration(), booster_params)

@@ -52,28 +52,37 @@ def test_bad_params_name_the_file_and_the_key(small_project):
     assert "use_cases.fraud-risk.lightgbm.num_leafs" in output and "unknown key" in output
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [(None, "not found"), (b"PAR1 not really parquet", "cannot read"), (b"", "cannot read")],
-    ids=["missing", "corrupt", "empty-file"],
-)
-def test_missing_or_unreadable_input_exits_3(
-    prefect_server, small_project, tmp_path, content, message
-):
+def test_missing_input_exits_3_and_writes_nothing(prefect_server, small_project, tmp_path):
     path = tmp_path / "batch.parquet"
-    if content is not None:
-        path.write_bytes(content)
     code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
     assert code == 3
-    assert message in output
-    assert not (Path(os.environ["AGENCYML_HOME"]) / "outputs").exists()
+    assert "input file not found" in output
+    state = Path(os.environ["AGENCYML_HOME"])
+    assert not (state / "outputs").exists() and not (state / "quarantine").exists()
 
 
-def test_unsupported_input_format_exits_3(prefect_server, small_project, tmp_path):
-    path = tmp_path / "batch.xlsx"
-    path.write_bytes(b"not a table")
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("batch.parquet", b"PAR1 not really parquet", "cannot read"),
+        ("batch.parquet", b"", "cannot read"),
+        ("batch.xlsx", b"not a table", "unsupported input format"),
+    ],
+    ids=["corrupt", "empty-file", "unsupported-format"],
+)
+def test_unreadable_input_is_rejected_with_exit_4_and_quarantined(
+    prefect_server, small_project, tmp_path, name, content, message
+):
+    path = tmp_path / name
+    path.write_bytes(content)
     code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
-    assert code == 3 and "unsupported input format" in output
+    assert code == 4
+    assert message in output and "The input and the report are in" in output
+    state = Path(os.environ["AGENCYML_HOME"])
+    assert not (state / "outputs").exists()
+    [folder] = (state / "quarantine" / "business-aid" / "fraud-risk").iterdir()
+    assert (folder / ("input" + path.suffix)).read_bytes() == content
+    assert message in (folder / "report.json").read_text()
 
 
 def test_generate_writes_the_rows_asked_for(tmp_path):

@@ -50,7 +50,8 @@ def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path)
 
     again = run(["dvc", "repro", stage], project_copy, env)
     assert "didn't change" in again or "up to date" in again
-    client = MlflowClient(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    uri = f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name='business-aid.fraud-risk'")
     assert [str(v.version) for v in versions] == ["1"]
 

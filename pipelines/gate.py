@@ -1,0 +1,96 @@
+"""The validation gate: which failures reject a whole batch and which only quarantine rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pipelines.validation import DataValidationError, ValidationOutcome
+
+QUARANTINE_REASON = "failed_expectations"
+
+
+class BatchRejectedError(DataValidationError):
+    """The batch as a whole failed the gate: nothing was scored or published."""
+
+    def __init__(self, what: str, problems: list[str], quarantine_dir: str | None = None):
+        self.quarantine_dir = quarantine_dir
+        super().__init__(what, problems)
+        if quarantine_dir:
+            self.args = (f"{self.args[0]}\nThe input and the report are in {quarantine_dir}",)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: pd.DataFrame  # rows to score, in input order
+    quarantined: pd.DataFrame  # failing rows as they came in, with their reasons
+    rows_in: int
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "in": self.rows_in,
+            "scored": len(self.passed),
+            "quarantined": len(self.quarantined),
+        }
+
+
+def batch_problems(outcome: ValidationOutcome, cast_problems: dict[str, str]) -> list[str]:
+    """Failures that reject the batch: schema, types, row count, duplicate ids, freshness."""
+    problems = list(cast_problems.values())
+    for result in outcome.failures:
+        if result.check.level == "batch":
+            if result.check.kind == "column_type" and result.check.column in cast_problems:
+                continue  # the cast problem already says it, with examples
+            problems.append(result.explain())
+        elif len(result.failing_rows) != result.unexpected_count:
+            problems.append(f"{result.explain()}, and the failing rows could not be identified")
+    return problems
+
+
+def apply_gate(
+    raw: pd.DataFrame,
+    conformed: pd.DataFrame,
+    outcome: ValidationOutcome,
+    cast_problems: dict[str, str],
+    max_quarantine_fraction: float,
+) -> GateResult:
+    """Reject the batch, or split it into rows to score and rows to quarantine with reasons."""
+    problems = batch_problems(outcome, cast_problems)
+    if problems:
+        raise BatchRejectedError("the batch", problems)
+    reasons: dict[int, list[str]] = {}
+    for result in outcome.failures:
+        for row in result.failing_rows:
+            reasons.setdefault(row, []).append(result.check.describe())
+    rows_in = len(raw)
+    if rows_in and len(reasons) / rows_in > max_quarantine_fraction:
+        raise BatchRejectedError(
+            "the batch",
+            [
+                f"{len(reasons)} of {rows_in} rows ({len(reasons) / rows_in:.1%}) failed "
+                f"row checks, above max_quarantine_fraction {max_quarantine_fraction:.1%}",
+                *[
+                    f"{count} row(s): expected {reason}"
+                    for reason, count in Counter(
+                        r for row in reasons.values() for r in row
+                    ).most_common(5)
+                ],
+            ],
+        )
+    failing = sorted(reasons)
+    keep = pd.Series(True, index=range(rows_in))
+    keep[failing] = False
+    quarantined = raw.iloc[failing].copy()
+    quarantined[QUARANTINE_REASON] = ["; ".join(reasons[row]) for row in failing]
+    return GateResult(
+        conformed[keep.to_numpy()].reset_index(drop=True),
+        quarantined.reset_index(drop=True),
+        rows_in,
+    )
+
+
+def gate_report(outcome: ValidationOutcome, counts: dict[str, int] | None) -> dict[str, Any]:
+    return {**outcome.as_dict(), **({"row_counts": counts} if counts else {})}

@@ -1,0 +1,133 @@
+"""The validation gate end to end: check, decide, quarantine, and leave evidence in MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import records, storage
+from pipelines.config import UseCaseSpec
+from pipelines.expectations import column_kinds, scoring_checks, training_checks
+from pipelines.features import conform_columns
+from pipelines.gate import BatchRejectedError, GateResult, apply_gate, gate_report
+from pipelines.model import ModelBundle
+from pipelines.paths import StateDir
+from pipelines.validation import DataValidationError, ValidationOutcome, run_checks
+
+
+@dataclass(frozen=True)
+class Batch:
+    path: Path
+    frame: pd.DataFrame
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GatedBatch:
+    gate: GateResult
+    outcome: ValidationOutcome
+
+
+def validate_training_data(
+    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir
+) -> ValidationOutcome:
+    """Training data must pass its whole suite; if not, a FAILED run shows why, no model."""
+    kinds = {**column_kinds(spec.params), spec.params.target: "text"}
+    conformed, cast_problems = conform_columns(frame, kinds)
+    outcome = run_checks(
+        conformed,
+        training_checks(spec.params, datetime.now(UTC)),
+        agency=spec.agency,
+        suite_name=f"{spec.name}-training",
+        state=state,
+    )
+    problems = [
+        *cast_problems.values(),
+        *(
+            result.explain()
+            for result in outcome.failures
+            if not (result.check.kind == "column_type" and result.check.column in cast_problems)
+        ),
+    ]
+    if problems:
+        run_id = records.record_failed_validation(spec, outcome, state, kind="train")
+        raise DataValidationError(
+            f"the training data of {spec.model_name} (MLflow run {run_id}; no model registered)",
+            problems,
+        )
+    return outcome
+
+
+def read_batch(path: Path, spec: UseCaseSpec, state: StateDir) -> Batch:
+    """Read a batch; a file that exists but cannot be read is quarantined and rejected."""
+    path = Path(path)
+    try:
+        return Batch(path, storage.read_table(path), storage.file_sha256(path))
+    except storage.InputFileError as error:
+        if not path.is_file():
+            raise
+        sha256 = storage.file_sha256(path)
+        report = {"input": {"path": str(path), "sha256": sha256}, "rejected": [str(error)]}
+        folder = storage.quarantine_input(
+            path, report, state.quarantine(spec.agency, spec.name) / f"unreadable-{sha256[:20]}"
+        )
+        raise BatchRejectedError("the batch file", [str(error)], str(folder)) from error
+
+
+def gate_batch(
+    spec: UseCaseSpec, batch: Batch, bundle: ModelBundle, batch_id: str, state: StateDir
+) -> GatedBatch:
+    """Check a batch against the declared rules and its model's training profile.
+
+    A batch-level failure quarantines the input with its report and raises; row-level
+    failures only set rows aside for quarantine."""
+    conformed, cast_problems = conform_columns(batch.frame, column_kinds(spec.params))
+    outcome = run_checks(
+        conformed,
+        scoring_checks(spec.params, bundle.profile, datetime.now(UTC)),
+        agency=spec.agency,
+        suite_name=f"{spec.name}-scoring",
+        state=state,
+    )
+    limit = spec.params.expectations.max_quarantine_fraction
+    try:
+        gate = apply_gate(batch.frame, conformed, outcome, cast_problems, limit)
+    except BatchRejectedError as rejection:
+        report = {
+            **gate_report(outcome, None),
+            "batch_id": batch_id,
+            "input": {"path": str(batch.path), "sha256": batch.sha256},
+            "rejected": rejection.problems,
+        }
+        folder = storage.quarantine_input(
+            batch.path, report, state.quarantine(spec.agency, spec.name) / batch_id
+        )
+        records.record_failed_validation(
+            spec,
+            outcome,
+            state,
+            kind="score",
+            tags={"agencyml.batch_id": batch_id},
+            documents={"quarantine/report.json": report},
+        )
+        raise BatchRejectedError("the batch", rejection.problems, str(folder)) from None
+    return GatedBatch(gate, outcome)
+
+
+def quarantine_failed_rows(
+    spec: UseCaseSpec, gated: GatedBatch, batch: Batch, batch_id: str, state: StateDir
+) -> Path | None:
+    """Rows that failed row-level checks, with their reasons, kept for the agency to fix."""
+    if gated.gate.quarantined.empty:
+        return None
+    report = {
+        **gate_report(gated.outcome, gated.gate.counts()),
+        "batch_id": batch_id,
+        "input": {"path": str(batch.path), "sha256": batch.sha256},
+    }
+    return storage.quarantine_rows(
+        gated.gate.quarantined, report, state.quarantine(spec.agency, spec.name) / batch_id
+    )
