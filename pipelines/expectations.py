@@ -5,6 +5,7 @@ results back. Nothing here imports GX, so the rules can be read and tested on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -34,19 +35,27 @@ class Check:
     def describe(self) -> str:
         """The check in plain words, for error messages, reports and quarantine reasons."""
         column, options = f"'{self.column}'", self.options
-        words = {
-            "column_exists": f"column {column} is present",
-            "column_type": f"column {column} holds {options.get('kind', '')} values",
-            "row_count": f"between {options.get('min')} and {options.get('max') or 'any'} rows",
-            "unique": f"values in {column} are unique",
-            "not_null": f"{column} is not empty",
-            "between": f"{column} is between {options.get('min')} and {options.get('max')}",
-            "in_set": f"{column} is one of the {len(options.get('values', []))} known values",
-            "not_future": f"{column} is not after {options.get('max')}",
-            "recent": f"the newest {column} is on or after {options.get('min')}",
-            "max_length": f"{column} is at most {options.get('max')} characters long",
+        words: dict[str, Callable[[], str]] = {
+            "column_exists": lambda: f"column {column} is present",
+            "column_type": lambda: f"column {column} holds {options['kind']} values",
+            "row_count": lambda: f"between {options['min']} and {options['max'] or 'any'} rows",
+            "unique": lambda: f"values in {column} are unique",
+            "not_null": lambda: f"{column} is not empty",
+            "between": lambda: f"{column} is {bounds_in_words(options['min'], options['max'])}",
+            "in_set": lambda: f"{column} is one of the {len(options['values'])} known values",
+            "not_future": lambda: f"{column} is not after {options['max']}",
+            "recent": lambda: f"the newest {column} is on or after {options['min']}",
+            "max_length": lambda: f"{column} is at most {options['max']} characters long",
         }
-        return words[self.kind]
+        return words[self.kind]()
+
+
+def bounds_in_words(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return "any value"
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
 
 
 def column_kinds(params: UseCase) -> dict[str, str]:

@@ -52,6 +52,7 @@ def validate_training_data(
             if not (result.check.kind == "column_type" and result.check.column in cast_problems)
         ),
     ]
+    problems += target_problems(frame, spec)
     if problems:
         run_id = records.record_failed_validation(spec, outcome, state, kind="train")
         raise DataValidationError(
@@ -59,6 +60,25 @@ def validate_training_data(
             problems,
         )
     return outcome
+
+
+def target_problems(frame: pd.DataFrame, spec: UseCaseSpec) -> list[str]:
+    """A model needs two classes, and a binary one its positive class."""
+    params = spec.params
+    if params.target not in frame.columns:
+        return []
+    values = set(frame[params.target].dropna().astype(str))
+    problems = []
+    if len(values) < 2:
+        problems.append(
+            f"expected two or more classes in '{params.target}', found {sorted(values)}"
+        )
+    if params.task == "binary" and str(params.positive_class) not in values:
+        problems.append(
+            f"expected positive_class '{params.positive_class}' in '{params.target}', "
+            f"found {sorted(values)[:10]}"
+        )
+    return problems
 
 
 def read_batch(path: Path, spec: UseCaseSpec, state: StateDir) -> Batch:

@@ -111,7 +111,7 @@ def run_checks(
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_KEY]},
         )
     )
-    keyed = frame.assign(**{ROW_KEY: np.arange(len(frame))})
+    keyed = frame.reset_index(drop=True).assign(**{ROW_KEY: np.arange(len(frame))})
     outcome = checkpoint.run(batch_parameters={"dataframe": keyed})
     result_key, validation = next(iter(outcome.run_results.items()))
     by_name = {check.name: check for check in present}

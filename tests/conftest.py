@@ -62,3 +62,9 @@ def project_copy(tmp_path: Path) -> Path:
     )
     write_small_project(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def make_small_project():
+    """write_small_project, for fixtures with a wider scope than one test."""
+    return write_small_project
