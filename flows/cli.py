@@ -162,6 +162,46 @@ def score(
         console.print(score_table(result))
 
 
+@app.command()
+def validate(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    input: Path = typer.Option(..., "--input", "-i", help="A parquet or CSV batch to check."),
+) -> None:
+    """Run the validation gate alone on a batch and print its report (nothing is scored)."""
+    with friendly_errors():
+        config.load_use_case(agency, use_case)
+        from flows.validate import validate as validate_flow
+
+        check = run_with_spinner(
+            f"Validating {input.name} for {agency}.{use_case}",
+            lambda: validate_flow(agency, use_case, str(input)),
+        )
+        console.print(check_table(check))
+        verdict = "[green]accepted[/]" if check.accepted else "[bold red]rejected[/]"
+        counts = ", ".join(f"{name}: {count}" for name, count in check.counts.items())
+        console.print(f"Checked against {check.against}: {verdict} ({counts})", soft_wrap=True)
+        for problem in check.problems:
+            console.print(f"  - {problem}", soft_wrap=True, highlight=False)
+        if check.outcome is not None:
+            console.print(f"Data Docs: {check.outcome.data_docs / 'index.html'}", soft_wrap=True)
+        if not check.accepted:
+            raise typer.Exit(EXIT_CODES["BatchRejectedError"])
+
+
+def check_table(check: Any) -> Table:
+    table = Table(title="Validation report")
+    for column in ("expectation", "level", "result", "failing rows"):
+        table.add_column(column, overflow="fold")
+    results = check.outcome.results if check.outcome is not None else []
+    for result in results:
+        mark = "[green]pass[/]" if result.success else "[red]fail[/]"
+        table.add_row(
+            result.check.describe(), result.check.level, mark, str(result.unexpected_count or "")
+        )
+    return table
+
+
 def score_table(result: Any) -> Table:
     table = Table(title="Scored batch" if result.newly_published else "Batch already published")
     table.add_column("field")

@@ -69,6 +69,7 @@ read_batch = task(
     **step,
 )
 batch_id_of = task(batches.batch_id_of, name="batch-id", **step)
+check_batch = task(quality.check_batch, name="check-batch", **step)
 gate_batch = task(quality.gate_batch, name="validate-batch", **step)
 quarantine_rows = task(quality.quarantine_failed_rows, name="quarantine-rows", **step)
 score_batch = task(batches.score_batch, name="score-batch", **step)

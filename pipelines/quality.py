@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import records, storage
+from pipelines import records, storage, tracking
 from pipelines.config import UseCaseSpec
 from pipelines.expectations import column_kinds, scoring_checks, training_checks
 from pipelines.features import conform_columns
@@ -151,3 +151,44 @@ def quarantine_failed_rows(
     return storage.quarantine_rows(
         gated.gate.quarantined, report, state.quarantine(spec.agency, spec.name) / batch_id
     )
+
+
+@dataclass(frozen=True)
+class BatchCheck:
+    """The gate's verdict on a batch, without scoring, publishing or quarantining it."""
+
+    accepted: bool
+    problems: list[str]
+    counts: dict[str, int]
+    outcome: ValidationOutcome | None
+    against: str  # what the batch was checked against
+
+
+def check_batch(spec: UseCaseSpec, path: Path, state: StateDir) -> BatchCheck:
+    """Run the gate alone: the champion's training profile when one exists, else the params."""
+    path = Path(path)
+    try:
+        frame = storage.read_table(path)
+    except storage.InputFileError as error:
+        if not path.is_file():
+            raise
+        return BatchCheck(False, [str(error)], {}, None, "the file itself")
+    try:
+        model = tracking.load_model(spec.model_name, state)
+        profile, against = model.bundle.profile, f"{model.name} v{model.version} and the params"
+    except tracking.ModelNotFoundError:
+        profile, against = {}, "the params only (no champion model yet)"
+    conformed, cast_problems = conform_columns(frame, column_kinds(spec.params))
+    outcome = run_checks(
+        conformed,
+        scoring_checks(spec.params, profile, datetime.now(UTC)),
+        agency=spec.agency,
+        suite_name=f"{spec.name}-scoring",
+        state=state,
+    )
+    limit = spec.params.expectations.max_quarantine_fraction
+    try:
+        gate = apply_gate(frame, conformed, outcome, cast_problems, limit)
+    except BatchRejectedError as rejection:
+        return BatchCheck(False, rejection.problems, {"in": len(frame)}, outcome, against)
+    return BatchCheck(True, [], gate.counts(), outcome, against)

@@ -140,3 +140,30 @@ def test_scoring_without_a_champion_exits_6_and_says_how_to_train(
     code, output = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(path))
     assert code == 6
     assert "agencyml train --agency business-aid --use-case fraud-risk" in output
+
+
+def test_validate_reports_without_scoring_and_exits_4_on_rejection(
+    prefect_server, small_project, tmp_path
+):
+    from pipelines.batches import write_holdout_batch
+    from pipelines.config import load_use_case
+    from pipelines.paths import state_dir
+
+    holdout = pd.read_parquet(
+        write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
+    ).head(100)
+    holdout.loc[:4, "requested_amount_dkk"] = -1.0
+    accepted = holdout.to_csv(tmp_path / "accepted.csv", index=False) or tmp_path / "accepted.csv"
+    code, output = invoke("validate", "-a", "business-aid", "-u", "fraud-risk", "-i", str(accepted))
+    assert code == 0, output
+    assert (
+        "params only (no champion model yet): accepted (in: 100, scored: 95, quarantined: 5)"
+        in (output)
+    )
+    rejected = tmp_path / "rejected.csv"
+    holdout.drop(columns=["region"]).to_csv(rejected, index=False)
+    code, output = invoke("validate", "-a", "business-aid", "-u", "fraud-risk", "-i", str(rejected))
+    assert code == 4
+    assert "rejected" in output and "column 'region' is present, but it is missing" in output
+    state = Path(os.environ["AGENCYML_HOME"])
+    assert not (state / "outputs").exists() and not (state / "quarantine").exists()
