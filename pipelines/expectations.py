@@ -130,7 +130,8 @@ def training_checks(params: UseCase, now: datetime) -> list[Check]:
     kinds = {**column_kinds(params), params.target: "text"}
     rows = {"min": params.min_training_rows, "max": None}
     target = [Check(f"not_null:{params.target}", "not_null", "row", params.target)]
-    return [*schema_checks(kinds, params.id_column, rows), *target, *declared_checks(params, now)]
+    checks = [*schema_checks(kinds, params.id_column, rows), *target, *declared_checks(params, now)]
+    return list({check.name: check for check in checks}.values())  # the target may be required
 
 
 def scoring_checks(params: UseCase, profile: dict[str, Any], now: datetime) -> list[Check]:

@@ -190,14 +190,24 @@ def text_column(values: pd.Series) -> pd.Series:
 
 def date_column(frame: pd.DataFrame, column: str) -> pd.Series:
     values = frame[column]
-    parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    except (TypeError, ValueError, OverflowError) as error:  # out-of-bounds dates among them
+        raise FeatureError(f"column '{column}' holds values that are not dates: {error}") from error
+    if isinstance(parsed, pd.Series) and parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert(None)  # offsets become UTC; tables hold naive dates
     unparsed = int((parsed.isna() & values.notna()).sum())
     if unparsed:
         examples = values[parsed.isna() & values.notna()].astype(str).unique()[:3].tolist()
         raise FeatureError(
             f"column '{column}' has {unparsed} value(s) that are not dates, e.g. {examples}"
         )
-    return parsed.astype("datetime64[ns]")
+    try:
+        return parsed.astype("datetime64[ns]")
+    except (ValueError, OverflowError) as error:  # e.g. a 9999-12-31 sentinel
+        raise FeatureError(
+            f"column '{column}' holds dates outside 1677-2262, which cannot be stored: {error}"
+        ) from error
 
 
 DATE_PARTS = ("month", "weekday", "day")

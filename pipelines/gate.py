@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.validation import DataValidationError, ValidationOutcome
@@ -45,9 +46,36 @@ def batch_problems(outcome: ValidationOutcome, cast_problems: dict[str, str]) ->
             if result.check.kind == "column_type" and result.check.column in cast_problems:
                 continue  # the cast problem already says it, with examples
             problems.append(result.explain())
+        elif result.error:
+            problems.append(result.explain())  # a row check that could not name its rows
         elif len(result.failing_rows) != result.unexpected_count:
             problems.append(f"{result.explain()}, and the failing rows could not be identified")
     return problems
+
+
+def judge(
+    outcome: ValidationOutcome, cast_problems: dict[str, str], max_quarantine_fraction: float
+) -> dict[int, list[str]]:
+    """Reject the batch (raise), or return the reasons of every row that goes to quarantine."""
+    problems = batch_problems(outcome, cast_problems)
+    if problems:
+        raise BatchRejectedError("the batch", problems)
+    reasons: dict[int, list[str]] = {}
+    for result in outcome.failures:
+        for row in result.failing_rows:
+            reasons.setdefault(row, []).append(result.check.describe())
+    rows_in = outcome.rows
+    if rows_in and len(reasons) / rows_in > max_quarantine_fraction:
+        most_common = Counter(reason for row in reasons.values() for reason in row).most_common(5)
+        raise BatchRejectedError(
+            "the batch",
+            [
+                f"{len(reasons)} of {rows_in} rows ({len(reasons) / rows_in:.1%}) failed "
+                f"row checks, above max_quarantine_fraction {max_quarantine_fraction:.1%}",
+                *[f"{count} row(s): expected {reason}" for reason, count in most_common],
+            ],
+        )
+    return reasons
 
 
 def apply_gate(
@@ -58,37 +86,14 @@ def apply_gate(
     max_quarantine_fraction: float,
 ) -> GateResult:
     """Reject the batch, or split it into rows to score and rows to quarantine with reasons."""
-    problems = batch_problems(outcome, cast_problems)
-    if problems:
-        raise BatchRejectedError("the batch", problems)
-    reasons: dict[int, list[str]] = {}
-    for result in outcome.failures:
-        for row in result.failing_rows:
-            reasons.setdefault(row, []).append(result.check.describe())
-    rows_in = len(raw)
-    if rows_in and len(reasons) / rows_in > max_quarantine_fraction:
-        raise BatchRejectedError(
-            "the batch",
-            [
-                f"{len(reasons)} of {rows_in} rows ({len(reasons) / rows_in:.1%}) failed "
-                f"row checks, above max_quarantine_fraction {max_quarantine_fraction:.1%}",
-                *[
-                    f"{count} row(s): expected {reason}"
-                    for reason, count in Counter(
-                        r for row in reasons.values() for r in row
-                    ).most_common(5)
-                ],
-            ],
-        )
+    reasons = judge(outcome, cast_problems, max_quarantine_fraction)
     failing = sorted(reasons)
-    keep = pd.Series(True, index=range(rows_in))
+    keep = np.ones(len(raw), dtype=bool)
     keep[failing] = False
     quarantined = raw.iloc[failing].copy()
     quarantined[QUARANTINE_REASON] = ["; ".join(reasons[row]) for row in failing]
     return GateResult(
-        conformed[keep.to_numpy()].reset_index(drop=True),
-        quarantined.reset_index(drop=True),
-        rows_in,
+        conformed[keep].reset_index(drop=True), quarantined.reset_index(drop=True), len(raw)
     )
 
 

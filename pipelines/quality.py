@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,15 @@ from pipelines import records, storage, tracking
 from pipelines.config import UseCaseSpec
 from pipelines.expectations import column_kinds, scoring_checks, training_checks
 from pipelines.features import conform_columns
-from pipelines.gate import BatchRejectedError, GateResult, apply_gate, gate_report
+from pipelines.gate import BatchRejectedError, GateResult, apply_gate, gate_report, judge
 from pipelines.model import ModelBundle
 from pipelines.paths import StateDir
-from pipelines.validation import DataValidationError, ValidationOutcome, run_checks
+from pipelines.validation import (
+    DataValidationError,
+    ValidationOutcome,
+    run_checks,
+    run_checks_in_chunks,
+)
 
 
 @dataclass(frozen=True)
@@ -164,31 +170,44 @@ class BatchCheck:
     against: str  # what the batch was checked against
 
 
-def check_batch(spec: UseCaseSpec, path: Path, state: StateDir) -> BatchCheck:
-    """Run the gate alone: the champion's training profile when one exists, else the params."""
+def check_batch(
+    spec: UseCaseSpec, path: Path, state: StateDir, chunk_rows: int = 250_000
+) -> BatchCheck:
+    """Run the gate alone, chunk by chunk so batches larger than memory can be checked.
+
+    Checks use the champion's training profile when one exists, else the params alone."""
     path = Path(path)
-    try:
-        frame = storage.read_table(path)
-    except storage.InputFileError as error:
-        if not path.is_file():
-            raise
-        return BatchCheck(False, [str(error)], {}, None, "the file itself")
     try:
         model = tracking.load_model(spec.model_name, state)
         profile, against = model.bundle.profile, f"{model.name} v{model.version} and the params"
     except tracking.ModelNotFoundError:
         profile, against = {}, "the params only (no champion model yet)"
-    conformed, cast_problems = conform_columns(frame, column_kinds(spec.params))
-    outcome = run_checks(
-        conformed,
-        scoring_checks(spec.params, profile, datetime.now(UTC)),
-        agency=spec.agency,
-        suite_name=f"{spec.name}-scoring",
-        state=state,
-    )
+    kinds = column_kinds(spec.params)
+    cast_problems: dict[str, str] = {}
+
+    def conformed_chunks() -> Iterator[pd.DataFrame]:
+        for chunk in storage.iter_table(path, chunk_rows):
+            conformed, problems = conform_columns(chunk, kinds)
+            for column, problem in problems.items():
+                cast_problems.setdefault(column, problem)
+            yield conformed
+
+    try:
+        outcome = run_checks_in_chunks(
+            conformed_chunks(),
+            scoring_checks(spec.params, profile, datetime.now(UTC)),
+            agency=spec.agency,
+            suite_name=f"{spec.name}-scoring",
+            state=state,
+        )
+    except storage.InputFileError as error:
+        if not path.is_file():
+            raise
+        return BatchCheck(False, [str(error)], {}, None, "the file itself")
     limit = spec.params.expectations.max_quarantine_fraction
     try:
-        gate = apply_gate(frame, conformed, outcome, cast_problems, limit)
+        quarantined = len(judge(outcome, cast_problems, limit))
     except BatchRejectedError as rejection:
-        return BatchCheck(False, rejection.problems, {"in": len(frame)}, outcome, against)
-    return BatchCheck(True, [], gate.counts(), outcome, against)
+        return BatchCheck(False, rejection.problems, {"in": outcome.rows}, outcome, against)
+    counts = {"in": outcome.rows, "scored": outcome.rows - quarantined, "quarantined": quarantined}
+    return BatchCheck(True, [], counts, outcome, against)

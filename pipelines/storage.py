@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -49,6 +50,44 @@ def read_table(path: Path) -> pd.DataFrame:
     )
 
 
+def iter_table(path: Path, chunk_rows: int = 250_000) -> Iterator[pd.DataFrame]:
+    """Read a parquet or CSV table in chunks of at most chunk_rows, for tables larger than
+    memory. Always yields at least one chunk (an empty one for a header-only file)."""
+    path = Path(path)
+    read_table_head(path)  # not found, unsupported or unreadable: fail before the first chunk
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            source = pq.ParquetFile(path)
+            yielded = False
+            for record_batch in source.iter_batches(batch_size=chunk_rows):
+                yielded = True
+                yield record_batch.to_pandas()
+            if not yielded:
+                yield source.schema_arrow.empty_table().to_pandas()
+        else:
+            yield from pd.read_csv(path, dtype=str, chunksize=chunk_rows)
+    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+        raise InputFileError(f"cannot read {path} past its start: {error}") from error
+
+
+def read_table_head(path: Path) -> pd.DataFrame:
+    """The first rows of a table: checks that it exists and can be read at all."""
+    path = Path(path)
+    if not path.is_file():
+        return read_table(path)  # raises the not-found / not-a-file error
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            source = pq.ParquetFile(path)
+            return source.schema_arrow.empty_table().to_pandas()
+        if name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, dtype=str, nrows=10)
+    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+        raise InputFileError(f"cannot read {path} as a table: {error}") from error
+    return read_table(path)  # raises the unsupported-format error
+
+
 def read_rasff_csv(path: Path) -> pd.DataFrame:
     """The RASFF export: ';'-separated, UTF-8 with a byte-order mark, gzip-compressed here."""
     if not Path(path).is_file():
@@ -68,6 +107,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     The data itself keeps the text as it came; only CSV written for people is neutralised."""
     safe = frame.copy()
     for column in safe.columns:
+        if isinstance(safe[column].dtype, pd.CategoricalDtype):
+            safe[column] = safe[column].astype(object)
         if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
             values = safe[column]
             risky = values.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_PREFIXES))
@@ -75,12 +116,17 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
+def write_neutralised_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Every cell quoted, so a line break inside a cell cannot start a new row."""
+    neutralise_formulas(frame).to_csv(path, index=False, quoting=csv.QUOTE_ALL)
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write a CSV for people to open, atomically, with formula injection neutralised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_path(path) as partial:
-        neutralise_formulas(frame).to_csv(partial, index=False)
+        write_neutralised_csv(frame, partial)
     return path
 
 
@@ -138,7 +184,7 @@ def quarantine_rows(rows: pd.DataFrame, report: dict[str, Any], target: Path) ->
     files = {
         "rows.parquet": lambda path: _write_parquet_file(rows, path),
         # for people who fix the rows in a spreadsheet: formulas neutralised
-        "rows.csv": lambda path: neutralise_formulas(rows).to_csv(path, index=False),
+        "rows.csv": lambda path: write_neutralised_csv(rows, path),
         "report.json": lambda path: _write_json(path, report),
     }
     return publish_directory(Path(target), files, marker="report.json")[0]
@@ -146,12 +192,19 @@ def quarantine_rows(rows: pd.DataFrame, report: dict[str, Any], target: Path) ->
 
 def quarantine_input(input_path: Path, report: dict[str, Any], target: Path) -> Path:
     """A rejected input, byte for byte, beside the report that says why it was rejected."""
-    name = "input" + "".join(Path(input_path).suffixes[-2:])
+    name = "input" + table_suffix(Path(input_path))
     files = {
         name: lambda path: _copy_file(Path(input_path), path),
         "report.json": lambda path: _write_json(path, report),
     }
     return publish_directory(Path(target), files, marker="report.json")[0]
+
+
+def table_suffix(path: Path) -> str:
+    """'.csv.gz' for a gzipped CSV, else the last suffix: 'batch.2024-05-10.csv' -> '.csv'."""
+    if path.name.lower().endswith(".csv.gz"):
+        return path.name[-len(".csv.gz") :]
+    return path.suffix
 
 
 def publish_directory(

@@ -5,7 +5,11 @@ mix agencies), with one suite, ValidationDefinition and Checkpoint per use case 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,21 +93,84 @@ def run_checks(
     frame: pd.DataFrame, checks: list[Check], *, agency: str, suite_name: str, state: StateDir
 ) -> ValidationOutcome:
     """Validate a table with a GX Checkpoint and read back, per check, the rows that failed."""
-    import great_expectations as gx
+    return run_checks_in_chunks([frame], checks, agency=agency, suite_name=suite_name, state=state)
+
+
+def run_checks_in_chunks(
+    chunks: Iterable[pd.DataFrame],
+    checks: list[Check],
+    *,
+    agency: str,
+    suite_name: str,
+    state: StateDir,
+) -> ValidationOutcome:
+    """Validate a table chunk by chunk, so a batch larger than memory can be checked.
+
+    GX checks each chunk; what spans chunks (the row count, ids repeated across chunks) is
+    counted here as the chunks pass. Row positions are global."""
 
     context = agency_context(agency, state)
-    present = [
+    chunks = iter(chunks)
+    first = next(chunks)
+    per_chunk = [
         c
         for c in checks
-        if c.kind == "column_exists" or c.column is None or c.column in frame.columns
+        if c.kind != "row_count"
+        and (c.kind == "column_exists" or c.column is None or c.column in first.columns)
     ]
-    suite = gx.ExpectationSuite(name=suite_name, expectations=[to_expectation(c) for c in present])
-    suite = context.suites.add_or_update(suite)
-    batch = whole_table_batch(context, suite_name)
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+    checkpoint = build_checkpoint(context, suite_name, per_chunk)
+    text_columns = {
+        c.column for c in per_chunk if c.kind == "column_type" and c.options["kind"] == "text"
+    }
+    totals = ChunkTotals({c.name: c for c in per_chunk})
+    for chunk in itertools.chain([first], chunks):
+        keyed = chunk.reset_index(drop=True)
+        for column in keyed.select_dtypes(include=["string", "str"]).columns:
+            if column in text_columns:
+                keyed[column] = keyed[column].astype(object)  # GX's text check knows object
+        keyed[ROW_KEY] = np.arange(totals.rows, totals.rows + len(chunk))
+        run = checkpoint.run(batch_parameters={"dataframe": keyed})
+        result_key, validation = next(iter(run.run_results.items()))
+        totals.add(validation.results, str(result_key), keyed)
+    results = totals.results()
+    results += [row_count_result(c, totals.rows) for c in checks if c.kind == "row_count"]
+    return ValidationOutcome(
+        suite_name=suite_name,
+        rows=totals.rows,
+        results=results,
+        result_id=",".join(totals.result_ids),
+        data_docs=Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site",
     )
-    checkpoint = context.checkpoints.add_or_update(
+
+
+def build_checkpoint(context: Any, suite_name: str, checks: list[Check]) -> Any:
+    """One suite, ValidationDefinition and Checkpoint per use case and stage, kept in GX.
+
+    Saving a suite compares every expectation with the stored ones (slow for large suites),
+    so an unchanged suite, tagged with a digest of its checks, is reused as it is."""
+    import great_expectations as gx
+
+    digest = hashlib.sha256(
+        json.dumps([asdict(c) for c in checks], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    try:
+        checkpoint = context.checkpoints.get(suite_name)
+        if context.suites.get(suite_name).meta.get("agencyml_checks_sha256") == digest:
+            return checkpoint
+    except (gx.exceptions.DataContextError, KeyError, ValueError):
+        pass
+    suite = gx.ExpectationSuite(
+        name=suite_name,
+        expectations=[to_expectation(c) for c in checks],
+        meta={"agencyml_checks_sha256": digest},
+    )
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(
+            name=suite_name, data=whole_table_batch(context, suite_name), suite=suite
+        )
+    )
+    return context.checkpoints.add_or_update(
         gx.Checkpoint(
             name=suite_name,
             validation_definitions=[definition],
@@ -111,20 +178,67 @@ def run_checks(
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_KEY]},
         )
     )
-    keyed = frame.reset_index(drop=True).assign(**{ROW_KEY: np.arange(len(frame))})
-    outcome = checkpoint.run(batch_parameters={"dataframe": keyed})
-    result_key, validation = next(iter(outcome.run_results.items()))
-    by_name = {check.name: check for check in present}
-    results = [
-        read_result(by_name[r.expectation_config.meta[CHECK_META]], r) for r in validation.results
-    ]
-    return ValidationOutcome(
-        suite_name=suite_name,
-        rows=len(frame),
-        results=results,
-        result_id=str(result_key),
-        data_docs=Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site",
-    )
+
+
+class ChunkTotals:
+    """Per-check results summed over chunks, plus the ids seen so far for cross-chunk repeats."""
+
+    def __init__(self, checks: dict[str, Check]) -> None:
+        self.checks = checks
+        self.merged: dict[str, CheckResult] = {}
+        self.rows = 0
+        self.result_ids: list[str] = []
+        self.seen_ids: set[Any] = set()
+
+    def add(self, expectation_results: list[Any], result_id: str, keyed: pd.DataFrame) -> None:
+        for raw in expectation_results:
+            result = read_result(self.checks[raw.expectation_config.meta[CHECK_META]], raw)
+            if result.check.kind == "unique" and result.check.column in keyed.columns:
+                result = self.with_repeats_across_chunks(result, keyed)
+            self.merge(result)
+        self.rows += len(keyed)
+        self.result_ids.append(result_id)
+
+    def with_repeats_across_chunks(self, result: CheckResult, keyed: pd.DataFrame) -> CheckResult:
+        ids = keyed[result.check.column]
+        repeated = ids.isin(self.seen_ids).to_numpy() & ids.notna().to_numpy()
+        self.seen_ids.update(ids.dropna().tolist())
+        if not repeated.any():
+            return result
+        rows = keyed.loc[repeated, ROW_KEY].astype(int).tolist()
+        return replace(
+            result,
+            success=False,
+            unexpected_count=result.unexpected_count + len(rows),
+            failing_rows=[*result.failing_rows, *rows],
+        )
+
+    def merge(self, result: CheckResult) -> None:
+        earlier = self.merged.get(result.check.name)
+        if earlier is None:
+            self.merged[result.check.name] = result
+            return
+        # the newest date of the batch is recent if the newest of any chunk is
+        either = result.check.kind == "recent"
+        self.merged[result.check.name] = replace(
+            earlier,
+            success=(earlier.success or result.success)
+            if either
+            else (earlier.success and result.success),
+            unexpected_count=earlier.unexpected_count + result.unexpected_count,
+            failing_rows=[*earlier.failing_rows, *result.failing_rows],
+            observed=earlier.observed if not earlier.success else result.observed,
+            error=earlier.error or result.error,
+        )
+
+    def results(self) -> list[CheckResult]:
+        return list(self.merged.values())
+
+
+def row_count_result(check: Check, rows: int) -> CheckResult:
+    low, high = check.options.get("min"), check.options.get("max")
+    inside = (low is None or rows >= low) and (high is None or rows <= high)
+    return CheckResult(check=check, success=inside, observed=rows)
 
 
 def agency_context(agency: str, state: StateDir) -> Any:
@@ -184,9 +298,18 @@ def to_expectation(check: Check) -> Any:
     return made[check.kind]()
 
 
+def raised_exception(info: dict[str, Any]) -> tuple[bool, str | None]:
+    """GX reports an exception at the top of exception_info or under each metric's id."""
+    candidates = [info, *(value for value in info.values() if isinstance(value, dict))]
+    for candidate in candidates:
+        if candidate.get("raised_exception"):
+            return True, str(candidate.get("exception_message") or "an error in the check")
+    return False, None
+
+
 def read_result(check: Check, result: Any) -> CheckResult:
     details = result.result or {}
-    raised = (result.exception_info or {}).get("raised_exception")
+    raised, message = raised_exception(result.exception_info or {})
     failing = [
         int(item[ROW_KEY])
         for item in details.get("unexpected_index_list") or []
@@ -199,5 +322,5 @@ def read_result(check: Check, result: Any) -> CheckResult:
         unexpected_count=int(details.get("unexpected_count") or 0),
         failing_rows=failing,
         observed=observed if not isinstance(observed, np.generic) else observed.item(),
-        error=str((result.exception_info or {}).get("exception_message")) if raised else None,
+        error=message if raised else None,
     )

@@ -519,3 +519,223 @@ def test_params_are_immutable(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frozen"):
         params.agency = "other"  # type: ignore[misc]
     assert isinstance(params, AgencyParams)
+
+
+# --- the expectations section ---------------------------------------------------------------------
+
+
+def with_expectations(expectations: dict[str, Any]) -> dict[str, Any]:
+    params = minimal_params()
+    params["use_cases"]["triage"]["expectations"] = expectations
+    return params
+
+
+def test_expectations_default_to_the_documented_values(tmp_path: Path) -> None:
+    write_params(tmp_path, "demo", minimal_params())
+
+    expectations = load_params("demo", directory=tmp_path).use_cases["triage"].expectations
+
+    assert expectations.required == [] and expectations.columns == {}
+    assert (expectations.batch_rows.min, expectations.batch_rows.max) == (1, 10_000_000)
+    assert expectations.freshness.allow_future_days == 1
+    assert expectations.freshness.max_age_days is None
+    assert expectations.unseen_categories == "accept"
+    assert expectations.range_tolerance == 0.5
+    assert expectations.max_quarantine_fraction == 0.05
+    assert expectations.max_text_length == 10_000
+
+
+def test_a_full_expectations_section_loads(tmp_path: Path) -> None:
+    params = with_expectations(
+        {
+            "required": ["received", "region"],
+            "columns": {
+                "amount": {"min": 0, "max": 1000},
+                "region": {"allowed": ["north", "south"]},
+                "outcome": {"allowed": ["bad", "good"]},
+                "case_id": {"allowed": ["c-1"]},
+            },
+            "batch_rows": {"min": 5, "max": 5},
+            "freshness": {"allow_future_days": 0, "max_age_days": 30},
+            "unseen_categories": "quarantine",
+            "range_tolerance": 0,
+            "max_quarantine_fraction": 1,
+            "max_text_length": 200,
+        }
+    )
+    write_params(tmp_path, "demo", params)
+
+    expectations = load_params("demo", directory=tmp_path).use_cases["triage"].expectations
+
+    assert expectations.columns["amount"].min == 0 and expectations.columns["amount"].max == 1000
+    assert expectations.columns["region"].allowed == ["north", "south"]
+    assert expectations.batch_rows.min == expectations.batch_rows.max == 5
+    assert expectations.freshness.max_age_days == 30
+    assert expectations.unseen_categories == "quarantine"
+
+
+@pytest.mark.parametrize(
+    ("expectations", "dotted"),
+    [
+        ({"colums": {}}, "expectations.colums"),
+        ({"freshness": {"max_age": 3}}, "expectations.freshness.max_age"),
+        ({"columns": {"amount": {"minimum": 3}}}, "expectations.columns.amount.minimum"),
+        ({"batch_rows": {"min": 1, "maximum": 3}}, "expectations.batch_rows.maximum"),
+    ],
+    ids=["section", "freshness", "column-rule", "batch-rows"],
+)
+def test_unknown_expectations_keys_are_rejected_naming_the_dotted_key(
+    tmp_path: Path, expectations: dict[str, Any], dotted: str
+) -> None:
+    path, message = params_error(tmp_path, with_expectations(expectations))
+
+    assert message.startswith(f"{path}: 1 invalid setting(s):")
+    assert f"  - use_cases.triage.{dotted}: unknown key; check its spelling" in message
+
+
+def test_a_column_rule_with_min_above_max_is_rejected(tmp_path: Path) -> None:
+    params = with_expectations({"columns": {"amount": {"min": 5, "max": 1}}})
+
+    path, message = params_error(tmp_path, params)
+
+    assert message.startswith(str(path))
+    assert (
+        "  - use_cases.triage.expectations.columns.amount: Value error, "
+        "max (1.0) is below min (5.0)"
+    ) in message
+
+
+def test_a_column_rule_with_equal_bounds_and_an_open_side_is_valid(tmp_path: Path) -> None:
+    params = with_expectations(
+        {"columns": {"amount": {"min": 3, "max": 3}, "received": {"max": 1}}}
+    )
+    write_params(tmp_path, "demo", params)
+
+    columns = load_params("demo", directory=tmp_path).use_cases["triage"].expectations.columns
+
+    assert (columns["amount"].min, columns["amount"].max) == (3, 3)
+    assert (columns["received"].min, columns["received"].max) == (None, 1)
+
+
+def test_an_empty_allowed_list_is_rejected(tmp_path: Path) -> None:
+    params = with_expectations({"columns": {"region": {"allowed": []}}})
+
+    _, message = params_error(tmp_path, params)
+
+    assert (
+        "  - use_cases.triage.expectations.columns.region.allowed: List should have at least 1"
+        in (message)
+    )
+
+
+def test_batch_rows_with_max_below_min_is_rejected(tmp_path: Path) -> None:
+    params = with_expectations({"batch_rows": {"min": 10, "max": 5}})
+
+    path, message = params_error(tmp_path, params)
+
+    assert message.startswith(str(path))
+    assert (
+        "  - use_cases.triage.expectations.batch_rows: Value error, max (5) is below min (10)"
+    ) in message
+
+
+@pytest.mark.parametrize(
+    ("expectations", "listed"),
+    [
+        ({"required": ["amount", "nope"]}, "['nope']"),
+        ({"columns": {"zzz": {"min": 1}}}, "['zzz']"),
+        (
+            {"required": ["nope"], "columns": {"amount": {"min": 0}, "zzz": {"min": 1}}},
+            "['nope', 'zzz']",
+        ),
+    ],
+    ids=["required", "columns", "both"],
+)
+def test_expectations_on_unknown_columns_are_rejected_listing_them(
+    tmp_path: Path, expectations: dict[str, Any], listed: str
+) -> None:
+    path, message = params_error(tmp_path, with_expectations(expectations))
+
+    assert message.startswith(f"{path}: 1 invalid setting(s):")
+    assert (
+        "  - use_cases.triage: Value error, expectations name columns that are neither id, "
+        f"target nor features: {listed}"
+    ) in message
+
+
+def test_expectations_may_name_the_id_and_the_target(tmp_path: Path) -> None:
+    params = with_expectations(
+        {"required": ["case_id", "outcome"], "columns": {"outcome": {"allowed": ["bad"]}}}
+    )
+    write_params(tmp_path, "demo", params)
+
+    expectations = load_params("demo", directory=tmp_path).use_cases["triage"].expectations
+
+    assert expectations.required == ["case_id", "outcome"]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "problem"),
+    [(-0.1, "greater than or equal to 0"), (1.5, "less than or equal to 1")],
+)
+def test_max_quarantine_fraction_outside_zero_to_one_is_rejected(
+    tmp_path: Path, fraction: float, problem: str
+) -> None:
+    params = with_expectations({"max_quarantine_fraction": fraction})
+
+    _, message = params_error(tmp_path, params)
+
+    assert (
+        f"  - use_cases.triage.expectations.max_quarantine_fraction: Input should be {problem}"
+        in (message)
+    )
+
+
+@pytest.mark.parametrize("fraction", [0, 0.1, 1])
+def test_max_quarantine_fraction_at_or_inside_the_bounds_is_valid(
+    tmp_path: Path, fraction: float
+) -> None:
+    write_params(tmp_path, "demo", with_expectations({"max_quarantine_fraction": fraction}))
+
+    loaded = load_params("demo", directory=tmp_path).use_cases["triage"]
+
+    assert loaded.expectations.max_quarantine_fraction == fraction
+
+
+@pytest.mark.parametrize(
+    ("expectations", "dotted", "problem"),
+    [
+        ({"batch_rows": {"min": -1}}, "batch_rows.min", "greater than or equal to 0"),
+        ({"batch_rows": {"max": 0}}, "batch_rows.max", "greater than 0"),
+        ({"freshness": {"allow_future_days": -1}}, "freshness.allow_future_days", "greater"),
+        ({"freshness": {"max_age_days": 0}}, "freshness.max_age_days", "greater than 0"),
+        ({"range_tolerance": -0.5}, "range_tolerance", "greater than or equal to 0"),
+        ({"max_text_length": 0}, "max_text_length", "greater than 0"),
+        ({"unseen_categories": "drop"}, "unseen_categories", "'accept' or 'quarantine'"),
+    ],
+)
+def test_out_of_range_expectations_name_the_dotted_key(
+    tmp_path: Path, expectations: dict[str, Any], dotted: str, problem: str
+) -> None:
+    _, message = params_error(tmp_path, with_expectations(expectations))
+
+    assert f"  - use_cases.triage.expectations.{dotted}: Input should be" in message
+    assert problem in message
+
+
+@pytest.mark.parametrize(
+    "params_file", sorted(PROJECT_PARAMS.glob("*.yaml")), ids=lambda path: path.name
+)
+def test_project_params_declare_expectations_on_their_own_columns(params_file: Path) -> None:
+    params = load_params(params_file.stem, directory=PROJECT_PARAMS)
+
+    for name, use_case in params.use_cases.items():
+        expectations = use_case.expectations
+        features = use_case.features.all_columns()
+        assert expectations.required, f"{name} declares no required columns"
+        assert set(expectations.required) <= set(features), name
+        assert set(expectations.columns) <= {use_case.id_column, *features}, name
+        assert 0 < expectations.max_quarantine_fraction < 1
+        for column, rule in expectations.columns.items():
+            if rule.allowed is not None:
+                assert column in use_case.features.categorical, (name, column)

@@ -328,3 +328,272 @@ def test_published_batch_directory_is_readable_like_a_plain_directory(
     batch_dir, _ = publish_batch(frame(), {"rows": 3}, tmp_path / "batch-1")
 
     assert mode(batch_dir) == mode(plain) == 0o755
+
+
+# --- quarantine folders, publishing and CSV for people --------------------------------------------
+
+import csv  # noqa: E402
+
+from pipelines.storage import (  # noqa: E402
+    neutralise_formulas,
+    publish_directory,
+    quarantine_input,
+    quarantine_rows,
+    write_csv,
+)
+
+RISKY_CELLS = [
+    '=HYPERLINK("http://evil.example","click")',
+    "@SUM(A1:A9)",
+    "+1",
+    "-1",
+    "\tcmd",
+    "\r=1+1",
+]
+SAFE_CELLS = ["north", "a=b", "", " =1", "1-2", "'=already safe"]
+
+
+# cells with a carriage return are checked by their own test below
+CSV_RISKY_CELLS = [cell for cell in RISKY_CELLS if "\r" not in cell]
+
+
+def rows_to_quarantine() -> pd.DataFrame:
+    count = len(CSV_RISKY_CELLS)
+    return pd.DataFrame(
+        {
+            "case_id": [f"c-{i}" for i in range(count)],
+            "note": CSV_RISKY_CELLS,
+            "amount": [float(i) for i in range(count)],
+            "failed_expectations": ["'note' is at most 5 characters long"] * count,
+        }
+    )
+
+
+def read_csv_as_text(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_quarantine_rows_writes_parquet_csv_and_report(tmp_path: Path) -> None:
+    rows = rows_to_quarantine()
+    report = {"batch_id": "batch-1", "row_counts": {"in": 10, "quarantined": 5}}
+    target = tmp_path / "quarantine" / "demo" / "triage" / "batch-1"
+
+    folder = quarantine_rows(rows, report, target)
+
+    assert folder == target
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json", "rows.csv", "rows.parquet"]
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "rows.parquet"), rows)  # data as is
+    csv = read_csv_as_text(folder / "rows.csv")
+    assert csv["note"].tolist() == ["'" + cell for cell in CSV_RISKY_CELLS]
+    assert csv["case_id"].tolist() == rows["case_id"].tolist()
+    assert csv["failed_expectations"].tolist() == rows["failed_expectations"].tolist()
+    assert json.loads((folder / "report.json").read_text(encoding="utf-8")) == report
+    assert leftovers(target.parent) == []
+
+
+def test_quarantine_rows_a_second_time_keeps_the_first_folder(tmp_path: Path) -> None:
+    target = tmp_path / "batch-1"
+    first = rows_to_quarantine()
+    quarantine_rows(first, {"attempt": 1}, target)
+
+    again = quarantine_rows(first.iloc[:1], {"attempt": 2}, target)
+
+    assert again == target
+    assert json.loads((target / "report.json").read_text()) == {"attempt": 1}
+    assert len(pd.read_parquet(target / "rows.parquet")) == len(first)
+    assert leftovers(tmp_path) == []
+
+
+def test_quarantine_rows_from_a_parquet_batch_with_a_categorical_column(tmp_path: Path) -> None:
+    path = write_parquet(
+        pd.DataFrame({"case_id": ["c-1", "c-2"], "region": pd.Categorical(["north", "-south"])}),
+        tmp_path / "batch.parquet",
+    )
+    rows = read_table(path)
+    assert isinstance(rows["region"].dtype, pd.CategoricalDtype)  # as a batch comes in
+
+    folder = quarantine_rows(rows, {"batch_id": "b"}, tmp_path / "quarantine")
+
+    assert read_csv_as_text(folder / "rows.csv")["region"].tolist() == ["north", "'-south"]
+
+
+@pytest.mark.parametrize("cell", ["\r=1+1", "note\r=1+1", "note\r@SUM(A1:A9)"])
+def test_a_carriage_return_in_a_cell_cannot_start_a_new_row(tmp_path: Path, cell: str) -> None:
+    table = pd.DataFrame({"case_id": ["c-1", "c-2"], "note": [cell, "plain"]})
+
+    written = write_csv(table, tmp_path / "rows.csv")
+
+    with open(written, newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))
+    assert [record[0] for record in records] == ["case_id", "c-1", "c-2"]
+    assert not any(value.startswith("=") for record in records for value in record)
+
+
+@pytest.mark.parametrize(
+    ("name", "copy"),
+    [
+        ("batch.csv", "input.csv"),
+        ("batch.csv.gz", "input.csv.gz"),
+        ("BATCH.CSV.GZ", "input.CSV.GZ"),
+        ("batch.parquet", "input.parquet"),
+        ("batch", "input"),
+    ],
+)
+def test_quarantine_input_copies_the_file_byte_for_byte(
+    tmp_path: Path, name: str, copy: str
+) -> None:
+    source = tmp_path / "inbox" / name
+    source.parent.mkdir()
+    payload = gzip.compress(b"case_id,x\nc-1,\xff\x00\r\n") + bytes(range(256))
+    source.write_bytes(payload)
+    report = {"rejected": ["expected column 'x' is present, but it is missing"]}
+
+    folder = quarantine_input(source, report, tmp_path / "quarantine" / "batch-1")
+
+    assert sorted(p.name for p in folder.iterdir()) == sorted([copy, "report.json"])
+    assert (folder / copy).read_bytes() == payload
+    assert file_sha256(folder / copy) == file_sha256(source)
+    assert json.loads((folder / "report.json").read_text()) == report
+    assert source.read_bytes() == payload  # the input itself is left where it was
+
+
+def test_quarantine_input_a_second_time_keeps_the_first_copy(tmp_path: Path) -> None:
+    source = tmp_path / "batch.csv"
+    source.write_text("case_id\nc-1\n")
+    target = tmp_path / "quarantine" / "batch-1"
+    quarantine_input(source, {"attempt": 1}, target)
+    source.write_text("case_id\nc-2\n")
+
+    assert quarantine_input(source, {"attempt": 2}, target) == target
+
+    assert (target / "input.csv").read_text() == "case_id\nc-1\n"
+    assert json.loads((target / "report.json").read_text()) == {"attempt": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "copy"),
+    [("batch.2024-05-10.csv", "input.csv"), ("export.v2.parquet", "input.parquet")],
+)
+def test_quarantine_input_keeps_only_the_table_suffix(tmp_path: Path, name: str, copy: str) -> None:
+    source = tmp_path / name
+    source.write_bytes(b"case_id\nc-1\n")
+
+    folder = quarantine_input(source, {}, tmp_path / "quarantine")
+
+    assert sorted(p.name for p in folder.iterdir()) == sorted([copy, "report.json"])
+
+
+@pytest.mark.parametrize("failing", ["a.txt", "report.json"])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_publish_directory_that_fails_leaves_nothing_behind(
+    tmp_path: Path, failing: str, error: type[BaseException]
+) -> None:
+    target = tmp_path / "out" / "batch-1"
+
+    def write(name: str):
+        def writer(path: Path) -> None:
+            if name == failing:
+                raise error(f"{name} broke")
+            path.write_text(name)
+
+        return writer
+
+    files = {name: write(name) for name in ("report.json", "a.txt", "b.txt")}
+
+    with pytest.raises(error, match=f"{failing} broke"):
+        publish_directory(target, files, marker="report.json")
+
+    assert not target.exists()
+    assert list((tmp_path / "out").iterdir()) == []  # no staging folder either
+
+
+def test_publish_directory_writes_the_marker_last(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    def write(name: str):
+        def writer(path: Path) -> None:
+            assert path.parent.name.startswith(".batch-1.")  # a hidden staging folder
+            order.append(name)
+            path.write_text(name)
+
+        return writer
+
+    files = {name: write(name) for name in ("manifest.json", "b.txt", "a.txt")}
+
+    assert publish_directory(tmp_path / "batch-1", files, marker="manifest.json") == (
+        tmp_path / "batch-1",
+        True,
+    )
+    assert order[-1] == "manifest.json" and sorted(order[:-1]) == ["a.txt", "b.txt"]
+    assert (tmp_path / "batch-1" / "a.txt").read_text() == "a.txt"
+    assert leftovers(tmp_path) == []
+
+
+def test_publish_directory_does_not_write_into_a_complete_folder(tmp_path: Path) -> None:
+    target = tmp_path / "batch-1"
+    target.mkdir()
+    (target / "manifest.json").write_text("{}")
+
+    def never(path: Path) -> None:
+        raise AssertionError(f"{path} should not be written")
+
+    assert publish_directory(
+        target, {"x.txt": never, "manifest.json": never}, marker="manifest.json"
+    ) == (target, False)
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("dtype", [object, "str", "string"])
+@pytest.mark.parametrize("cell", RISKY_CELLS)
+def test_neutralise_formulas_prefixes_cells_a_spreadsheet_would_run(
+    cell: str, dtype: object
+) -> None:
+    table = pd.DataFrame({"note": pd.Series([cell, "safe"], dtype=dtype)})
+
+    safe = neutralise_formulas(table)
+
+    assert safe["note"].tolist() == ["'" + cell, "safe"]
+    assert table["note"].tolist() == [cell, "safe"]  # the input frame is not modified
+
+
+def test_neutralise_formulas_leaves_safe_text_and_other_values_alone() -> None:
+    table = pd.DataFrame(
+        {
+            "text": SAFE_CELLS,
+            "mixed": [1, -2.5, None, True, b"=bytes", "-x"],
+            "number": [-1, -2, 3, 0, 5, -6],
+            "amount": [-1.5, float("nan"), 0.0, 1e9, -0.0, 2.0],
+        }
+    )
+    before = table.copy(deep=True)
+
+    safe = neutralise_formulas(table)
+
+    assert safe["text"].tolist() == SAFE_CELLS
+    assert safe["mixed"].tolist()[:5] == [1, -2.5, None, True, b"=bytes"]
+    assert safe["mixed"].tolist()[5] == "'-x"
+    pd.testing.assert_frame_equal(safe[["number", "amount"]], table[["number", "amount"]])
+    pd.testing.assert_frame_equal(table, before)
+    assert safe is not table
+
+
+def test_write_csv_round_trip(tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "case_id": ["c-1", "c-2", "c-3"],
+            "note": ["=1+1", "plain, with a comma", 'quote "inside"'],
+            "score": [0.25, -1.0, 3.0],
+        }
+    )
+    path = tmp_path / "deep" / "scored.csv"
+
+    assert write_csv(table, path) == path
+
+    back = pd.read_csv(path)
+    assert back["note"].tolist() == ["'=1+1", "plain, with a comma", 'quote "inside"']
+    assert back["score"].tolist() == [0.25, -1.0, 3.0]  # numbers are not text, so not touched
+    assert back["case_id"].tolist() == ["c-1", "c-2", "c-3"]
+    assert leftovers(path.parent) == []
+
+    write_csv(table.iloc[:1], path)  # a rewrite replaces the file
+    assert len(pd.read_csv(path)) == 1
