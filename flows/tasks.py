@@ -28,58 +28,39 @@ def retry_on(*errors: type[BaseException]) -> Callable[..., bool]:
 
 
 IO_ERRORS = (TimeoutError, ConnectionError, BlockingIOError, InterruptedError)
-# Data tables are passed in memory, so no task hashes its inputs for caching.
-step = {"cache_policy": NO_CACHE}
 
-load_use_case = task(config.load_use_case, name="load-params", **step)
-load_training_data = task(
-    sources.load_source,
-    name="load-training-data",
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS),
-    **step,
-)
-validate_training_data = task(quality.validate_training_data, name="validate-data", **step)
-split_data = task(training.split_data, name="split-data", **step)
-fit_model = task(training.fit_model, name="fit-model", **step)
-evaluate_model = task(evaluate, name="evaluate-holdout", **step)
-register_model = task(
-    records.record_training_run,
-    name="log-and-register",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_on(*IO_ERRORS),
-    **step,
-)
-load_champion = task(
-    tracking.load_model,
-    name="load-champion",
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS),
-    **step,
-)
-read_batch = task(
-    quality.read_batch,
-    name="read-batch",
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=retry_on(*IO_ERRORS),
-    **step,
-)
-batch_id_of = task(batches.batch_id_of, name="batch-id", **step)
-check_batch = task(quality.check_batch, name="check-batch", **step)
-gate_batch = task(quality.gate_batch, name="validate-batch", **step)
-quarantine_rows = task(quality.quarantine_failed_rows, name="quarantine-rows", **step)
-score_batch = task(batches.score_batch, name="score-batch", **step)
-build_manifest = task(batches.build_manifest, name="build-manifest", **step)
-publish_batch = task(batches.publish, name="publish-batch", **step)
-record_scoring = task(
-    records.record_scoring_run,
-    name="record-scoring",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_on(*IO_ERRORS),
-    **step,
-)
+
+def step(fn: Callable[..., Any], name: str) -> Any:
+    """A task for one logical step. Tables pass in memory, so no task hashes its inputs."""
+    return task(fn, name=name, cache_policy=NO_CACHE)
+
+
+def io_step(fn: Callable[..., Any], name: str, delay_seconds: float = 2) -> Any:
+    """A step that reads files or calls the tracking server: retried on I/O errors only."""
+    return task(
+        fn,
+        name=name,
+        cache_policy=NO_CACHE,
+        retries=2,
+        retry_delay_seconds=delay_seconds,
+        retry_condition_fn=retry_on(*IO_ERRORS),
+    )
+
+
+load_use_case = step(config.load_use_case, "load-params")
+load_training_data = io_step(sources.load_source, "load-training-data")
+validate_training_data = step(quality.validate_training_data, "validate-data")
+split_data = step(training.split_data, "split-data")
+fit_model = step(training.fit_model, "fit-model")
+evaluate_model = step(evaluate, "evaluate-holdout")
+register_model = io_step(records.record_training_run, "log-and-register", delay_seconds=5)
+load_champion = io_step(tracking.load_model, "load-champion")
+read_batch = io_step(quality.read_batch, "read-batch")
+batch_id_of = step(batches.batch_id_of, "batch-id")
+check_batch = step(quality.check_batch, "check-batch")
+gate_batch = step(quality.gate_batch, "validate-batch")
+quarantine_rows = step(quality.quarantine_failed_rows, "quarantine-rows")
+score_batch = step(batches.score_batch, "score-batch")
+build_manifest = step(batches.build_manifest, "build-manifest")
+publish_batch = step(batches.publish, "publish-batch")
+record_scoring = io_step(records.record_scoring_run, "record-scoring", delay_seconds=5)
