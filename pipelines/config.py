@@ -229,6 +229,16 @@ class UseCase(Strict):
             raise ValueError(
                 f"expectations name columns that are neither id, target nor features: {unknown}"
             )
+        for column, rule in self.expectations.columns.items():
+            if rule.allowed is not None and column not in [*self.features.categorical, self.target]:
+                raise ValueError(
+                    f"expectations.columns.{column}.allowed applies to categorical features and the target only"
+                )
+            bounded = rule.min is not None or rule.max is not None
+            if bounded and column not in self.features.numeric:
+                raise ValueError(
+                    f"expectations.columns.{column}.min/max apply to numeric features only"
+                )
         for column in (self.id_column, self.target):
             if column in features:
                 raise ValueError(f"'{column}' is the id or target and cannot also be a feature")

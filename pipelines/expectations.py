@@ -54,8 +54,13 @@ def bounds_in_words(low: float | None, high: float | None) -> str:
     if low is None and high is None:
         return "any value"
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+        return f"between {readable(low)} and {readable(high)}"
+    return f"at least {readable(low)}" if low is not None else f"at most {readable(high)}"
+
+
+def readable(value: float) -> str:
+    """12345678.9 -> '12,345,679'; 0.25 -> '0.25': no exponents in messages people read."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def column_kinds(params: UseCase) -> dict[str, str]:

@@ -553,7 +553,6 @@ def test_a_full_expectations_section_loads(tmp_path: Path) -> None:
                 "amount": {"min": 0, "max": 1000},
                 "region": {"allowed": ["north", "south"]},
                 "outcome": {"allowed": ["bad", "good"]},
-                "case_id": {"allowed": ["c-1"]},
             },
             "batch_rows": {"min": 5, "max": 5},
             "freshness": {"allow_future_days": 0, "max_age_days": 30},
@@ -605,16 +604,31 @@ def test_a_column_rule_with_min_above_max_is_rejected(tmp_path: Path) -> None:
     ) in message
 
 
-def test_a_column_rule_with_equal_bounds_and_an_open_side_is_valid(tmp_path: Path) -> None:
-    params = with_expectations(
-        {"columns": {"amount": {"min": 3, "max": 3}, "received": {"max": 1}}}
-    )
+def test_a_column_rule_with_equal_bounds_is_valid(tmp_path: Path) -> None:
+    params = with_expectations({"columns": {"amount": {"min": 3, "max": 3}}})
     write_params(tmp_path, "demo", params)
 
     columns = load_params("demo", directory=tmp_path).use_cases["triage"].expectations.columns
 
     assert (columns["amount"].min, columns["amount"].max) == (3, 3)
-    assert (columns["received"].min, columns["received"].max) == (None, 1)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"received": {"max": 1}}, "columns.received.min/max apply to numeric features only"),
+        ({"region": {"min": 1}}, "columns.region.min/max apply to numeric features only"),
+        ({"amount": {"allowed": ["1"]}}, "columns.amount.allowed applies to categorical"),
+        ({"case_id": {"allowed": ["c-1"]}}, "columns.case_id.allowed applies to categorical"),
+    ],
+    ids=["range-on-date", "range-on-category", "set-on-number", "set-on-id"],
+)
+def test_a_rule_that_does_not_fit_its_column_kind_is_rejected(
+    tmp_path: Path, rule: dict[str, Any], message: str
+) -> None:
+    _, error = params_error(tmp_path, with_expectations({"columns": rule}))
+
+    assert message in error
 
 
 def test_an_empty_allowed_list_is_rejected(tmp_path: Path) -> None:
