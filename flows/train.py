@@ -18,4 +18,4 @@ def train(agency: str, use_case: str) -> TrainResult:
     split = tasks.split_data(data, spec.params)
     trained = tasks.fit_model(split, spec.params)
     evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
-    return tasks.register_model(spec, trained, evaluation, split, outcome, state_dir())
+    return tasks.register_model(spec, trained, evaluation, split, outcome, state_dir(), data)

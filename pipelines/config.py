@@ -232,7 +232,8 @@ class UseCase(Strict):
         for column, rule in self.expectations.columns.items():
             if rule.allowed is not None and column not in [*self.features.categorical, self.target]:
                 raise ValueError(
-                    f"expectations.columns.{column}.allowed applies to categorical features and the target only"
+                    f"expectations.columns.{column}.allowed applies to categorical features "
+                    "and the target only"
                 )
             bounded = rule.min is not None or rule.max is not None
             if bounded and column not in self.features.numeric:

@@ -218,7 +218,7 @@ def date_parts(frame: pd.DataFrame, column: str) -> list[np.ndarray]:
     dates = pd.to_datetime(frame[column], errors="coerce")
     return [
         dates.dt.month.astype("float64").to_numpy(na_value=np.nan),
-        dates.dt.weekday.astype("float64").to_numpy(na_value=np.nan),
+        dates.dt.day_of_week.astype("float64").to_numpy(na_value=np.nan),
         dates.dt.day.astype("float64").to_numpy(na_value=np.nan),
     ]
 

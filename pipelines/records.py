@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pipelines import tracking
 from pipelines.config import UseCaseSpec
 from pipelines.evaluation import Evaluation
 from pipelines.expectations import scoring_checks
+from pipelines.lineage import training_data_lineage
 from pipelines.paths import StateDir, project_root
 from pipelines.storage import file_sha256
 from pipelines.training import DataSplit, TrainedModel
@@ -61,8 +64,9 @@ def record_training_run(
     split: DataSplit,
     outcome: ValidationOutcome,
     state: StateDir,
+    data: pd.DataFrame,
 ) -> TrainResult:
-    """Log params, metrics, plots, validation evidence and the model, then register it."""
+    """Log params, metrics, plots, data lineage, validation evidence and the model; register."""
     tracking.configure(state)
     params = {
         **flatten("", spec.params.model_dump(mode="json", exclude={"description"})),
@@ -70,6 +74,7 @@ def record_training_run(
         **{f"rows.{name}": str(size) for name, size in split.sizes().items()},
     }
     suite = scoring_checks(spec.params, trained.bundle.profile, datetime.now(UTC))
+    lineage = training_data_lineage(spec, data)
     record = tracking.RunRecord(
         run_name=f"train-{spec.model_name}",
         tags={
@@ -77,6 +82,7 @@ def record_training_run(
             "agencyml.kind": "train",
             "agencyml.model_name": spec.model_name,
             "agencyml.validation_result_id": outcome.result_id,
+            **lineage.as_tags(),
         },
         params=params,
         metrics=evaluation.metrics,
@@ -87,6 +93,7 @@ def record_training_run(
             "params/use_case.json": spec.params.model_dump(mode="json"),
         },
         artifact_dirs={"validation/data_docs": outcome.data_docs},
+        inputs=[(data, lineage)],
     )
     registered = tracking.log_training_run(
         record,

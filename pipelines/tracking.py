@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from pipelines.lineage import DataLineage
 from pipelines.model import ModelBundle
 from pipelines.paths import StateDir
 
@@ -81,6 +82,7 @@ class RunRecord:
     figures: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifact_dirs: dict[str, Path] = field(default_factory=dict)
+    inputs: list[tuple[pd.DataFrame, DataLineage]] = field(default_factory=list)
 
 
 def _log_contents(record: RunRecord) -> None:
@@ -93,9 +95,30 @@ def _log_contents(record: RunRecord) -> None:
         plt.close(figure)
     for name, document in record.documents.items():
         mlflow.log_dict(document, name)
+    for frame, lineage in record.inputs:
+        mlflow.log_input(dataset_of(frame, lineage), context=lineage.name)
     for name, folder in record.artifact_dirs.items():
         if Path(folder).is_dir():
             mlflow.log_artifacts(str(folder), name)
+
+
+def dataset_of(frame: pd.DataFrame, lineage: DataLineage) -> Any:
+    """The table as an MLflow dataset, so it shows in the UI with its source and digest."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    source = (
+        lineage.source
+        if not lineage.source.startswith("generator:")
+        else CodeDatasetSource(tags={"generator": lineage.source})
+    )
+    # MLflow stores a short digest; the full sha256 is in the run's tags
+    with warnings.catch_warnings():
+        # a local path matches MLflow's file source twice over; both readings are the same
+        warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        return mlflow.data.from_pandas(
+            frame, source=source, name=lineage.name, digest=lineage.digest[:32]
+        )
 
 
 def log_run(record: RunRecord, experiment_id: str, *, failed: bool = False) -> str:

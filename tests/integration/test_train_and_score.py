@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -74,7 +75,7 @@ def test_train_registers_a_champion_and_score_publishes_a_traceable_batch(
 def test_rescoring_returns_the_existing_batch_and_retraining_keeps_the_champion(
     prefect_server, small_project
 ):
-    train("business-aid", "fraud-risk")
+    first_model = train("business-aid", "fraud-risk")
     batch_path = write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
     first = score("business-aid", "fraud-risk", str(batch_path))
     again = score("business-aid", "fraud-risk", str(batch_path))
@@ -87,6 +88,35 @@ def test_rescoring_returns_the_existing_batch_and_retraining_keeps_the_champion(
     champion = tracking.load_model("business-aid.fraud-risk", state_dir())
     assert champion.version == "1"
     assert not (Path.cwd() / "mlflow.db").exists(), "MLflow must only write to the state dir"
+
+    # training is deterministic: the same data and params give the same model and metrics
+    assert second.metrics == first_model.metrics
+    booster = [
+        Path(mlflow.artifacts.download_artifacts(f"models:/business-aid.fraud-risk/{v}"))
+        / "artifacts"
+        / "booster.txt"
+        for v in (1, 2)
+    ]
+    assert booster[0].read_bytes() == booster[1].read_bytes()
+
+
+def test_training_records_its_data_lineage_on_the_run_and_the_model_version(
+    prefect_server, small_project
+):
+    trained = train("product-safety", "risk-triage")
+    client = MlflowClient(state_dir().tracking_uri, state_dir().tracking_uri)
+    run = client.get_run(trained.run_id)
+    raw_file = small_project / "data" / "product-safety" / "RASFF_data.csv.gz"
+    tags = run.data.tags
+    assert tags["agencyml.data.training.source"] == "data/product-safety/RASFF_data.csv.gz"
+    assert tags["agencyml.data.training.file_sha256"] == file_sha256(raw_file)
+    assert int(tags["agencyml.data.training.rows"]) == sum(trained.split_sizes.values())
+    [dataset_input] = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "training"
+    assert tags["agencyml.data.training.digest"].startswith(dataset_input.dataset.digest)
+    version = client.get_model_version("product-safety.risk-triage", trained.model_version)
+    for key in ("agencyml.data.training.digest", "agencyml.git_commit", "agencyml.params_sha256"):
+        assert version.tags[key] == tags[key]
 
 
 def test_scoring_before_any_training_says_how_to_train(prefect_server, small_project, tmp_path):

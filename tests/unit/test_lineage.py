@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.config import load_params
+from pipelines.lineage import table_digest, training_data_lineage
+from pipelines.paths import PACKAGE_ROOT
+from pipelines.sources import load_source
+from pipelines.storage import file_sha256
+
+
+def table() -> pd.DataFrame:
+    return pd.DataFrame({"case_id": ["a", "b"], "amount": [1.5, None], "region": ["n", "s"]})
+
+
+def test_the_digest_follows_content_not_the_file_format(tmp_path: Path) -> None:
+    table().to_parquet(tmp_path / "t.parquet")
+    assert table_digest(pd.read_parquet(tmp_path / "t.parquet")) == table_digest(table())
+    assert len(table_digest(table())) == 64
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.assign(amount=[1.5, 2.0]),
+        lambda t: t.rename(columns={"region": "area"}),
+        lambda t: t.iloc[::-1],
+        lambda t: t.head(1),
+    ],
+    ids=["value", "column-name", "row-order", "row-count"],
+)
+def test_any_change_to_the_table_changes_the_digest(change) -> None:
+    assert table_digest(change(table())) != table_digest(table())
+
+
+def test_a_file_source_records_its_path_file_hash_and_rows() -> None:
+    spec = load_params("product-safety", PACKAGE_ROOT / "params").use_case("risk-triage")
+    frame = load_source(spec.params).head(50)
+
+    lineage = training_data_lineage(spec, frame)
+
+    raw = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
+    assert lineage.source == "data/product-safety/RASFF_data.csv.gz"
+    assert lineage.file_sha256 == file_sha256(raw)
+    assert lineage.rows == 50 and lineage.digest == table_digest(frame)
+    assert lineage.as_tags()["agencyml.data.training.file_sha256"] == lineage.file_sha256
+
+
+def test_a_generated_source_records_the_call_that_rebuilds_it() -> None:
+    spec = load_params("business-aid", PACKAGE_ROOT / "params").use_case("fraud-risk")
+    frame = pd.DataFrame({"application_id": ["BA-1"]})
+
+    lineage = training_data_lineage(spec, frame)
+
+    assert lineage.source == "generator:business-aid?rows=60000&seed=2020"
+    assert lineage.file_sha256 is None
+    assert "agencyml.data.training.file_sha256" not in lineage.as_tags()
