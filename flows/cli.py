@@ -255,6 +255,11 @@ def demo() -> None:
         for _, scored in results:
             console.print(f"  {scored.output_dir}", soft_wrap=True)
         console.print(
+            f"Validation reports (Data Docs): {state_dir().root / 'gx'}/<agency>/gx/"
+            "uncommitted/data_docs/local_site/index.html",
+            soft_wrap=True,
+        )
+        console.print(
             "Open the MLflow UI with: [bold]make ui[/] or [bold]agencyml ui[/], "
             "then browse http://127.0.0.1:5000"
         )
@@ -262,7 +267,16 @@ def demo() -> None:
 
 def demo_table(results: list[tuple[Any, Any]]) -> Table:
     table = Table(title="agencyml demo")
-    for column in ("model", "version", "holdout metrics", "batch id", "rows"):
+    columns = (
+        "model",
+        "trained",
+        "holdout metrics",
+        "scored with",
+        "batch id",
+        "rows scored",
+        "quarantined",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for trained, scored in results:
         metric = "roc_auc" if "roc_auc" in trained.metrics else "macro_f1"
@@ -270,7 +284,13 @@ def demo_table(results: list[tuple[Any, Any]]) -> Table:
         if "pr_auc" in trained.metrics:
             headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
         table.add_row(
-            trained.model_name, trained.model_version, headline, scored.batch_id, str(scored.rows)
+            trained.model_name,
+            f"v{trained.model_version}",
+            headline,
+            f"v{scored.model_version} (champion)",
+            scored.batch_id,
+            str(scored.rows),
+            str(scored.rows_quarantined),
         )
     return table
 

@@ -167,3 +167,18 @@ def test_validate_reports_without_scoring_and_exits_4_on_rejection(
     assert "rejected" in output and "column 'region' is present, but it is missing" in output
     state = Path(os.environ["AGENCYML_HOME"])
     assert not (state / "outputs").exists() and not (state / "quarantine").exists()
+
+
+def test_demo_trains_and_scores_every_use_case(prefect_server, small_project):
+    code, output = invoke("demo")
+    assert code == 0, output
+    state = Path(os.environ["AGENCYML_HOME"])
+    for model in (
+        "product-safety.risk-triage",
+        "business-aid.fraud-risk",
+        "business-aid.case-routing",
+    ):
+        agency, use_case = model.split(".")
+        [batch] = (state / "outputs" / agency / use_case).iterdir()
+        assert (batch / "manifest.json").is_file() and str(batch) in output
+    assert "agencyml ui" in output and "Data Docs" in output
