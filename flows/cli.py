@@ -118,6 +118,9 @@ def train(
     metrics_out: Path | None = typer.Option(
         None, help="Also write the holdout metrics to this JSON file (for DVC)."
     ),
+    plots_out: Path | None = typer.Option(
+        None, help="Also write ROC, precision-recall and confusion data as CSV here (for DVC)."
+    ),
 ) -> None:
     """Train, evaluate and register one use case's model."""
     with friendly_errors():
@@ -142,6 +145,13 @@ def train(
             from pipelines.storage import write_json
 
             write_json(metrics_out, {"model_version": result.model_version, **result.metrics})
+        if plots_out is not None:
+            import pandas as pd
+
+            from pipelines.storage import write_csv
+
+            for name, rows in result.curves.items():
+                write_csv(pd.DataFrame(rows), plots_out / f"{name}.csv")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -24,6 +25,8 @@ from pipelines.training import encode_target
 class Evaluation:
     metrics: dict[str, float]
     figures: dict[str, Figure] = field(default_factory=dict)
+    # plot data as rows, for tools that draw their own plots (dvc plots)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def evaluate(bundle: ModelBundle, holdout: pd.DataFrame, params: UseCase) -> Evaluation:
@@ -57,7 +60,29 @@ def evaluate_binary(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBundle)
         "confusion_matrix.png": plot_confusion(y_true, flagged.astype(int), bundle.classes),
         "feature_importance.png": plot_importance(bundle),
     }
-    return Evaluation(metrics, figures)
+    curves = {"confusion": confusion_rows(y_true, flagged.astype(int), bundle.classes)}
+    if _both(y_true):
+        fpr, tpr, _ = skm.roc_curve(y_true, scores)
+        precision, recall, _ = skm.precision_recall_curve(y_true, scores)
+        curves["roc"] = thinned({"fpr": fpr, "tpr": tpr})
+        curves["precision_recall"] = thinned({"recall": recall, "precision": precision})
+    return Evaluation(metrics, figures, curves)
+
+
+def thinned(columns: dict[str, np.ndarray], points: int = 200) -> list[dict[str, Any]]:
+    """At most `points` rows of a curve, evenly spaced along it, end points kept."""
+    length = len(next(iter(columns.values())))
+    keep = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
+    return [{name: float(values[i]) for name, values in columns.items()} for i in keep]
+
+
+def confusion_rows(
+    y_true: np.ndarray, predicted: np.ndarray, classes: list[str]
+) -> list[dict[str, Any]]:
+    return [
+        {"actual": classes[a], "predicted": classes[p]}
+        for a, p in zip(y_true, predicted, strict=True)
+    ]
 
 
 def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBundle) -> Evaluation:
@@ -78,7 +103,9 @@ def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBun
         "confusion_matrix.png": plot_confusion(y_true, predicted, bundle.classes),
         "feature_importance.png": plot_importance(bundle),
     }
-    return Evaluation(metrics, figures)
+    return Evaluation(
+        metrics, figures, {"confusion": confusion_rows(y_true, predicted, bundle.classes)}
+    )
 
 
 def _both(y_true: np.ndarray) -> bool:

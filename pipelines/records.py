@@ -32,6 +32,7 @@ class TrainResult:
     best_iteration: int
     metrics: dict[str, float]
     split_sizes: dict[str, int] = field(default_factory=dict)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -112,6 +113,7 @@ def record_training_run(
         best_iteration=trained.best_iteration,
         metrics=evaluation.metrics,
         split_sizes=split.sizes(),
+        curves=evaluation.curves,
     )
 
 

@@ -47,6 +47,12 @@ def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path)
     assert metrics["model_version"] == "1" and 0.5 < metrics["roc_auc"] <= 1
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project_copy, env))
     assert "roc_auc" in json.dumps(shown)
+    plots = project_copy / "plots" / "business-aid" / "fraud-risk"
+    assert {p.name for p in plots.iterdir()} == {"roc.csv", "precision_recall.csv", "confusion.csv"}
+    rendered = json.loads(run(["dvc", "plots", "show", "--json"], project_copy, env))
+    assert any(name.endswith("fraud-risk/roc.csv") for name in rendered["data"])
+    experiments = run(["dvc", "exp", "show", "--json"], project_copy, env)
+    assert "roc_auc" in experiments
 
     again = run(["dvc", "repro", stage], project_copy, env)
     assert "didn't change" in again or "up to date" in again

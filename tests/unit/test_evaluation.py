@@ -219,3 +219,32 @@ def test_roc_plot_of_scores_and_labels_of_different_lengths_raises() -> None:
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         plot_roc(np.array([0, 1, 1]), np.array([0.2, 0.8]), 1.0)
     plt.close("all")
+
+
+def test_binary_curves_are_plot_data_from_corner_to_corner(
+    binary: tuple[ModelBundle, DataSplit, UseCase], closing: list[Evaluation]
+) -> None:
+    bundle, split, params = binary
+    result = evaluate(bundle, split.holdout, params)
+    closing.append(result)
+
+    assert set(result.curves) == {"roc", "precision_recall", "confusion"}
+    roc = result.curves["roc"]
+    assert len(roc) <= 200
+    assert (roc[0]["fpr"], roc[0]["tpr"]) == (0.0, 0.0)
+    assert (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
+    confusion = pd.DataFrame(result.curves["confusion"])
+    assert len(confusion) == len(split.holdout)
+    assert set(confusion["actual"]) <= set(bundle.classes)
+
+
+def test_multiclass_curves_hold_only_the_confusion_rows(
+    multiclass: tuple[ModelBundle, DataSplit, UseCase], closing: list[Evaluation]
+) -> None:
+    bundle, split, params = multiclass
+    result = evaluate(bundle, split.holdout, params)
+    closing.append(result)
+
+    assert list(result.curves) == ["confusion"]
+    predicted = {row["predicted"] for row in result.curves["confusion"]}
+    assert predicted <= set(bundle.classes)
