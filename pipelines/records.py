@@ -18,7 +18,7 @@ from pipelines.paths import StateDir, project_root
 from pipelines.storage import file_sha256
 from pipelines.training import DataSplit, TrainedModel
 from pipelines.validation import ValidationOutcome
-from pipelines.versioning import code_version
+from pipelines.versioning import code_version, dvc_experiment
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def provenance_tags(spec: UseCaseSpec) -> dict[str, str]:
         "agencyml.agency": spec.agency,
         "agencyml.use_case": spec.name,
         **code_version(project_root()).as_tags(),
+        **dvc_experiment(),
     }
     if params_file.is_file():
         tags["agencyml.params_sha256"] = file_sha256(params_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,3 +37,12 @@ def _git(root: Path, *args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def dvc_experiment() -> dict[str, str]:
+    """Inside `dvc exp run`, the experiment's name and baseline commit, so MLflow shows it."""
+    names = {
+        "DVC_EXP_NAME": "agencyml.dvc_experiment",
+        "DVC_EXP_BASELINE_REV": "agencyml.dvc_experiment_baseline",
+    }
+    return {tag: os.environ[variable] for variable, tag in names.items() if variable in os.environ}

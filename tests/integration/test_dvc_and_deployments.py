@@ -61,6 +61,17 @@ def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path)
     versions = client.search_model_versions("name='business-aid.fraud-risk'")
     assert [str(v.version) for v in versions] == ["1"]
 
+    # an experiment with a changed hyper-parameter retrains and shows up in MLflow too
+    setting = "params/business-aid.yaml:use_cases.fraud-risk.lightgbm.learning_rate=0.2"
+    run(["dvc", "exp", "run", "-n", "faster", "-S", setting, stage], project_copy, env)
+    [experiment] = client.search_model_versions(
+        "name='business-aid.fraud-risk' and version_number=2"
+    )
+    experiment_run = client.get_run(experiment.run_id)
+    assert experiment_run.data.params["lightgbm.learning_rate"] == "0.2"
+    assert experiment_run.data.tags["agencyml.dvc_experiment"] == "faster"
+    assert "faster" in run(["dvc", "exp", "show", "--json"], project_copy, env)
+
 
 def test_dvc_yaml_has_a_stage_for_every_use_case():
     stages = yaml.safe_load((PACKAGE_ROOT / "dvc.yaml").read_text())["stages"]
