@@ -49,7 +49,10 @@ EXIT_CODES = {
     "SourceError": 4,
     "TrainingError": 5,
     "ModelNotFoundError": 6,
+    "ReproductionError": 7,
+    "CheckoutError": 7,
 }
+METRICS_DIFFER = 8
 
 
 @app.callback()
@@ -303,6 +306,44 @@ def demo_table(results: list[tuple[Any, Any]]) -> Table:
             str(scored.rows_quarantined),
         )
     return table
+
+
+@app.command()
+def reproduce(
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Registered model, e.g. business-aid.fraud-risk."
+    ),
+    version: str = typer.Option(..., "--version", "-V", help="The model version to reproduce."),
+) -> None:
+    """Retrain a model version from its recorded commit and check its metrics match exactly."""
+    with friendly_errors():
+        from pipelines.reproduce import reproduce_model
+
+        result = run_with_spinner(
+            f"Reproducing {model} v{version} from its recorded commit",
+            lambda: reproduce_model(model, version, state_dir()),
+        )
+        table = Table(title=f"{model} v{version} at commit {result.commit[:12]}")
+        for column in ("metric or fact", "recorded", "reproduced", "match"):
+            table.add_column(column, overflow="fold")
+        rows = [
+            (k, result.recorded.get(k), result.reproduced.get(k))
+            for k in sorted(set(result.recorded) | set(result.reproduced))
+        ]
+        rows += [
+            (tag, result.recorded_tags.get(tag), result.reproduced_tags.get(tag))
+            for tag in ("agencyml.data.training.digest", "agencyml.params_sha256")
+        ]
+        for name, recorded, reproduced in rows:
+            same = "[green]yes[/]" if recorded == reproduced else "[red]no[/]"
+            table.add_row(name, str(recorded), str(reproduced), same)
+        console.print(table)
+        for note in result.notes:
+            console.print(f"note: {note}", soft_wrap=True)
+        if not result.matches:
+            errors.print(f"[bold red]not reproduced:[/] {', '.join(result.mismatches())} differ")
+            raise typer.Exit(METRICS_DIFFER)
+        console.print("[green]reproduced exactly[/]")
 
 
 @app.command()

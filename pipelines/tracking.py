@@ -216,3 +216,37 @@ def schema_problem(message: str) -> str:
     """MLflow's schema errors quote the whole batch; keep only the sentence that matters."""
     found = re.search(r"Error: (.*)$", message, flags=re.S)
     return " ".join((found.group(1) if found else message).split())[:500]
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def version_facts(model_name: str, version: str, state: StateDir) -> VersionFacts:
+    """What the registry holds about one model version and the run that trained it."""
+    configure(state)
+    client = MlflowClient()
+    try:
+        model_version = client.get_model_version(model_name, str(version))
+    except MlflowException as error:
+        raise ModelNotFoundError(
+            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
+        ) from error
+    run = client.get_run(model_version.run_id)
+    return VersionFacts(
+        model_name, str(version), model_version.run_id, dict(run.data.tags), dict(run.data.metrics)
+    )
+
+
+def latest_version_facts(model_name: str, state: StateDir) -> VersionFacts:
+    configure(state)
+    versions = MlflowClient().search_model_versions(f"name='{model_name}'")
+    if not versions:
+        raise ModelNotFoundError(f"no versions of model '{model_name}' at {state.tracking_uri}")
+    newest = max(versions, key=lambda v: int(v.version))
+    return version_facts(model_name, str(newest.version), state)

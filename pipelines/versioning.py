@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,3 +49,33 @@ def dvc_experiment() -> dict[str, str]:
         "DVC_EXP_BASELINE_REV": "agencyml.dvc_experiment_baseline",
     }
     return {tag: os.environ[variable] for variable, tag in names.items() if variable in os.environ}
+
+
+class CheckoutError(RuntimeError):
+    """A recorded commit cannot be checked out to reproduce a model."""
+
+
+@contextlib.contextmanager
+def temporary_worktree(root: Path, commit: str) -> Iterator[Path]:
+    """The repository as it was at `commit`, in a throwaway worktree removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="agencyml-reproduce-") as folder:
+        target = Path(folder) / "worktree"
+        done = subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", str(target), commit],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise CheckoutError(
+                f"cannot check out commit {commit} of {root}: {done.stderr.strip()}. Is this the "
+                "repository the model was trained from, with that commit fetched?"
+            )
+        try:
+            yield target
+        finally:
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(target)],
+                capture_output=True,
+                check=False,
+            )

@@ -97,3 +97,54 @@ def test_prefect_yaml_deploys_a_train_and_score_deployment_per_use_case(
     for spec in list_use_cases():
         assert f"train/{spec.agency}-{spec.name}-train" in listed
         assert f"score/{spec.agency}-{spec.name}-score" in listed
+
+
+def test_reproduce_retrains_a_version_from_its_commit_and_detects_a_difference(
+    project_copy, tmp_path
+):
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "AGENCYML_PROJECT_ROOT": str(project_copy),
+        "AGENCYML_HOME": str(tmp_path / "state"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    run([*git, "init", "-q"], project_copy, env)
+    run([*git, "add", "-A"], project_copy, env)
+    run([*git, "commit", "-qm", "copy"], project_copy, env)
+    cli = [sys.executable, "-m", "flows"]
+    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
+
+    reproduced = run(
+        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "1"],
+        project_copy,
+        {**env, "COLUMNS": "200"},
+    )
+    assert "reproduced exactly" in reproduced and "roc_auc" in reproduced
+
+    # version 2 is trained from an uncommitted change, so its commit cannot reproduce it
+    params = project_copy / "params" / "business-aid.yaml"
+    params.write_text(params.read_text().replace("learning_rate: 0.03", "learning_rate: 0.2"))
+    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
+    differs = subprocess.run(
+        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "2"],
+        cwd=project_copy,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert differs.returncode == 8
+    assert "uncommitted changes" in differs.stdout
+    assert "agencyml.params_sha256" in differs.stderr
+
+    missing = subprocess.run(
+        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "9"],
+        cwd=project_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 6 and "no version 9" in missing.stderr
