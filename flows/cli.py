@@ -51,6 +51,7 @@ EXIT_CODES = {
     "ModelNotFoundError": 6,
     "ReproductionError": 7,
     "CheckoutError": 7,
+    "DvcError": 9,
 }
 METRICS_DIFFER = 8
 
@@ -162,6 +163,9 @@ def score(
     agency: str = typer.Option(..., "--agency", "-a"),
     use_case: str = typer.Option(..., "--use-case", "-u"),
     input: Path = typer.Option(..., "--input", "-i", help="A parquet or CSV batch to score."),
+    store_input: bool = typer.Option(
+        False, help="Also keep the input with DVC (dvc add + push) for auditors."
+    ),
 ) -> None:
     """Score a batch with the use case's champion model and publish it."""
     with friendly_errors():
@@ -170,7 +174,7 @@ def score(
 
         result = run_with_spinner(
             f"Scoring {input.name} for {agency}.{use_case}",
-            lambda: score_flow(agency, use_case, str(input)),
+            lambda: score_flow(agency, use_case, str(input), store_input),
         )
         console.print(score_table(result))
 

@@ -12,7 +12,7 @@ from pipelines.records import ScoreResult
 
 
 @flow(name="score", flow_run_name="score-{agency}-{use_case}")
-def score(agency: str, use_case: str, input: str) -> ScoreResult:
+def score(agency: str, use_case: str, input: str, store_input: bool = False) -> ScoreResult:
     """Read, gate, score the passing rows, quarantine the rest, publish and record."""
     spec = tasks.load_use_case(agency, use_case)
     state = state_dir()
@@ -22,6 +22,7 @@ def score(agency: str, use_case: str, input: str) -> ScoreResult:
     gated = tasks.gate_batch(spec, batch, model.bundle, batch_id, state)
     quarantine_dir = tasks.quarantine_rows(spec, gated, batch, batch_id, state)
     scored = tasks.score_batch(gated.gate.passed, model, batch_id)
+    stored_input = tasks.store_input(spec, batch, store_input)
     manifest = tasks.build_manifest(
         spec,
         scored,
@@ -30,6 +31,7 @@ def score(agency: str, use_case: str, input: str) -> ScoreResult:
         gated=gated,
         batch_id=batch_id,
         quarantine_dir=quarantine_dir,
+        stored_input=stored_input,
     )
     output_dir, published = tasks.publish_batch(spec, scored, manifest, state)
     run_id = (

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines import storage, tracking
+from pipelines import storage, tracking, versioning
 from pipelines.config import UseCaseSpec
-from pipelines.paths import StateDir
+from pipelines.paths import StateDir, project_root
 from pipelines.quality import Batch, GatedBatch
 from pipelines.scoring import batch_id_for, build_scored_batch, summarize_scores
 from pipelines.sources import load_source
@@ -34,6 +34,18 @@ def score_batch(passed: pd.DataFrame, model: tracking.LoadedModel, batch_id: str
     )
 
 
+def store_input(spec: UseCaseSpec, batch: Batch, store: bool) -> dict[str, Any]:
+    """Optionally keep the exact input with DVC, so an auditor can fetch what was scored."""
+    if not store:
+        return {}
+    target = (
+        f"data/scored-inputs/{spec.agency}/{spec.name}/"
+        f"{batch.sha256[:20]}{storage.table_suffix(batch.path)}"
+    )
+    stored = versioning.store_with_dvc(batch.path, project_root(), target)
+    return {"dvc_path": stored.path, "dvc_md5": stored.md5, "dvc_remote": stored.remote}
+
+
 def build_manifest(
     spec: UseCaseSpec,
     scored: pd.DataFrame,
@@ -43,6 +55,7 @@ def build_manifest(
     gated: GatedBatch,
     batch_id: str,
     quarantine_dir: Path | None,
+    stored_input: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What was scored, by which model, and how every input row was accounted for."""
     return {
@@ -55,7 +68,7 @@ def build_manifest(
             "run_id": model.run_id,
             "uri": model.uri,
         },
-        "input": {"path": str(batch.path), "sha256": batch.sha256},
+        "input": {"path": str(batch.path), "sha256": batch.sha256, **(stored_input or {})},
         "rows": gated.gate.counts(),
         "validation": {
             "result_id": gated.outcome.result_id,

@@ -1,14 +1,20 @@
-"""Git facts for lineage: the only module that talks to git (and, later, DVC)."""
+"""Git and DVC: the only module that runs them (lineage facts, worktrees, tracked files)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,62 @@ def temporary_worktree(root: Path, commit: str) -> Iterator[Path]:
                 capture_output=True,
                 check=False,
             )
+
+
+class DvcError(RuntimeError):
+    """A DVC command failed; the message carries DVC's own explanation."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str  # relative to the repository
+    md5: str
+    remote: str | None
+
+
+@contextlib.contextmanager
+def dvc_lock(repo: Path, timeout_seconds: float = 600) -> Iterator[None]:
+    """Serialise DVC operations across processes: DVC's own repo lock fails at once when held,
+    so two flows that both touch DVC wait their turn here instead."""
+    lock_path = Path(repo) / ".dvc" / "tmp" / "agencyml.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DvcError(
+                        f"another process held {lock_path} for {timeout_seconds:.0f} s"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def store_with_dvc(source: Path, repo: Path, target: str, *, push: bool = True) -> StoredFile:
+    """Copy a file into the repository, track it with DVC and push it to the default remote."""
+    destination = Path(repo) / target
+    with dvc_lock(repo):
+        if not destination.exists():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+        _dvc(repo, "add", target)
+        remote = _dvc(repo, "remote", "default").strip() or None
+        if push and remote:
+            _dvc(repo, "push", f"{target}.dvc")
+    tracked = yaml.safe_load((Path(repo) / f"{target}.dvc").read_text())
+    return StoredFile(target, tracked["outs"][0]["md5"], remote)
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise DvcError(f"dvc {' '.join(args)} failed in {repo}: {done.stderr.strip()[-1500:]}")
+    return done.stdout

@@ -24,21 +24,28 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path):
-    state = tmp_path / "state"
+def dvc_repo(project_copy: Path, tmp_path: Path) -> dict[str, str]:
+    """project_copy as a git + DVC repository with a local default remote; returns its env."""
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "AGENCYML_PROJECT_ROOT": str(project_copy),
-        "AGENCYML_HOME": str(state),
+        "AGENCYML_HOME": str(tmp_path / "state"),
         "PREFECT_HOME": str(tmp_path / "prefect"),
     }
     env.pop("PREFECT_API_URL", None)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     run([*git, "init", "-q"], project_copy, env)
     run(["dvc", "init", "-q"], project_copy, env)
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project_copy, env)
     run([*git, "add", "-A"], project_copy, env)
     run([*git, "commit", "-qm", "copy"], project_copy, env)
+    return env
+
+
+def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path):
+    env = dvc_repo(project_copy, tmp_path)
+    state = tmp_path / "state"
 
     stage = "train@business-aid-fraud-risk"
     run(["dvc", "repro", stage], project_copy, env)
@@ -102,18 +109,7 @@ def test_prefect_yaml_deploys_a_train_and_score_deployment_per_use_case(
 def test_reproduce_retrains_a_version_from_its_commit_and_detects_a_difference(
     project_copy, tmp_path
 ):
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "AGENCYML_PROJECT_ROOT": str(project_copy),
-        "AGENCYML_HOME": str(tmp_path / "state"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-    }
-    env.pop("PREFECT_API_URL", None)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    run([*git, "init", "-q"], project_copy, env)
-    run([*git, "add", "-A"], project_copy, env)
-    run([*git, "commit", "-qm", "copy"], project_copy, env)
+    env = dvc_repo(project_copy, tmp_path)
     cli = [sys.executable, "-m", "flows"]
     run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
 
@@ -148,3 +144,75 @@ def test_reproduce_retrains_a_version_from_its_commit_and_detects_a_difference(
         text=True,
     )
     assert missing.returncode == 6 and "no version 9" in missing.stderr
+
+
+def test_two_processes_storing_inputs_with_dvc_at_once_both_succeed(project_copy, tmp_path):
+    env = dvc_repo(project_copy, tmp_path)
+    sources = []
+    for index in range(2):
+        source = tmp_path / f"input-{index}.csv"
+        source.write_text(f"application_id\nBA-{index}\n")
+        sources.append(source)
+    code = (
+        "import sys; from pathlib import Path; from pipelines.versioning import store_with_dvc; "
+        "print(store_with_dvc(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]).md5)"
+    )
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(source),
+                str(project_copy),
+                f"data/scored-inputs/{source.name}",
+            ],
+            cwd=project_copy,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for source in sources
+    ]
+    outcomes = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outcomes
+    status = run(["dvc", "status", "--cloud", "--json"], project_copy, env)
+    assert json.loads(status) == {}, "both files are in the remote"
+    for source in sources:
+        assert (project_copy / "data" / "scored-inputs" / f"{source.name}.dvc").is_file()
+
+
+def test_score_with_store_input_keeps_the_exact_input_in_dvc(project_copy, tmp_path):
+    env = dvc_repo(project_copy, tmp_path)
+    cli = [sys.executable, "-m", "flows"]
+    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
+    batch = tmp_path / "batch.csv"
+    from pipelines.business_aid import generate_applications
+
+    generate_applications(50, seed=3).drop(columns=["is_fraud", "review_track"]).to_csv(
+        batch, index=False
+    )
+    run(
+        [
+            *cli,
+            "score",
+            "-a",
+            "business-aid",
+            "-u",
+            "fraud-risk",
+            "-i",
+            str(batch),
+            "--store-input",
+        ],
+        project_copy,
+        env,
+    )
+    [manifest_file] = (tmp_path / "state" / "outputs").rglob("manifest.json")
+    stored = json.loads(manifest_file.read_text())["input"]
+    kept = project_copy / stored["dvc_path"]
+    assert kept.read_bytes() == batch.read_bytes()
+    assert stored["dvc_remote"] == "local" and len(stored["dvc_md5"]) == 32
+    kept.unlink()  # an auditor restores it from the remote
+    run(["dvc", "pull", f"{stored['dvc_path']}.dvc"], project_copy, env)
+    assert kept.read_bytes() == batch.read_bytes()
