@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,7 +20,6 @@ from pipelines.paths import StateDir
 from pipelines.validation import (
     DataValidationError,
     ValidationOutcome,
-    run_checks,
     run_checks_in_chunks,
 )
 
@@ -37,19 +37,32 @@ class GatedBatch:
     outcome: ValidationOutcome
 
 
+def validate_stage(
+    spec: UseCaseSpec,
+    chunks: Iterable[pd.DataFrame],
+    stage: str,
+    profile: dict[str, Any],
+    state: StateDir,
+) -> ValidationOutcome:
+    """Run a use case's training or scoring suite over conformed chunks of a table."""
+    now = datetime.now(UTC)
+    checks = (
+        training_checks(spec.params, now)
+        if stage == "training"
+        else scoring_checks(spec.params, profile, now)
+    )
+    return run_checks_in_chunks(
+        chunks, checks, agency=spec.agency, suite_name=f"{spec.name}-{stage}", state=state
+    )
+
+
 def validate_training_data(
     spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir
 ) -> ValidationOutcome:
     """Training data must pass its whole suite; if not, a FAILED run shows why, no model."""
     kinds = {**column_kinds(spec.params), spec.params.target: "text"}
     conformed, cast_problems = conform_columns(frame, kinds)
-    outcome = run_checks(
-        conformed,
-        training_checks(spec.params, datetime.now(UTC)),
-        agency=spec.agency,
-        suite_name=f"{spec.name}-training",
-        state=state,
-    )
+    outcome = validate_stage(spec, [conformed], "training", {}, state)
     problems = [
         *cast_problems.values(),
         *(
@@ -111,13 +124,7 @@ def gate_batch(
     A batch-level failure quarantines the input with its report and raises; row-level
     failures only set rows aside for quarantine."""
     conformed, cast_problems = conform_columns(batch.frame, column_kinds(spec.params))
-    outcome = run_checks(
-        conformed,
-        scoring_checks(spec.params, bundle.profile, datetime.now(UTC)),
-        agency=spec.agency,
-        suite_name=f"{spec.name}-scoring",
-        state=state,
-    )
+    outcome = validate_stage(spec, [conformed], "scoring", bundle.profile, state)
     limit = spec.params.expectations.max_quarantine_fraction
     try:
         gate = apply_gate(batch.frame, conformed, outcome, cast_problems, limit)
@@ -193,13 +200,7 @@ def check_batch(
             yield conformed
 
     try:
-        outcome = run_checks_in_chunks(
-            conformed_chunks(),
-            scoring_checks(spec.params, profile, datetime.now(UTC)),
-            agency=spec.agency,
-            suite_name=f"{spec.name}-scoring",
-            state=state,
-        )
+        outcome = validate_stage(spec, conformed_chunks(), "scoring", profile, state)
     except storage.InputFileError as error:
         if not path.is_file():
             raise
