@@ -43,11 +43,17 @@ class FeatureTransform:
         return list(range(start, start + len(self.categories)))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # categories as [column, values] pairs: their order is the feature order, and a JSON
+        # writer that sorts keys must not change it
+        return {**asdict(self), "categories": [[c, v] for c, v in self.categories.items()]}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> FeatureTransform:
-        return cls(**state)
+        if "categories" not in state:
+            return cls(**state)  # names what is missing
+        categories = state["categories"]
+        pairs = categories.items() if isinstance(categories, dict) else categories
+        return cls(**{**state, "categories": {column: list(known) for column, known in pairs}})
 
     def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The input columns in the types the model was logged with, whatever file they came

@@ -176,6 +176,20 @@ def test_to_dict_from_dict_through_json_gives_an_identical_transform() -> None:
     )
 
 
+def test_category_columns_keep_their_order_through_json_that_sorts_keys() -> None:
+    # regression: 'zone' before 'channel' came back as 'channel' before 'zone', so a restored
+    # model read each category column in the other's place
+    rows = training_rows().assign(zone=["b", "b", "a", "a", "b", "a", "a"])
+    rows["channel"] = rows["region"]
+    transform = fit_transform_spec(rows, spec(categorical=["zone", "channel"]))
+
+    text = json.dumps(transform.to_dict(), sort_keys=True)
+    restored = FeatureTransform.from_dict(json.loads(text))
+
+    assert list(restored.categories) == ["zone", "channel"]
+    np.testing.assert_array_equal(restored.transform(rows), transform.transform(rows))
+
+
 def test_from_dict_rejects_an_incomplete_state() -> None:
     state = fit_transform_spec(training_rows(), spec()).to_dict()
     del state["categories"]
