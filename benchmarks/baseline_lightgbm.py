@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.config import load_use_case
 from pipelines.evaluation import evaluate
-from pipelines.sources import load_source
+from pipelines.sources import training_table
 from pipelines.training import encode_target, fit_model, split_data
 
 RAW_COLUMNS = ["type", "product_category", "origin_country", "product", "hazard"]
@@ -62,7 +62,7 @@ def plain_lightgbm(split, params) -> tuple[float, float, float]:
 
 def main() -> None:
     spec = load_use_case("product-safety", "risk-triage")
-    split = split_data(load_source(spec.params), spec.params)
+    split = split_data(training_table(spec), spec.params)
     started = time.perf_counter()
     trained = fit_model(split, spec.params)
     seconds = time.perf_counter() - started

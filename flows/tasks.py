@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import batches, config, quality, records, sources, tracking, training
+from pipelines import batches, config, quality, records, sources, tracking, training, versioning
 from pipelines.evaluation import evaluate
 
 
@@ -48,13 +48,18 @@ def io_step(fn: Callable[..., Any], name: str, delay_seconds: float = 2) -> Any:
 
 
 load_use_case = step(config.load_use_case, "load-params")
-load_training_data = io_step(sources.load_source, "load-training-data")
+ingest_dataset = io_step(sources.ingest, "ingest-dataset")
+follow_state_remote = step(versioning.follow_state_remote, "dvc-remote-in-state-dir")
+commit_with_dvc = io_step(versioning.commit_outputs, "dvc-commit-and-push")
+load_training_data = io_step(sources.training_table, "load-training-data")
 validate_training_data = step(quality.validate_training_data, "validate-data")
 split_data = step(training.split_data, "split-data")
 fit_model = step(training.fit_model, "fit-model")
 evaluate_model = step(evaluate, "evaluate-holdout")
 register_model = io_step(records.record_training_run, "log-and-register", delay_seconds=5)
 load_champion = io_step(tracking.load_model, "load-champion")
+load_model_version = io_step(tracking.load_model, "load-model-version")
+record_evaluation = io_step(records.record_evaluation, "record-evaluation", delay_seconds=5)
 read_batch = io_step(quality.read_batch, "read-batch")
 batch_id_of = step(batches.batch_id_of, "batch-id")
 check_batch = step(quality.check_batch, "check-batch")

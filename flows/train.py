@@ -13,7 +13,7 @@ from pipelines.records import TrainResult
 def train(agency: str, use_case: str) -> TrainResult:
     """Validate, featurize, train, evaluate and register one use case's model."""
     spec = tasks.load_use_case(agency, use_case)
-    data = tasks.load_training_data(spec.params)
+    data = tasks.load_training_data(spec)
     outcome = tasks.validate_training_data(spec, data, state_dir())
     split = tasks.split_data(data, spec.params)
     trained = tasks.fit_model(split, spec.params)

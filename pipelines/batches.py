@@ -13,7 +13,7 @@ from pipelines.config import UseCaseSpec
 from pipelines.paths import StateDir, project_root
 from pipelines.quality import Batch, GatedBatch
 from pipelines.scoring import batch_id_for, build_scored_batch, summarize_scores
-from pipelines.sources import load_source
+from pipelines.sources import training_table
 from pipelines.training import split_data
 
 
@@ -91,7 +91,7 @@ def publish(
 
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:
     """Write the use case's holdout rows, target removed, as an incoming batch for the demo."""
-    split = split_data(load_source(spec.params), spec.params)
+    split = split_data(training_table(spec), spec.params)
     batch = split.holdout[spec.params.required_columns(with_target=False)]
     path = state.inbox_dir / spec.agency / spec.name / "holdout-batch.parquet"
     return storage.write_parquet(batch, path)

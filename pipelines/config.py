@@ -26,6 +26,10 @@ class UnknownUseCaseError(LookupError):
     """The agency has no use case of that name."""
 
 
+class UnknownDatasetError(LookupError):
+    """The agency has no dataset of that name."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -205,7 +209,7 @@ class UseCase(Strict):
     """One model: its data, columns, task, hyper-parameters, split and decision policy."""
 
     description: str = ""
-    source: Source
+    dataset: str = Field(description="One of the agency's datasets: the rows it trains on.")
     id_column: str
     target: str
     task: Literal["binary", "multiclass"]
@@ -265,14 +269,33 @@ class AgencyParams(Strict):
 
     agency: str = Field(pattern=SLUG)
     description: str = ""
+    datasets: dict[str, Source] = Field(
+        min_length=1, description="Raw sources; each is ingested to one DVC-tracked parquet file."
+    )
     use_cases: dict[str, UseCase] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _use_case_names_are_slugs(self) -> AgencyParams:
-        bad = [name for name in self.use_cases if not re.match(SLUG, name)]
-        if bad:
-            raise ValueError(f"use-case names must be lower-case slugs like 'risk-triage': {bad}")
+    def _names_are_slugs_and_datasets_exist(self) -> AgencyParams:
+        for kind, names in (("use-case", self.use_cases), ("dataset", self.datasets)):
+            bad = [name for name in names if not re.match(SLUG, name)]
+            if bad:
+                raise ValueError(f"{kind} names must be lower-case slugs like 'risk-triage': {bad}")
+        for name, use_case in self.use_cases.items():
+            if use_case.dataset not in self.datasets:
+                known = ", ".join(sorted(self.datasets))
+                raise ValueError(
+                    f"use case '{name}' trains on dataset '{use_case.dataset}', which is not "
+                    f"declared under 'datasets' (declared: {known})"
+                )
         return self
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise UnknownDatasetError(
+                f"agency '{self.agency}' has no dataset '{name}'. Known datasets: {known}"
+            )
+        return DatasetSpec(agency=self.agency, name=name, source=self.datasets[name])
 
     def use_case(self, name: str) -> UseCaseSpec:
         if name not in self.use_cases:
@@ -280,15 +303,40 @@ class AgencyParams(Strict):
             raise UnknownUseCaseError(
                 f"agency '{self.agency}' has no use case '{name}'. Known use cases: {known}"
             )
-        return UseCaseSpec(agency=self.agency, name=name, params=self.use_cases[name])
+        params = self.use_cases[name]
+        return UseCaseSpec(
+            agency=self.agency, name=name, params=params, data=self.dataset(params.dataset)
+        )
+
+
+class DatasetSpec(Strict):
+    """A raw source of an agency, and where its ingested, DVC-tracked table lives."""
+
+    agency: str
+    name: str
+    source: Source
+
+    @property
+    def path(self) -> str:
+        """The ingested table, relative to the project root (as dvc.yaml names it)."""
+        return f"data/ingested/{self.agency}/{self.name}.parquet"
+
+    def resolved_path(self) -> Path:
+        return project_root() / self.path
+
+    @property
+    def stage(self) -> str:
+        """The dvc.yaml stage that writes it."""
+        return f"ingest@{self.agency}-{self.name}"
 
 
 class UseCaseSpec(Strict):
-    """A use case together with the agency it belongs to."""
+    """A use case together with the agency it belongs to and the dataset it trains on."""
 
     agency: str
     name: str
     params: UseCase
+    data: DatasetSpec
 
     @property
     def model_name(self) -> str:
@@ -340,18 +388,19 @@ def parse_params_file(path: Path) -> AgencyParams:
 # pydantic puts a tagged union's tag in an error's location ('split.time.seed'); the file
 # has no such key, so it is left out of the key we report.
 UNION_TAGS = {
-    "source": {"file", "generator"},
     "split": {"time", "random"},
     "decision": {"threshold", "capacity"},
 }
+SOURCE_TAGS = {"file", "generator"}
 
 
 def key_as_written(location: tuple[int | str, ...]) -> str:
-    parts = [
-        str(part)
-        for index, part in enumerate(location)
-        if not (index > 0 and part in UNION_TAGS.get(str(location[index - 1]), ()))
-    ]
+    def is_tag(index: int, part: int | str) -> bool:
+        if index == 2 and location[0] == "datasets":  # datasets.<name>.<tag>
+            return part in SOURCE_TAGS
+        return index > 0 and part in UNION_TAGS.get(str(location[index - 1]), ())
+
+    parts = [str(part) for index, part in enumerate(location) if not is_tag(index, part)]
     return ".".join(parts) or "(top level)"
 
 
@@ -377,4 +426,13 @@ def list_use_cases() -> list[UseCaseSpec]:
         load_params(agency).use_case(name)
         for agency in list_agencies()
         for name in sorted(load_params(agency).use_cases)
+    ]
+
+
+def list_datasets() -> list[DatasetSpec]:
+    """Every dataset of every agency, in a stable order."""
+    return [
+        load_params(agency).dataset(name)
+        for agency in list_agencies()
+        for name in sorted(load_params(agency).datasets)
     ]

@@ -1,14 +1,19 @@
-"""Each declared source as a clean table: RASFF cleaning and the business-aid generator."""
+"""Each declared source as a clean table (RASFF cleaning, the business-aid generator), and its
+ingestion into the parquet file that DVC versions and training reads."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import unicodedata
+from dataclasses import dataclass
 
 import pandas as pd
 
 from pipelines import business_aid, storage
-from pipelines.config import FileSource, GeneratorSource, UseCase
+from pipelines.config import DatasetSpec, FileSource, GeneratorSource, Source, UseCaseSpec
+
+log = logging.getLogger(__name__)
 
 RASFF_COLUMNS = {
     "DATE CASE": "date_case",
@@ -42,9 +47,36 @@ class SourceError(ValueError):
     """A source table lacks the columns its reader expects."""
 
 
-def load_source(params: UseCase) -> pd.DataFrame:
-    """Read or generate a use case's raw table and return it cleaned."""
-    source = params.source
+@dataclass(frozen=True)
+class Ingested:
+    agency: str
+    dataset: str
+    path: str  # relative to the project root
+    rows: int
+    md5: str
+
+
+def ingest(dataset: DatasetSpec) -> Ingested:
+    """Read or generate the raw source, clean it, and write it atomically to the dataset's
+    parquet file. The same source and code always give a byte-identical file."""
+    table = load_source(dataset.source)
+    target = dataset.resolved_path()
+    storage.write_parquet(table, target)
+    md5 = storage.file_md5(target)
+    return Ingested(dataset.agency, dataset.name, dataset.path, len(table), md5)
+
+
+def training_table(spec: UseCaseSpec) -> pd.DataFrame:
+    """The use case's ingested dataset; ingested first when this checkout has none yet."""
+    path = spec.data.resolved_path()
+    if not path.is_file():
+        log.warning("%s is missing; ingesting it from its source first", spec.data.path)
+        ingest(spec.data)
+    return storage.read_table(path)
+
+
+def load_source(source: Source) -> pd.DataFrame:
+    """Read or generate a raw table and return it cleaned."""
     if isinstance(source, GeneratorSource):
         return business_aid.generate_applications(source.rows, source.seed)
     assert isinstance(source, FileSource)

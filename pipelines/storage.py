@@ -131,7 +131,15 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def file_sha256(path: Path, block_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+    return _file_digest(path, hashlib.sha256(), block_size)
+
+
+def file_md5(path: Path, block_size: int = 1 << 20) -> str:
+    """The md5 DVC 3 records for a file (integrity, not security)."""
+    return _file_digest(path, hashlib.md5(usedforsecurity=False), block_size)
+
+
+def _file_digest(path: Path, digest: Any, block_size: int) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(block_size):
             digest.update(block)
@@ -244,6 +252,19 @@ def _copy_file(source: Path, path: Path) -> None:
 
 def read_manifest(batch_dir: Path) -> dict[str, Any]:
     return json.loads((Path(batch_dir) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON document, or an InputFileError that names the file and the problem."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise InputFileError(f"file not found: {path}") from error
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"cannot read {path} as JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise InputFileError(f"{path}: expected a JSON object")
+    return document
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:

@@ -24,11 +24,12 @@ def write_small_project(root: Path, *, rasff_rows: int = 4000, generated_rows: i
     sample.to_csv(data_dir / RASFF.name, sep=";", index=False, encoding="utf-8-sig")
     for params_file in (PACKAGE_ROOT / "params").glob("*.yaml"):
         params = yaml.safe_load(params_file.read_text())
+        for name, source in params["datasets"].items():
+            if source["kind"] == "generator":
+                params["datasets"][name] = {**source, "rows": generated_rows}
         for use_case in params["use_cases"].values():
             use_case["lightgbm"]["num_iterations"] = 60
             use_case["lightgbm"]["early_stopping_round"] = 10
-            if use_case["source"]["kind"] == "generator":
-                use_case["source"] = {**use_case["source"], "rows": generated_rows}
             if use_case["decision"]["kind"] == "capacity":
                 use_case["decision"]["top_k"] = 20
         (root / "params" / params_file.name).write_text(yaml.safe_dump(params, sort_keys=False))
@@ -49,7 +50,7 @@ def small_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def project_copy(tmp_path: Path) -> Path:
     """The files dvc.yaml and prefect.yaml refer to, copied into a fresh folder."""
     target = tmp_path / "repo"
-    for name in ("dvc.yaml", "prefect.yaml"):
+    for name in ("dvc.yaml", "prefect.yaml", ".gitignore"):
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(PACKAGE_ROOT / name, target / name)
     shutil.copytree(

@@ -15,6 +15,7 @@ from pipelines.config import (
     CapacityPolicy,
     ParamsError,
     UnknownAgencyError,
+    UnknownDatasetError,
     UnknownUseCaseError,
     list_agencies,
     list_use_cases,
@@ -31,9 +32,10 @@ def minimal_params(agency: str = "demo") -> dict[str, Any]:
     """The smallest valid params: one binary use case with a time split."""
     return {
         "agency": agency,
+        "datasets": {"cases": {"kind": "file", "reader": "csv", "path": "data/demo.csv"}},
         "use_cases": {
             "triage": {
-                "source": {"kind": "file", "reader": "csv", "path": "data/demo.csv"},
+                "dataset": "cases",
                 "id_column": "case_id",
                 "target": "outcome",
                 "task": "binary",
@@ -129,9 +131,14 @@ def test_file_source_resolves_relative_paths_against_the_project_root(
 ) -> None:
     monkeypatch.setenv("AGENCYML_PROJECT_ROOT", str(tmp_path))
     write_params(tmp_path, "demo", minimal_params())
-    source = load_params("demo", directory=tmp_path).use_cases["triage"].source
+    params = load_params("demo", directory=tmp_path)
+    source = params.datasets["cases"]
 
     assert source.resolved_path() == tmp_path.resolve() / "data" / "demo.csv"
+    ingested = params.use_case("triage").data
+    assert ingested.path == "data/ingested/demo/cases.parquet"
+    assert ingested.resolved_path() == tmp_path.resolve() / ingested.path
+    assert ingested.stage == "ingest@demo-cases"
 
 
 def test_load_use_case_and_list_use_cases_read_the_project_root_params(
@@ -480,7 +487,7 @@ def test_out_of_range_values_name_the_dotted_key(
 
 def test_generator_rows_error_names_the_key_as_written(tmp_path: Path) -> None:
     params = minimal_params()
-    params["use_cases"]["triage"]["source"] = {
+    params["datasets"]["cases"] = {
         "kind": "generator",
         "generator": "business-aid",
         "rows": 0,
@@ -488,8 +495,29 @@ def test_generator_rows_error_names_the_key_as_written(tmp_path: Path) -> None:
 
     _, message = params_error(tmp_path, params)
 
-    # reported today as 'use_cases.triage.source.generator.rows', as if rows sat under generator:
-    assert "  - use_cases.triage.source.rows: Input should be greater than 0" in message
+    # pydantic says 'datasets.cases.generator.rows', as if rows sat under generator:
+    assert "  - datasets.cases.rows: Input should be greater than 0" in message
+
+
+def test_a_use_case_must_train_on_a_declared_dataset(tmp_path: Path) -> None:
+    params = minimal_params()
+    params["use_cases"]["triage"]["dataset"] = "casez"
+
+    _, message = params_error(tmp_path, params)
+
+    assert "use case 'triage' trains on dataset 'casez'" in message
+    assert "(declared: cases)" in message
+
+
+def test_dataset_names_must_be_slugs_and_unknown_ones_list_the_known(tmp_path: Path) -> None:
+    params = minimal_params()
+    params["datasets"]["Bad Name"] = params["datasets"]["cases"]
+    _, message = params_error(tmp_path, params)
+    assert "dataset names must be lower-case slugs" in message and "Bad Name" in message
+
+    write_params(tmp_path, "demo", minimal_params())
+    with pytest.raises(UnknownDatasetError, match=r"no dataset 'other'\. Known datasets: cases"):
+        load_params("demo", directory=tmp_path).dataset("other")
 
 
 def test_capacity_top_k_must_be_positive(tmp_path: Path) -> None:

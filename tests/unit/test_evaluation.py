@@ -44,7 +44,7 @@ MULTICLASS_METRICS = {
 
 def use_case(task: str) -> UseCase:
     declared: dict[str, Any] = {
-        "source": {"kind": "generator", "generator": "business-aid", "rows": 10},
+        "dataset": "cases",
         "id_column": "id",
         "target": "y",
         "task": task,

@@ -30,7 +30,7 @@ BATCH_KINDS = {"column_exists", "column_type", "row_count", "unique", "recent"}
 def use_case(expectations: dict[str, Any] | None = None, **extra: Any) -> UseCase:
     """One feature of each kind, an id and a binary target."""
     declared: dict[str, Any] = {
-        "source": {"kind": "generator", "generator": "business-aid", "rows": 10},
+        "dataset": "cases",
         "id_column": "case_id",
         "target": "outcome",
         "task": "binary",

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from pydantic import TypeAdapter
 
-from pipelines.config import UseCase, load_params
+from pipelines.config import Source, load_params
 from pipelines.paths import PACKAGE_ROOT
 from pipelines.sources import (
     SourceError,
     clean_country,
     clean_rasff,
+    ingest,
     load_source,
     split_countries,
+    training_table,
 )
-from pipelines.storage import InputFileError
+from pipelines.storage import InputFileError, file_md5
 
 RASFF_FILE = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
 RAW_ROWS_IN_EXPORT = 34_322
@@ -190,13 +193,9 @@ def test_a_table_that_is_not_rasff_at_all_lists_every_missing_column() -> None:
 @pytest.fixture(scope="module")
 def rasff() -> pd.DataFrame:
     params = load_params("product-safety", directory=PACKAGE_ROOT / "params")
-    use_case = params.use_cases["risk-triage"]
-    assert use_case.source.path.name == RASFF_FILE.name
-    return load_source(
-        use_case.model_copy(
-            update={"source": use_case.source.model_copy(update={"path": RASFF_FILE})}
-        )
-    )
+    source = params.datasets["rasff"]
+    assert source.path.name == RASFF_FILE.name
+    return load_source(source.model_copy(update={"path": RASFF_FILE}))
 
 
 def test_real_rasff_file_is_cleaned_without_duplicates(rasff: pd.DataFrame) -> None:
@@ -222,26 +221,15 @@ def test_real_rasff_file_has_the_columns_the_use_case_needs(rasff: pd.DataFrame)
     assert "" not in set(rasff["origin_country"])
 
 
-def _use_case(source: dict[str, object]) -> UseCase:
-    return UseCase.model_validate(
-        {
-            "source": source,
-            "id_column": "id",
-            "target": "y",
-            "task": "binary",
-            "positive_class": 1,
-            "features": {"numeric": ["x"]},
-            "split": {"method": "random"},
-            "decision": {"kind": "threshold", "threshold": 0.5},
-        }
-    )
+def _source(source: dict[str, object]) -> Source:
+    return TypeAdapter(Source).validate_python(source)
 
 
 def test_load_source_reads_a_csv_file_source(tmp_path) -> None:
     path = tmp_path / "table.csv"
     pd.DataFrame({"id": ["a", "b"], "x": ["007", "2"], "y": ["1", "0"]}).to_csv(path, index=False)
 
-    frame = load_source(_use_case({"kind": "file", "reader": "csv", "path": str(path)}))
+    frame = load_source(_source({"kind": "file", "reader": "csv", "path": str(path)}))
 
     assert frame.to_dict("list") == {"id": ["a", "b"], "x": ["007", "2"], "y": ["1", "0"]}
 
@@ -249,10 +237,10 @@ def test_load_source_reads_a_csv_file_source(tmp_path) -> None:
 def test_load_source_runs_the_seeded_generator() -> None:
     source = {"kind": "generator", "generator": "business-aid", "rows": 50, "seed": 3}
 
-    first = load_source(_use_case(source))
+    first = load_source(_source(source))
 
     assert len(first) == 50 and first["application_id"].is_unique
-    pd.testing.assert_frame_equal(first, load_source(_use_case(source)))
+    pd.testing.assert_frame_equal(first, load_source(_source(source)))
 
 
 @pytest.mark.parametrize("reader", ["rasff", "csv", "parquet"])
@@ -260,7 +248,7 @@ def test_load_source_with_a_missing_file_raises_input_file_error(tmp_path, reade
     missing = tmp_path / "nowhere.csv.gz"
 
     with pytest.raises(InputFileError, match="not found"):
-        load_source(_use_case({"kind": "file", "reader": reader, "path": str(missing)}))
+        load_source(_source({"kind": "file", "reader": reader, "path": str(missing)}))
 
 
 def test_load_source_rejects_a_csv_that_is_not_the_rasff_export(tmp_path) -> None:
@@ -268,4 +256,33 @@ def test_load_source_rejects_a_csv_that_is_not_the_rasff_export(tmp_path) -> Non
     path.write_text("a;b\n1;2\n", encoding="utf-8")
 
     with pytest.raises(SourceError, match="is this the RASFF export"):
-        load_source(_use_case({"kind": "file", "reader": "rasff", "path": str(path)}))
+        load_source(_source({"kind": "file", "reader": "rasff", "path": str(path)}))
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def test_ingest_writes_a_byte_identical_file_every_time(small_project) -> None:
+    dataset = load_params("business-aid").dataset("applications")
+
+    first = ingest(dataset)
+    written = dataset.resolved_path().read_bytes()
+    second = ingest(dataset)
+
+    assert first.path == "data/ingested/business-aid/applications.parquet"
+    assert first.md5 == second.md5 == file_md5(dataset.resolved_path())
+    assert dataset.resolved_path().read_bytes() == written
+    assert first.rows == 4000
+    assert not list(dataset.resolved_path().parent.glob("*.partial"))
+
+
+def test_training_reads_the_ingested_file_and_ingests_it_when_missing(small_project) -> None:
+    spec = load_params("product-safety").use_case("risk-triage")
+    assert not spec.data.resolved_path().exists()
+
+    frame = training_table(spec)
+
+    assert spec.data.resolved_path().is_file()
+    pd.testing.assert_frame_equal(frame, pd.read_parquet(spec.data.resolved_path()))
+    assert frame["notification_id"].is_unique
+    assert pd.api.types.is_datetime64_any_dtype(frame["date_case"])

@@ -35,7 +35,7 @@ FAST_LIGHTGBM = {
 
 def use_case(task: str = "binary", split: dict[str, Any] | None = None, **extra: Any) -> UseCase:
     declared: dict[str, Any] = {
-        "source": {"kind": "generator", "generator": "business-aid", "rows": 10},
+        "dataset": "cases",
         "id_column": "id",
         "target": "y",
         "task": task,

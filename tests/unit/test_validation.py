@@ -46,7 +46,7 @@ def use_case(**expectations: Any) -> UseCase:
     }
     return UseCase.model_validate(
         {
-            "source": {"kind": "generator", "generator": "business-aid", "rows": 10},
+            "dataset": "cases",
             "id_column": "case_id",
             "target": "outcome",
             "task": "binary",

@@ -1,0 +1,24 @@
+"""Ingest an agency's raw sources into the parquet files DVC versions and training reads."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows import tasks
+from pipelines import config, versioning
+from pipelines.paths import project_root, state_dir
+from pipelines.sources import Ingested
+
+
+@flow(name="ingest", flow_run_name="ingest-{agency}")
+def ingest(agency: str, dataset: str | None = None) -> list[Ingested]:
+    """Write one dataset of the agency (or all of them) to data/ingested/<agency>/; in a DVC
+    repository, outside `dvc repro`, record the files in dvc.lock and push them."""
+    params = config.load_params(agency)
+    names = [dataset] if dataset else sorted(params.datasets)
+    datasets = [params.dataset(name) for name in names]
+    written = [tasks.ingest_dataset(spec) for spec in datasets]
+    if versioning.can_track(project_root()):
+        tasks.follow_state_remote(project_root(), state_dir().dvc_remote)
+        tasks.commit_with_dvc(project_root(), [spec.stage for spec in datasets])
+    return written
