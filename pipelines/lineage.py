@@ -1,4 +1,5 @@
-"""What data a model was trained on, as facts an auditor can check: source, digest, size."""
+"""What data a model was trained on, as facts an auditor can check: where the rows came from,
+the DVC-versioned file they were read from (path, md5, stage, remote) and a content digest."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipelines.config import FileSource, GeneratorSource, UseCaseSpec
+from pipelines.config import DatasetSpec, FileSource, GeneratorSource, UseCaseSpec
 from pipelines.paths import project_root
 from pipelines.storage import file_sha256
+from pipelines.versioning import TrackedData, tracked_data
 
 
 @dataclass(frozen=True)
 class DataLineage:
     name: str
-    source: str  # where the rows came from: a project-relative path or a generator call
+    source: str  # the raw source: a project-relative path or a generator call
     digest: str  # sha256 of the table's content, whatever file format carried it
     rows: int
-    file_sha256: str | None = None
+    file_sha256: str | None = None  # of the raw source file
+    dvc: TrackedData | None = None  # the ingested file the rows were read from
 
     def as_tags(self) -> dict[str, str]:
         prefix = f"agencyml.data.{self.name}"
@@ -29,7 +32,29 @@ class DataLineage:
         }
         if self.file_sha256:
             tags[f"{prefix}.file_sha256"] = self.file_sha256
+        if self.dvc is not None:
+            tags.update(
+                {
+                    f"{prefix}.dvc_path": self.dvc.path,
+                    f"{prefix}.md5": self.dvc.md5,
+                    f"{prefix}.dvc_status": self.dvc.status,
+                    f"{prefix}.dvc_md5": self.dvc.lock_md5 or "none",
+                    f"{prefix}.dvc_stage": self.dvc.stage or "none",
+                    f"{prefix}.dvc_remote": self.dvc.remote or "none",
+                    f"{prefix}.dvc_remote_url": self.dvc.remote_url or "none",
+                }
+            )
         return tags
+
+    @property
+    def dataset_source(self) -> str:
+        """What MLflow shows as the dataset's source: the DVC path when there is one."""
+        return self.dvc.path if self.dvc is not None else self.source
+
+    @property
+    def dataset_digest(self) -> str:
+        """What MLflow shows as the dataset's digest: DVC's md5 when there is one."""
+        return self.dvc.md5 if self.dvc is not None else self.digest[:32]
 
 
 def table_digest(frame: pd.DataFrame) -> str:
@@ -39,15 +64,25 @@ def table_digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def training_data_lineage(spec: UseCaseSpec, frame: pd.DataFrame) -> DataLineage:
-    source = spec.params.source
+def describe_source(dataset: DatasetSpec) -> tuple[str, str | None]:
+    """The raw source as text, with the sha256 of its file when it is one."""
+    source = dataset.source
     if isinstance(source, GeneratorSource):
-        call = f"generator:{source.generator}?rows={source.rows}&seed={source.seed}"
-        return DataLineage("training", call, table_digest(frame), len(frame))
+        return f"generator:{source.generator}?rows={source.rows}&seed={source.seed}", None
     assert isinstance(source, FileSource)
     path = source.resolved_path()
     try:
         shown = str(path.relative_to(project_root()))
     except ValueError:
         shown = str(path)
-    return DataLineage("training", shown, table_digest(frame), len(frame), file_sha256(path))
+    return shown, file_sha256(path)
+
+
+def training_data_lineage(
+    spec: UseCaseSpec, frame: pd.DataFrame, name: str = "training"
+) -> DataLineage:
+    """`frame` (all rows read, or a split of them, named by `name`) and the files behind it."""
+    source, raw_sha256 = describe_source(spec.data)
+    ingested = spec.data.resolved_path()
+    dvc = tracked_data(project_root(), spec.data.path) if ingested.is_file() else None
+    return DataLineage(name, source, table_digest(frame), len(frame), raw_sha256, dvc)

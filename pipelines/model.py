@@ -5,6 +5,7 @@ never needs pickle to load and scoring runs the very transform training fitted."
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,13 @@ class ModelBundle:
         return pd.DataFrame(
             scores, columns=[f"proba_{label}" for label in self.classes], index=frame.index
         )
+
+    def sha256(self) -> str:
+        """A hash of the model files as logged: the same training gives the same hash."""
+        digest = hashlib.sha256()
+        for name, text in sorted(self.to_texts().items()):
+            digest.update(name.encode() + b"\0" + text.encode("utf-8") + b"\0")
+        return digest.hexdigest()
 
     def to_texts(self) -> dict[str, str]:
         meta = {

@@ -30,6 +30,7 @@ class TrainResult:
     run_id: str
     aliases: list[str]
     best_iteration: int
+    model_sha256: str
     metrics: dict[str, float]
     split_sizes: dict[str, int] = field(default_factory=dict)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -83,6 +84,7 @@ def record_training_run(
             **provenance_tags(spec),
             "agencyml.kind": "train",
             "agencyml.model_name": spec.model_name,
+            "agencyml.model_sha256": trained.bundle.sha256(),
             "agencyml.validation_result_id": outcome.result_id,
             **lineage.as_tags(),
         },
@@ -112,6 +114,7 @@ def record_training_run(
         run_id=registered.run_id,
         aliases=registered.aliases,
         best_iteration=trained.best_iteration,
+        model_sha256=trained.bundle.sha256(),
         metrics=evaluation.metrics,
         split_sizes=split.sizes(),
         curves=evaluation.curves,
@@ -191,3 +194,44 @@ def model_tags(model: tracking.LoadedModel) -> dict[str, str]:
         "agencyml.model_version": model.version,
         "agencyml.model_run_id": model.run_id,
     }
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    model_name: str
+    model_version: str
+    run_id: str
+    metrics: dict[str, float]
+    matches_training_run: bool
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def record_evaluation(
+    spec: UseCaseSpec,
+    model: tracking.LoadedModel,
+    evaluation: Evaluation,
+    split: DataSplit,
+    state: StateDir,
+) -> EvaluateResult:
+    """Re-evaluating a registered version on the current holdout is a run of its own; it says
+    whether the metrics equal those its training run logged (they must, for the same data)."""
+    tracking.configure(state)
+    recorded = tracking.version_facts(model.name, model.version, state).metrics
+    matches = all(recorded.get(name) == value for name, value in evaluation.metrics.items())
+    record = tracking.RunRecord(
+        run_name=f"evaluate-{spec.model_name}-v{model.version}",
+        tags={
+            **provenance_tags(spec),
+            **model_tags(model),
+            "agencyml.kind": "evaluate",
+            "agencyml.matches_training_run": str(matches).lower(),
+            **training_data_lineage(spec, split.holdout, name="holdout").as_tags(),
+        },
+        params={f"rows.{name}": str(size) for name, size in split.sizes().items()},
+        metrics=evaluation.metrics,
+        figures=evaluation.figures,
+    )
+    run_id = tracking.log_run(record, tracking.use_experiment(spec.agency, state))
+    return EvaluateResult(
+        model.name, model.version, run_id, evaluation.metrics, matches, evaluation.curves
+    )

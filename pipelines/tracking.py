@@ -107,17 +107,17 @@ def dataset_of(frame: pd.DataFrame, lineage: DataLineage) -> Any:
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
     source = (
-        lineage.source
-        if not lineage.source.startswith("generator:")
-        else CodeDatasetSource(tags={"generator": lineage.source})
+        lineage.dataset_source
+        if not lineage.dataset_source.startswith("generator:")
+        else CodeDatasetSource(tags={"generator": lineage.dataset_source})
     )
-    # MLflow stores a short digest; the full sha256 is in the run's tags
+    # the digest is DVC's md5 of the file; the table's full sha256 is in the run's tags
     with warnings.catch_warnings():
         # a local path matches MLflow's file source twice over; both readings are the same
         warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         return mlflow.data.from_pandas(
-            frame, source=source, name=lineage.name, digest=lineage.digest[:32]
+            frame, source=source, name=lineage.name, digest=lineage.dataset_digest
         )
 
 
@@ -183,21 +183,27 @@ def _has_alias(client: MlflowClient, model_name: str, alias: str) -> bool:
     return True
 
 
-def load_model(model_name: str, state: StateDir, alias: str = CHAMPION) -> LoadedModel:
-    """Load models:/<name>@<alias> as pyfunc, with its bundle for classes and policy."""
+def load_model(
+    model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
+) -> LoadedModel:
+    """Load models:/<name>@<alias> (or one numbered version) as pyfunc, with its bundle."""
     configure(state)
     client = MlflowClient()
     try:
-        version = client.get_model_version_by_alias(model_name, alias)
+        if version is None:
+            found = client.get_model_version_by_alias(model_name, alias)
+        else:
+            found = client.get_model_version(model_name, str(version))
     except MlflowException as error:
+        wanted = f"@{alias}" if version is None else f" version {version}"
         raise ModelNotFoundError(
-            f"no model version '{model_name}@{alias}' in the registry. "
+            f"no model version '{model_name}{wanted}' in the registry. "
             f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
             f"--use-case {model_name.split('.', 1)[-1]}"
         ) from error
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}/{found.version}")
     bundle = pyfunc.unwrap_python_model().bundle
-    return LoadedModel(model_name, str(version.version), version.run_id or "", pyfunc, bundle)
+    return LoadedModel(model_name, str(found.version), found.run_id or "", pyfunc, bundle)
 
 
 def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:

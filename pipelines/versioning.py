@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.storage import file_md5
+
 
 @dataclass(frozen=True)
 class CodeVersion:
@@ -135,6 +137,146 @@ def store_with_dvc(source: Path, repo: Path, target: str, *, push: bool = True) 
             _dvc(repo, "push", f"{target}.dvc")
     tracked = yaml.safe_load((Path(repo) / f"{target}.dvc").read_text())
     return StoredFile(target, tracked["outs"][0]["md5"], remote)
+
+
+@dataclass(frozen=True)
+class TrackedData:
+    """A data file as DVC knows it: what dvc.lock (or a .dvc file) records, and its remote."""
+
+    path: str  # relative to the repository
+    md5: str  # of the file as it is now
+    lock_md5: str | None  # what dvc.lock or <path>.dvc records; None when DVC does not track it
+    stage: str | None  # the dvc.yaml stage that writes it, or "<path>.dvc"
+    remote: str | None
+    remote_url: str | None
+
+    @property
+    def status(self) -> str:
+        """'tracked' when the file is the version DVC records, 'modified' when it differs,
+        'untracked' when DVC records nothing for it."""
+        if self.lock_md5 is None:
+            return "untracked"
+        return "tracked" if self.lock_md5 == self.md5 else "modified"
+
+
+def tracked_data(repo: Path, path: str) -> TrackedData:
+    """What DVC records for `path` (relative to `repo`), read from dvc.lock and .dvc files."""
+    repo = Path(repo)
+    md5 = file_md5(repo / path)
+    stage, lock_md5 = recorded_md5(repo, path)
+    remote, url = default_remote(repo)
+    return TrackedData(path, md5, lock_md5, stage, remote, url)
+
+
+def recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
+    """(stage, md5) that dvc.lock or `<path>.dvc` records for `path`; (None, None) if neither."""
+    lock_file = Path(repo) / "dvc.lock"
+    if lock_file.is_file():
+        stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})
+        for name, stage in stages.items():
+            for out in stage.get("outs", []):
+                if out.get("path") == path:
+                    return name, out.get("md5")
+    dvc_file = Path(repo) / f"{path}.dvc"
+    if dvc_file.is_file():
+        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [])
+        if outs:
+            return dvc_file.name, outs[0].get("md5")
+    return None, None
+
+
+def default_remote(repo: Path) -> tuple[str | None, str | None]:
+    """The default remote's name and URL (local paths made absolute), from DVC's config."""
+    dvc_dir = Path(repo) / ".dvc"
+    if not dvc_dir.is_dir():
+        return None, None
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(dvc_dir))
+    name = config["core"].get("remote")
+    if not name or name not in config["remote"]:
+        return None, None
+    return name, str(config["remote"][name]["url"])
+
+
+def can_track(repo: Path) -> bool:
+    """DVC can version outputs here: a git + DVC repository with a dvc.yaml, and we are not
+    running inside a `dvc repro` stage (DVC then records the outputs itself)."""
+    repo = Path(repo)
+    return (
+        (repo / ".dvc").is_dir()
+        and (repo / "dvc.yaml").is_file()
+        and "DVC_STAGE" not in os.environ
+        and _git(repo, "rev-parse", "--git-dir") is not None
+    )
+
+
+def follow_state_remote(repo: Path, remote_dir: Path) -> None:
+    """Point the default remote named 'local' at the state directory's DVC remote, in the
+    repository's untracked config.local, when AGENCYML_HOME moves the state elsewhere."""
+    name, url = default_remote(repo)
+    if name != "local" or "AGENCYML_HOME" not in os.environ:
+        return
+    if url is None or Path(url).resolve() != Path(remote_dir).resolve():
+        _dvc(repo, "remote", "modify", "--local", "local", "url", str(remote_dir))
+
+
+def commit_outputs(repo: Path, stages: list[str], *, push: bool = True) -> list[str]:
+    """Record stage outputs written outside `dvc repro` in dvc.lock and the cache, then push
+    them to the default remote; serialised with every other DVC operation."""
+    with dvc_lock(repo):
+        _dvc(repo, "commit", "--force", *stages)
+        if push and default_remote(repo)[0]:
+            _dvc(repo, "push", *stages)
+    return stages
+
+
+class DataIntegrityError(RuntimeError):
+    """A file DVC restored does not have the md5 it was recorded with: a corrupt copy."""
+
+
+def restore_file(tree: Path, origin: Path, path: str, md5: str, stage: str) -> Path:
+    """Restore `path` as it was when its md5 was recorded into `tree` (a worktree of `origin`):
+    the recorded md5 is written into the tree's dvc.lock, then DVC pulls it from origin's cache
+    or the default remote. The restored bytes are checked against the md5, never trusted."""
+    tree, origin = Path(tree), Path(origin)
+    local_config = origin / ".dvc" / "config.local"
+    if local_config.is_file():
+        shutil.copyfile(local_config, tree / ".dvc" / "config.local")
+    _dvc(tree, "config", "--local", "cache.dir", str(origin / ".dvc" / "cache"))
+    remote, url = default_remote(origin)
+    if remote is not None and url is not None:
+        # a relative local remote would otherwise resolve against the worktree
+        _dvc(tree, "remote", "add", "--local", "--force", "--default", remote, url)
+    pin_md5(tree, path, md5, stage)
+    target = tree / path
+    target.unlink(missing_ok=True)
+    _dvc(tree, "pull", "--force", path)
+    restored = file_md5(target)
+    if restored != md5:
+        raise DataIntegrityError(
+            f"DVC restored {path} with md5 {restored}, but {md5} was recorded: the copy in the "
+            f"cache ({origin / '.dvc' / 'cache'}) or the remote is corrupt. Remove the corrupt "
+            "object and pull again from a good remote."
+        )
+    return target
+
+
+def pin_md5(tree: Path, path: str, md5: str, stage: str) -> None:
+    """Make dvc.lock in `tree` record `md5` for `path`, an output of `stage`."""
+    lock_file = Path(tree) / "dvc.lock"
+    lock = (yaml.safe_load(lock_file.read_text()) if lock_file.is_file() else None) or {}
+    lock.setdefault("schema", "2.0")
+    stages = lock.setdefault("stages", {})
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if out.get("path") == path:
+                out.update({"hash": "md5", "md5": md5})
+                out.pop("size", None)
+                lock_file.write_text(yaml.safe_dump(lock, sort_keys=False))
+                return
+    stages[stage] = {"cmd": "restore", "outs": [{"path": path, "hash": "md5", "md5": md5}]}
+    lock_file.write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
 def _dvc(repo: Path, *args: str) -> str:

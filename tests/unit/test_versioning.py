@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines.versioning import CodeVersion, code_version
+from pipelines.storage import file_md5
+from pipelines.versioning import (
+    CodeVersion,
+    can_track,
+    code_version,
+    commit_outputs,
+    default_remote,
+    follow_state_remote,
+    tracked_data,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -124,3 +134,102 @@ def test_a_repository_without_commits_is_unknown(tmp_path: Path) -> None:
 
 def test_a_missing_directory_is_unknown(tmp_path: Path) -> None:
     assert code_version(tmp_path / "does-not-exist") == CodeVersion(None, None)
+
+
+def dvc(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def dvc_repo(repo: Path, tmp_path: Path) -> Path:
+    """`repo` with DVC, a relative local default remote, and one stage writing data/out.bin."""
+    dvc(repo, "init", "-q")
+    dvc(repo, "remote", "add", "-d", "store", "../remote")  # relative to the repo
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  make:\n    cmd: python -c \"open('data/out.bin','wb').write(b'v1')\"\n"
+        "    outs: [data/out.bin]\n"
+    )
+    (repo / "data").mkdir()
+    return repo
+
+
+def test_tracked_data_reads_the_md5_dvc_lock_records_and_the_remote(dvc_repo: Path) -> None:
+    dvc(dvc_repo, "repro", "-q")
+
+    tracked = tracked_data(dvc_repo, "data/out.bin")
+
+    assert tracked.md5 == file_md5(dvc_repo / "data" / "out.bin")
+    assert tracked.lock_md5 == tracked.md5 and tracked.status == "tracked"
+    assert tracked.stage == "make"
+    assert tracked.remote == "store"
+    assert Path(tracked.remote_url) == (dvc_repo / ".." / "remote").resolve()
+
+
+def test_a_file_changed_after_dvc_recorded_it_is_reported_modified(dvc_repo: Path) -> None:
+    dvc(dvc_repo, "repro", "-q")
+    (dvc_repo / "data" / "out.bin").write_bytes(b"changed")
+
+    tracked = tracked_data(dvc_repo, "data/out.bin")
+
+    assert tracked.status == "modified" and tracked.lock_md5 != tracked.md5
+
+
+def test_a_file_dvc_knows_nothing_of_is_untracked(dvc_repo: Path) -> None:
+    (dvc_repo / "data" / "other.bin").write_bytes(b"x")
+
+    tracked = tracked_data(dvc_repo, "data/other.bin")
+
+    assert tracked.status == "untracked" and tracked.stage is None and tracked.lock_md5 is None
+
+
+def test_a_dot_dvc_file_counts_as_a_record_too(dvc_repo: Path) -> None:
+    (dvc_repo / "data" / "added.bin").write_bytes(b"added")
+    dvc(dvc_repo, "add", "-q", "data/added.bin")
+
+    tracked = tracked_data(dvc_repo, "data/added.bin")
+
+    assert tracked.status == "tracked" and tracked.stage == "added.bin.dvc"
+
+
+def test_commit_outputs_records_and_pushes_what_was_written_outside_repro(
+    dvc_repo: Path, tmp_path: Path
+) -> None:
+    git(dvc_repo, "add", "-A")
+    git(dvc_repo, "commit", "-qm", "dvc")
+    (dvc_repo / "data" / "out.bin").write_bytes(b"written by a flow")
+    assert can_track(dvc_repo)
+
+    commit_outputs(dvc_repo, ["make"])
+
+    tracked = tracked_data(dvc_repo, "data/out.bin")
+    assert tracked.status == "tracked"
+    pushed = tmp_path / "remote" / "files" / "md5" / tracked.md5[:2] / tracked.md5[2:]
+    assert pushed.read_bytes() == b"written by a flow"
+
+
+def test_outputs_are_not_committed_from_inside_a_dvc_stage(
+    dvc_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert can_track(dvc_repo)
+    monkeypatch.setenv("DVC_STAGE", "make")
+    assert not can_track(dvc_repo)
+    assert not can_track(dvc_repo / "data")
+
+
+def test_the_local_remote_follows_a_moved_state_directory(
+    dvc_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dvc(dvc_repo, "remote", "rename", "store", "local")
+    monkeypatch.delenv("AGENCYML_HOME", raising=False)
+    follow_state_remote(dvc_repo, tmp_path / "elsewhere")
+    assert default_remote(dvc_repo)[1] == str((tmp_path / "remote").resolve())
+
+    monkeypatch.setenv("AGENCYML_HOME", str(tmp_path / "state"))
+    follow_state_remote(dvc_repo, tmp_path / "state" / "dvc-remote")
+
+    assert default_remote(dvc_repo) == ("local", str(tmp_path / "state" / "dvc-remote"))
+    assert "state/dvc-remote" in (dvc_repo / ".dvc" / "config.local").read_text()
+    assert "state" not in (dvc_repo / ".dvc" / "config").read_text()
