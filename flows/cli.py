@@ -41,6 +41,7 @@ EXIT_CODES = {
     "ParamsError": 2,
     "UnknownAgencyError": 2,
     "UnknownUseCaseError": 2,
+    "UnknownDatasetError": 2,
     "InputFileError": 3,
     "DataValidationError": 4,
     "BatchRejectedError": 4,
@@ -52,6 +53,7 @@ EXIT_CODES = {
     "ReproductionError": 7,
     "CheckoutError": 7,
     "DvcError": 9,
+    "DataIntegrityError": 9,
 }
 METRICS_DIFFER = 8
 
@@ -116,14 +118,35 @@ def agencies() -> None:
 
 
 @app.command()
+def ingest(
+    agency: str = typer.Option(..., "--agency", "-a", help="Agency, as in params/<agency>.yaml."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="One of the agency's datasets (default: all of them)."
+    ),
+) -> None:
+    """Write the agency's raw sources, cleaned, to data/ingested/<agency>/<dataset>.parquet."""
+    with friendly_errors():
+        params = config.load_params(agency)
+        if dataset is not None:
+            params.dataset(dataset)  # fail fast on an unknown name
+        from flows.ingest import ingest as ingest_flow
+
+        written = run_with_spinner(f"Ingesting {agency}", lambda: ingest_flow(agency, dataset))
+        table = Table(title=f"Ingested {agency}")
+        for column in ("dataset", "file", "rows"):
+            table.add_column(column, overflow="fold")
+        table.add_column("md5", no_wrap=True, min_width=32)
+        for item in written:
+            table.add_row(item.dataset, item.path, f"{item.rows:,}", item.md5)
+        console.print(table)
+
+
+@app.command()
 def train(
     agency: str = typer.Option(..., "--agency", "-a", help="Agency, as in params/<agency>.yaml."),
     use_case: str = typer.Option(..., "--use-case", "-u", help="One of the agency's use cases."),
-    metrics_out: Path | None = typer.Option(
-        None, help="Also write the holdout metrics to this JSON file (for DVC)."
-    ),
-    plots_out: Path | None = typer.Option(
-        None, help="Also write ROC, precision-recall and confusion data as CSV here (for DVC)."
+    model_out: Path | None = typer.Option(
+        None, help="Also write the registered version and model hash to this JSON file (DVC)."
     ),
 ) -> None:
     """Train, evaluate and register one use case's model."""
@@ -139,16 +162,63 @@ def train(
         summary.add_column("value", overflow="fold")
         summary.add_row("run id", result.run_id)
         summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
+        summary.add_row("model sha256", result.model_sha256)
         summary.add_row("best iteration", str(result.best_iteration))
         summary.add_row(
             "rows (train/validation/holdout)", "/".join(str(v) for v in result.split_sizes.values())
         )
         console.print(summary)
         console.print(metrics_table("Holdout metrics", result.metrics))
+        if model_out is not None:
+            from pipelines.storage import write_json
+
+            write_json(
+                model_out,
+                {
+                    "model_name": result.model_name,
+                    "model_version": result.model_version,
+                    "run_id": result.run_id,
+                    "model_sha256": result.model_sha256,
+                },
+            )
+
+
+@app.command()
+def evaluate(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    version: str | None = typer.Option(
+        None, "--version", "-V", help="Model version (default: the champion)."
+    ),
+    model_ref: Path | None = typer.Option(
+        None, help="Read the version from a JSON file written by `train --model-out`."
+    ),
+    metrics_out: Path | None = typer.Option(
+        None, help="Also write the holdout metrics to this JSON file (for DVC)."
+    ),
+    plots_out: Path | None = typer.Option(
+        None, help="Also write ROC, precision-recall and confusion data as CSV here (for DVC)."
+    ),
+) -> None:
+    """Evaluate a registered model version on the use case's holdout."""
+    with friendly_errors():
+        config.load_use_case(agency, use_case)
+        if model_ref is not None:
+            from pipelines.storage import read_json_file
+
+            version = str(read_json_file(model_ref)["model_version"])
+        from flows.evaluate import evaluate as evaluate_flow
+
+        result = run_with_spinner(
+            f"Evaluating {agency}.{use_case}", lambda: evaluate_flow(agency, use_case, version)
+        )
+        console.print(metrics_table(f"{result.model_name} v{result.model_version}", result.metrics))
+        same = "[green]yes[/]" if result.matches_training_run else "[yellow]no[/]"
+        console.print(f"Equal to the metrics its training run logged: {same}")
         if metrics_out is not None:
             from pipelines.storage import write_json
 
-            write_json(metrics_out, {"model_version": result.model_version, **result.metrics})
+            write_json(metrics_out, result.metrics)
         if plots_out is not None:
             import pandas as pd
 
@@ -183,11 +253,23 @@ def score(
 def validate(
     agency: str = typer.Option(..., "--agency", "-a"),
     use_case: str = typer.Option(..., "--use-case", "-u"),
-    input: Path = typer.Option(..., "--input", "-i", help="A parquet or CSV batch to check."),
+    input: Path | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="A parquet or CSV batch to check. Without it, the use case's ingested training "
+        "data is checked against its training suite.",
+    ),
+    report_out: Path | None = typer.Option(
+        None, help="Training data only: also write the validation report to this JSON file."
+    ),
 ) -> None:
-    """Run the validation gate alone on a batch and print its report (nothing is scored)."""
+    """Run the validation gate alone on a batch (nothing is scored), or on the training data."""
     with friendly_errors():
         config.load_use_case(agency, use_case)
+        if input is None:
+            validate_training(agency, use_case, report_out)
+            return
         from flows.validate import validate as validate_flow
 
         check = run_with_spinner(
@@ -204,6 +286,27 @@ def validate(
             console.print(f"Data Docs: {check.outcome.data_docs / 'index.html'}", soft_wrap=True)
         if not check.accepted:
             raise typer.Exit(EXIT_CODES["BatchRejectedError"])
+
+
+def validate_training(agency: str, use_case: str, report_out: Path | None) -> None:
+    """The training suite on the ingested data; a failure exits 4 with the problems."""
+    from flows.validate import validate_training_data
+
+    outcome = run_with_spinner(
+        f"Validating the training data of {agency}.{use_case}",
+        lambda: validate_training_data(agency, use_case),
+    )
+    failed = sum(not result.success for result in outcome.results)
+    console.print(
+        f"Training data of {agency}.{use_case}: [green]passed[/] "
+        f"{len(outcome.results)} checks on {outcome.rows:,} rows ({failed} warnings)",
+        soft_wrap=True,
+    )
+    console.print(f"Data Docs: {outcome.data_docs / 'index.html'}", soft_wrap=True)
+    if report_out is not None:
+        from pipelines.storage import write_json
+
+        write_json(report_out, outcome.as_dict())
 
 
 def check_table(check: Any) -> Table:
@@ -236,12 +339,17 @@ def score_table(result: Any) -> Table:
 
 @app.command()
 def demo() -> None:
-    """Train and score every use case of every agency on a held-out batch."""
+    """Ingest every agency's data (versioned with DVC in a git checkout), then train and score
+    every use case on a held-out batch."""
     with friendly_errors():
+        from flows.ingest import ingest as ingest_flow
         from flows.score import score as score_flow
         from flows.train import train as train_flow
         from pipelines.batches import write_holdout_batch
+        from pipelines.paths import project_root
+        from pipelines.versioning import can_track, default_remote
 
+        agencies = config.list_agencies()
         specs = config.list_use_cases()
         results = []
         columns = (
@@ -252,7 +360,12 @@ def demo() -> None:
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console) as progress:
-            overall = progress.add_task("demo", total=3 * len(specs))
+            overall = progress.add_task("demo", total=len(agencies) + 3 * len(specs))
+            ingested = []
+            for agency in agencies:
+                progress.update(overall, description=f"ingesting {agency}'s data")
+                ingested += ingest_flow(agency)
+                progress.advance(overall)
             for spec in specs:
                 progress.update(overall, description=f"training {spec.model_name}")
                 trained = train_flow(spec.agency, spec.name)
@@ -268,6 +381,17 @@ def demo() -> None:
                 results.append((trained, scored))
             progress.update(overall, description="done")
         console.print(demo_table(results))
+        console.print("\nIngested data (data/ingested/, md5 as DVC records it):")
+        for item in ingested:
+            console.print(f"  {item.path}  {item.rows:,} rows  md5 {item.md5}", soft_wrap=True)
+        if can_track(project_root()):
+            remote = default_remote(project_root())
+            console.print(
+                f"  recorded in dvc.lock and pushed to DVC remote '{remote[0]}' ({remote[1]})",
+                soft_wrap=True,
+            )
+        else:
+            console.print("  (not a git + DVC checkout: the files are not versioned by DVC)")
         console.print("\nScored batches (scored.parquet + manifest.json):")
         for _, scored in results:
             console.print(f"  {scored.output_dir}", soft_wrap=True)
@@ -321,7 +445,7 @@ def reproduce(
 ) -> None:
     """Retrain a model version from its recorded commit and check its metrics match exactly."""
     with friendly_errors():
-        from pipelines.reproduce import reproduce_model
+        from pipelines.reproduce import COMPARED_TAGS, reproduce_model
 
         result = run_with_spinner(
             f"Reproducing {model} v{version} from its recorded commit",
@@ -336,7 +460,7 @@ def reproduce(
         ]
         rows += [
             (tag, result.recorded_tags.get(tag), result.reproduced_tags.get(tag))
-            for tag in ("agencyml.data.training.digest", "agencyml.params_sha256")
+            for tag in COMPARED_TAGS
         ]
         for name, recorded, reproduced in rows:
             same = "[green]yes[/]" if recorded == reproduced else "[red]no[/]"

@@ -9,6 +9,7 @@ from prefect import flow
 from flows import tasks
 from pipelines.paths import state_dir
 from pipelines.quality import BatchCheck
+from pipelines.validation import ValidationOutcome
 
 
 @flow(name="validate", flow_run_name="validate-{agency}-{use_case}")
@@ -16,3 +17,12 @@ def validate(agency: str, use_case: str, input: str) -> BatchCheck:
     """Check a batch against its use case's suite and report what would be rejected."""
     spec = tasks.load_use_case(agency, use_case)
     return tasks.check_batch(spec, Path(input).expanduser().resolve(), state_dir())
+
+
+@flow(name="validate-training-data", flow_run_name="validate-training-{agency}-{use_case}")
+def validate_training_data(agency: str, use_case: str) -> ValidationOutcome:
+    """Check the use case's ingested training data against its training suite; raises
+    DataValidationError (and logs a FAILED run) when it does not pass."""
+    spec = tasks.load_use_case(agency, use_case)
+    data = tasks.load_training_data(spec)
+    return tasks.validate_training_data(spec, data, state_dir())

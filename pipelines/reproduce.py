@@ -11,10 +11,15 @@ from pathlib import Path
 
 from pipelines import tracking
 from pipelines.paths import StateDir, project_root
-from pipelines.versioning import temporary_worktree
+from pipelines.versioning import DataIntegrityError, DvcError, restore_file, temporary_worktree
 
 # Facts that must match too: the same data and the same params, not only the same numbers.
-COMPARED_TAGS = ("agencyml.data.training.digest", "agencyml.params_sha256")
+COMPARED_TAGS = (
+    "agencyml.data.training.md5",
+    "agencyml.data.training.digest",
+    "agencyml.params_sha256",
+    "agencyml.model_sha256",
+)
 
 
 class ReproductionError(RuntimeError):
@@ -57,6 +62,7 @@ def reproduce_model(model_name: str, version: str, state: StateDir) -> Reproduct
         notes.append("trained from a working tree with uncommitted changes; the commit may differ")
     agency, use_case = recorded.tags["agencyml.agency"], recorded.tags["agencyml.use_case"]
     with temporary_worktree(project_root(), commit) as tree, tempfile.TemporaryDirectory() as tmp:
+        notes += restore_training_data(tree, recorded.tags)
         scratch = StateDir(Path(tmp) / "state")
         retrain(tree, scratch, agency, use_case)
         reproduced = tracking.latest_version_facts(model_name, scratch)
@@ -70,6 +76,32 @@ def reproduce_model(model_name: str, version: str, state: StateDir) -> Reproduct
         reproduced.tags,
         notes,
     )
+
+
+def restore_training_data(tree: Path, tags: dict[str, str]) -> list[str]:
+    """Put the training data back into the worktree from its recorded DVC path and md5."""
+    prefix = "agencyml.data.training"
+    path, md5 = tags.get(f"{prefix}.dvc_path"), tags.get(f"{prefix}.md5")
+    status, stage = tags.get(f"{prefix}.dvc_status"), tags.get(f"{prefix}.dvc_stage", "none")
+    if path is None or md5 is None:
+        return ["no DVC record of the training data; it is re-ingested from the commit's sources"]
+    if status == "untracked" or stage == "none":
+        return [
+            f"{path} was not versioned by DVC when trained; it is re-ingested from the commit's "
+            "sources and compared by md5"
+        ]
+    try:
+        restore_file(tree, project_root(), path, md5, stage)
+    except DvcError as error:
+        raise ReproductionError(
+            f"cannot restore {path} (md5 {md5}): DVC found no intact copy in the cache or on "
+            "the remote. Either it was never pushed (run `dvc push` in the repository the model "
+            "was trained in), or the copy there is corrupt: DVC checks the md5 of what it "
+            f"fetches and refuses a mismatch. DVC said: {error}"
+        ) from error
+    except DataIntegrityError as error:
+        raise ReproductionError(str(error)) from error
+    return [f"restored {path} (md5 {md5}) with DVC"]
 
 
 def retrain(tree: Path, scratch: StateDir, agency: str, use_case: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -182,3 +184,81 @@ def test_demo_trains_and_scores_every_use_case(prefect_server, small_project):
         [batch] = (state / "outputs" / agency / use_case).iterdir()
         assert (batch / "manifest.json").is_file() and str(batch) in output
     assert "agencyml ui" in output and "Data Docs" in output
+    for path in ("data/ingested/business-aid/applications.parquet", "rasff.parquet"):
+        assert path in output
+    assert "not a git + DVC checkout" in output
+
+
+def test_ingest_writes_each_dataset_and_names_unknown_ones(prefect_server, small_project):
+    code, output = invoke("ingest", "-a", "business-aid", "-d", "payments")
+    assert code == 2 and "no dataset 'payments'. Known datasets: applications" in output
+    assert not (small_project / "data" / "ingested").exists()
+
+    code, output = invoke("ingest", "-a", "business-aid")
+
+    written = small_project / "data" / "ingested" / "business-aid" / "applications.parquet"
+    assert code == 0, output
+    assert written.is_file() and "4,000" in output
+    assert hashlib.md5(written.read_bytes(), usedforsecurity=False).hexdigest() in output
+
+
+def test_train_model_out_then_evaluate_model_ref_gives_the_training_metrics(
+    prefect_server, small_project, tmp_path
+):
+    model_ref = tmp_path / "model.json"
+    code, output = invoke("evaluate", "-a", "business-aid", "-u", "fraud-risk")
+    assert code == 6 and "no model version 'business-aid.fraud-risk@champion'" in output
+    code, output = invoke(
+        "evaluate", "-a", "business-aid", "-u", "fraud-risk", "--model-ref", str(model_ref)
+    )
+    assert code == 3 and "file not found" in output
+
+    code, output = invoke(
+        "train", "-a", "business-aid", "-u", "fraud-risk", "--model-out", str(model_ref)
+    )
+    assert code == 0, output
+    reference = json.loads(model_ref.read_text())
+    assert reference["model_version"] == "1" and len(reference["model_sha256"]) == 64
+    metrics_out, plots_out = tmp_path / "metrics.json", tmp_path / "plots"
+    code, output = invoke(
+        "evaluate",
+        "-a",
+        "business-aid",
+        "-u",
+        "fraud-risk",
+        "--model-ref",
+        str(model_ref),
+        "--metrics-out",
+        str(metrics_out),
+        "--plots-out",
+        str(plots_out),
+    )
+
+    assert code == 0, output
+    assert "Equal to the metrics its training run logged: yes" in output
+    assert 0.5 < json.loads(metrics_out.read_text())["roc_auc"] <= 1
+    assert {p.name for p in plots_out.iterdir()} == {
+        "roc.csv",
+        "precision_recall.csv",
+        "confusion.csv",
+    }
+
+
+def test_validate_without_input_checks_the_training_data(prefect_server, small_project, tmp_path):
+    report = tmp_path / "report.json"
+    code, output = invoke(
+        "validate", "-a", "business-aid", "-u", "fraud-risk", "--report-out", str(report)
+    )
+    assert code == 0, output
+    assert "Training data of business-aid.fraud-risk: passed" in output
+    assert json.loads(report.read_text())["success"] is True
+
+    # the ingested table loses its target: the training suite fails, and no report is written
+    ingested = small_project / "data" / "ingested" / "business-aid" / "applications.parquet"
+    pd.read_parquet(ingested).drop(columns="is_fraud").to_parquet(ingested)
+    report.unlink()
+    code, output = invoke(
+        "validate", "-a", "business-aid", "-u", "fraud-risk", "--report-out", str(report)
+    )
+    assert code == 4 and "is_fraud" in output and "no model registered" in output
+    assert not report.exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,142 +14,197 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL
 
-from pipelines.config import list_use_cases
+from pipelines.config import list_datasets, list_use_cases
 from pipelines.paths import PACKAGE_ROOT
 
 BIN = Path(sys.executable).parent
+CLI = [sys.executable, "-m", "flows"]
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
-def dvc_repo(project_copy: Path, tmp_path: Path) -> dict[str, str]:
-    """project_copy as a git + DVC repository with a local default remote; returns its env."""
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "AGENCYML_PROJECT_ROOT": str(project_copy),
-        "AGENCYML_HOME": str(tmp_path / "state"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-    }
-    env.pop("PREFECT_API_URL", None)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    run([*git, "init", "-q"], project_copy, env)
-    run(["dvc", "init", "-q"], project_copy, env)
-    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project_copy, env)
-    run([*git, "add", "-A"], project_copy, env)
-    run([*git, "commit", "-qm", "copy"], project_copy, env)
-    return env
+def locked_md5(root: Path, stage: str) -> str:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return lock["stages"][stage]["outs"][0]["md5"]
 
 
-def test_dvc_repro_trains_and_skips_when_nothing_changed(project_copy, tmp_path):
-    env = dvc_repo(project_copy, tmp_path)
-    state = tmp_path / "state"
+FRAUD = "evaluate@business-aid-fraud-risk"
 
-    stage = "train@business-aid-fraud-risk"
-    run(["dvc", "repro", stage], project_copy, env)
-    metrics_file = project_copy / "metrics" / "business-aid" / "fraud-risk.json"
+
+def test_dvc_repro_runs_ingest_validate_train_evaluate_reproducibly(dvc_project):
+    root = dvc_project.root
+    ran = dvc_project.run("dvc", "repro", FRAUD)
+    for stage in ("ingest@business-aid-applications", "validate@business-aid-fraud-risk"):
+        assert f"Running stage '{stage}'" in ran
+    assert ran.index("'train@business-aid-fraud-risk'") < ran.index(f"'{FRAUD}'")
+
+    # metrics and plots are declared: dvc shows them
+    metrics_file = root / "metrics" / "business-aid" / "fraud-risk.json"
     metrics = json.loads(metrics_file.read_text())
-    assert metrics["model_version"] == "1" and 0.5 < metrics["roc_auc"] <= 1
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project_copy, env))
+    assert 0.5 < metrics["roc_auc"] <= 1
+    shown = json.loads(dvc_project.run("dvc", "metrics", "show", "--json"))
     assert "roc_auc" in json.dumps(shown)
-    plots = project_copy / "plots" / "business-aid" / "fraud-risk"
+    plots = root / "plots" / "business-aid" / "fraud-risk"
     assert {p.name for p in plots.iterdir()} == {"roc.csv", "precision_recall.csv", "confusion.csv"}
-    rendered = json.loads(run(["dvc", "plots", "show", "--json"], project_copy, env))
+    rendered = json.loads(dvc_project.run("dvc", "plots", "show", "--json"))
     assert any(name.endswith("fraud-risk/roc.csv") for name in rendered["data"])
-    experiments = run(["dvc", "exp", "show", "--json"], project_copy, env)
-    assert "roc_auc" in experiments
+    assert "roc_auc" in dvc_project.run("dvc", "exp", "show", "--json")
+    report = json.loads((root / "reports/business-aid/fraud-risk/validation.json").read_text())
+    assert report["success"] is True
 
-    again = run(["dvc", "repro", stage], project_copy, env)
-    assert "didn't change" in again or "up to date" in again
-    uri = f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    versions = client.search_model_versions("name='business-aid.fraud-risk'")
-    assert [str(v.version) for v in versions] == ["1"]
+    # the model version records the DVC path, md5, stage and remote of its data
+    data = "data/ingested/business-aid/applications.parquet"
+    md5 = locked_md5(root, "ingest@business-aid-applications")
+    assert md5 == md5_of(root / data)
+    client = mlflow_client(dvc_project.state)
+    [first] = client.search_model_versions("name='business-aid.fraud-risk'")
+    tags = first.tags
+    assert tags["agencyml.data.training.dvc_path"] == data
+    assert tags["agencyml.data.training.md5"] == tags["agencyml.data.training.dvc_md5"] == md5
+    assert tags["agencyml.data.training.dvc_status"] == "tracked"
+    assert tags["agencyml.data.training.dvc_stage"] == "ingest@business-aid-applications"
+    assert tags["agencyml.data.training.dvc_remote"] == "local"
+    assert tags["agencyml.data.training.dvc_remote_url"] == str(dvc_project.remote)
+    assert tags["agencyml.git_commit"] == dvc_project.git("rev-parse", "HEAD").strip()
+    assert len(tags["agencyml.params_sha256"]) == 64
+    [dataset_input] = client.get_run(first.run_id).inputs.dataset_inputs
+    assert dataset_input.dataset.digest == md5
+    assert data in dataset_input.dataset.source
+
+    # nothing changed: nothing reruns
+    again = dvc_project.run("dvc", "repro", FRAUD)
+    assert "Running stage" not in again
+    assert len(client.search_model_versions("name='business-aid.fraud-risk'")) == 1
+
+    # forced to run again, training gives identical metrics and an identical model file
+    metrics_before = metrics_file.read_bytes()
+    dvc_project.run("dvc", "repro", "--force", "--single-item", "train@business-aid-fraud-risk")
+    dvc_project.run("dvc", "repro", "--force", "--single-item", FRAUD)
+    assert metrics_file.read_bytes() == metrics_before
+    second = client.get_model_version("business-aid.fraud-risk", "2")
+    assert second.tags["agencyml.model_sha256"] == tags["agencyml.model_sha256"]
+    assert client.get_run(second.run_id).data.metrics == client.get_run(first.run_id).data.metrics
 
     # an experiment with a changed hyper-parameter retrains and shows up in MLflow too
     setting = "params/business-aid.yaml:use_cases.fraud-risk.lightgbm.learning_rate=0.2"
-    run(["dvc", "exp", "run", "-n", "faster", "-S", setting, stage], project_copy, env)
-    [experiment] = client.search_model_versions(
-        "name='business-aid.fraud-risk' and version_number=2"
-    )
-    experiment_run = client.get_run(experiment.run_id)
+    experiment = dvc_project.run("dvc", "exp", "run", "-n", "faster", "-S", setting, FRAUD)
+    assert "Running stage 'ingest@" not in experiment  # only what the setting touches reruns
+    [third] = client.search_model_versions("name='business-aid.fraud-risk' and version_number=3")
+    experiment_run = client.get_run(third.run_id)
     assert experiment_run.data.params["lightgbm.learning_rate"] == "0.2"
     assert experiment_run.data.tags["agencyml.dvc_experiment"] == "faster"
-    assert "faster" in run(["dvc", "exp", "show", "--json"], project_copy, env)
+    assert third.tags["agencyml.model_sha256"] != tags["agencyml.model_sha256"]
+    assert "faster" in dvc_project.run("dvc", "exp", "show", "--json")
 
 
-def test_dvc_yaml_has_a_stage_for_every_use_case():
+def mlflow_client(state: Path) -> MlflowClient:
+    uri = f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_dvc_yaml_has_stages_for_every_dataset_and_use_case():
     stages = yaml.safe_load((PACKAGE_ROOT / "dvc.yaml").read_text())["stages"]
-    declared = {(i["agency"], i["use_case"]) for i in stages["train"]["foreach"].values()}
-    assert declared == {(spec.agency, spec.name) for spec in list_use_cases()}
+    datasets = {(i["agency"], i["dataset"]) for i in stages["ingest"]["foreach"].values()}
+    assert datasets == {(d.agency, d.name) for d in list_datasets()}
+    for name in ("validate", "train", "evaluate"):
+        declared = {
+            (i["agency"], i["use_case"], i["dataset"]) for i in stages[name]["foreach"].values()
+        }
+        assert declared == {(s.agency, s.name, s.data.name) for s in list_use_cases()}
 
 
 def test_prefect_yaml_deploys_a_train_and_score_deployment_per_use_case(
-    prefect_server, project_copy, tmp_path
+    prefect_server, project_copy, sh
 ):
     env = {
         **os.environ,
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
-    run(
+    sh(
         ["prefect", "work-pool", "create", "agencyml-local", "--type", "process", "--overwrite"],
         project_copy,
         env,
     )
-    run(["prefect", "--no-prompt", "deploy", "--all"], project_copy, env)
-    listed = run(["prefect", "deployment", "ls"], project_copy, {**env, "COLUMNS": "300"})
+    sh(["prefect", "--no-prompt", "deploy", "--all"], project_copy, env)
+    listed = sh(["prefect", "deployment", "ls"], project_copy, {**env, "COLUMNS": "300"})
     for spec in list_use_cases():
         assert f"train/{spec.agency}-{spec.name}-train" in listed
         assert f"score/{spec.agency}-{spec.name}-score" in listed
 
 
-def test_reproduce_retrains_a_version_from_its_commit_and_detects_a_difference(
-    project_copy, tmp_path
-):
-    env = dvc_repo(project_copy, tmp_path)
-    cli = [sys.executable, "-m", "flows"]
-    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
-
-    reproduced = run(
-        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "1"],
-        project_copy,
-        {**env, "COLUMNS": "200"},
-    )
-    assert "reproduced exactly" in reproduced and "roc_auc" in reproduced
-
-    # version 2 is trained from an uncommitted change, so its commit cannot reproduce it
-    params = project_copy / "params" / "business-aid.yaml"
-    params.write_text(params.read_text().replace("learning_rate: 0.03", "learning_rate: 0.2"))
-    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
-    differs = subprocess.run(
-        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "2"],
-        cwd=project_copy,
-        env={**env, "COLUMNS": "200"},
+def reproduce(project, version: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "reproduce", "-m", "business-aid.fraud-risk", "-V", version],
+        cwd=project.root,
+        env={**project.env, "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def test_a_version_is_reproduced_from_its_commit_and_md5_alone(dvc_project):
+    """The acceptance path: train with `dvc repro`, commit, push; then with no local data and
+    an empty cache, the recorded commit and md5 restore the data and the metrics match."""
+    root = dvc_project.root
+    dvc_project.run("dvc", "repro", "train@business-aid-fraud-risk")
+    dvc_project.git("add", "-A")
+    dvc_project.git("commit", "-qm", "trained fraud-risk")
+    dvc_project.run("dvc", "push")
+    data = root / "data" / "ingested" / "business-aid" / "applications.parquet"
+    md5 = md5_of(data)
+    data.unlink()
+    shutil.rmtree(root / ".dvc" / "cache")
+
+    done = reproduce(dvc_project, "1")
+
+    assert done.returncode == 0, done.stderr
+    assert "reproduced exactly" in done.stdout
+    assert f"restored data/ingested/business-aid/applications.parquet (md5 {md5})" in done.stdout
+    for fact in ("roc_auc", "agencyml.model_sha256", "agencyml.data.training.md5"):
+        assert fact in done.stdout
+
+    # the remote's copy corrupted (and no cache to fall back on): refused, with a clear error
+    shutil.rmtree(root / ".dvc" / "cache")
+    remote_object = dvc_project.remote / "files" / "md5" / md5[:2] / md5[2:]
+    remote_object.chmod(0o644)
+    remote_object.write_bytes(remote_object.read_bytes()[::-1])
+
+    refused = reproduce(dvc_project, "1")
+
+    assert refused.returncode == 7
+    assert "DVC found no intact copy" in refused.stderr and md5 in refused.stderr
+    assert "reproduced" not in refused.stdout
+
+
+def test_reproduce_detects_a_version_trained_from_uncommitted_changes(dvc_project):
+    cli = [*CLI]
+    dvc_project.run(*cli, "train", "-a", "business-aid", "-u", "fraud-risk")
+
+    # trained outside DVC: the data is re-ingested from the commit's sources and compared
+    reproduced = reproduce(dvc_project, "1")
+    assert reproduced.returncode == 0, reproduced.stderr
+    assert "reproduced exactly" in reproduced.stdout
+    assert "re-ingested from the commit's sources" in reproduced.stdout
+
+    # version 2 is trained from an uncommitted change, so its commit cannot reproduce it
+    params = dvc_project.root / "params" / "business-aid.yaml"
+    params.write_text(params.read_text().replace("learning_rate: 0.03", "learning_rate: 0.2"))
+    dvc_project.run(*cli, "train", "-a", "business-aid", "-u", "fraud-risk")
+    differs = reproduce(dvc_project, "2")
     assert differs.returncode == 8
     assert "uncommitted changes" in differs.stdout
     assert "agencyml.params_sha256" in differs.stderr
 
-    missing = subprocess.run(
-        [*cli, "reproduce", "-m", "business-aid.fraud-risk", "-V", "9"],
-        cwd=project_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    missing = reproduce(dvc_project, "9")
     assert missing.returncode == 6 and "no version 9" in missing.stderr
 
 
-def test_two_processes_storing_inputs_with_dvc_at_once_both_succeed(project_copy, tmp_path):
-    env = dvc_repo(project_copy, tmp_path)
+def test_two_processes_using_dvc_at_once_both_succeed(dvc_project, tmp_path):
+    """DVC's own repo lock fails at once when held; agencyml serialises its DVC operations."""
     sources = []
     for index in range(2):
         source = tmp_path / f"input-{index}.csv"
@@ -157,62 +214,50 @@ def test_two_processes_storing_inputs_with_dvc_at_once_both_succeed(project_copy
         "import sys; from pathlib import Path; from pipelines.versioning import store_with_dvc; "
         "print(store_with_dvc(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]).md5)"
     )
+    commands = [
+        [sys.executable, "-c", code, str(source), str(dvc_project.root), f"data/in/{source.name}"]
+        for source in sources
+    ]
+    # and two ingests, each committing its output to dvc.lock and pushing it
+    commands += [[*CLI, "ingest", "-a", agency] for agency in ("business-aid", "product-safety")]
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                code,
-                str(source),
-                str(project_copy),
-                f"data/scored-inputs/{source.name}",
-            ],
-            cwd=project_copy,
-            env=env,
+            command,
+            cwd=dvc_project.root,
+            env=dvc_project.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for source in sources
+        for command in commands
     ]
-    outcomes = [worker.communicate(timeout=300) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], outcomes
-    status = run(["dvc", "status", "--cloud", "--json"], project_copy, env)
-    assert json.loads(status) == {}, "both files are in the remote"
+    outcomes = [worker.communicate(timeout=600) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0, 0], outcomes
+    status = dvc_project.run("dvc", "status", "--cloud", "--json")
+    assert json.loads(status) == {}, "every file is in the remote"
     for source in sources:
-        assert (project_copy / "data" / "scored-inputs" / f"{source.name}.dvc").is_file()
+        assert (dvc_project.root / "data" / "in" / f"{source.name}.dvc").is_file()
+    for dataset in list_datasets():
+        recorded = locked_md5(dvc_project.root, dataset.stage)
+        assert recorded == md5_of(dvc_project.root / dataset.path)
 
 
-def test_score_with_store_input_keeps_the_exact_input_in_dvc(project_copy, tmp_path):
-    env = dvc_repo(project_copy, tmp_path)
-    cli = [sys.executable, "-m", "flows"]
-    run([*cli, "train", "-a", "business-aid", "-u", "fraud-risk"], project_copy, env)
+def test_score_with_store_input_keeps_the_exact_input_in_dvc(dvc_project, tmp_path):
+    dvc_project.run(*CLI, "train", "-a", "business-aid", "-u", "fraud-risk")
     batch = tmp_path / "batch.csv"
     from pipelines.business_aid import generate_applications
 
     generate_applications(50, seed=3).drop(columns=["is_fraud", "review_track"]).to_csv(
         batch, index=False
     )
-    run(
-        [
-            *cli,
-            "score",
-            "-a",
-            "business-aid",
-            "-u",
-            "fraud-risk",
-            "-i",
-            str(batch),
-            "--store-input",
-        ],
-        project_copy,
-        env,
+    dvc_project.run(
+        *CLI, "score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(batch), "--store-input"
     )
-    [manifest_file] = (tmp_path / "state" / "outputs").rglob("manifest.json")
+    [manifest_file] = (dvc_project.state / "outputs").rglob("manifest.json")
     stored = json.loads(manifest_file.read_text())["input"]
-    kept = project_copy / stored["dvc_path"]
+    kept = dvc_project.root / stored["dvc_path"]
     assert kept.read_bytes() == batch.read_bytes()
     assert stored["dvc_remote"] == "local" and len(stored["dvc_md5"]) == 32
     kept.unlink()  # an auditor restores it from the remote
-    run(["dvc", "pull", f"{stored['dvc_path']}.dvc"], project_copy, env)
+    dvc_project.run("dvc", "pull", f"{stored['dvc_path']}.dvc")
     assert kept.read_bytes() == batch.read_bytes()
