@@ -4,6 +4,7 @@ ingestion into the parquet file that DVC versions and training reads."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import unicodedata
 from dataclasses import dataclass
@@ -61,16 +62,28 @@ def ingest(dataset: DatasetSpec) -> Ingested:
     parquet file. The same source and code always give a byte-identical file."""
     table = load_source(dataset.source)
     target = dataset.resolved_path()
-    storage.write_parquet(table, target)
+    storage.write_parquet(table, target, metadata={SOURCE_KEY: source_key(dataset.source)})
     md5 = storage.file_md5(target)
     return Ingested(dataset.agency, dataset.name, dataset.path, len(table), md5)
 
 
+SOURCE_KEY = "agencyml.source"
+
+
+def source_key(source: Source) -> str:
+    """The source as the params declare it, stored in the ingested file's metadata."""
+    return json.dumps(source.model_dump(mode="json"), sort_keys=True)
+
+
 def training_table(spec: UseCaseSpec) -> pd.DataFrame:
-    """The use case's ingested dataset; ingested first when this checkout has none yet."""
+    """The use case's ingested dataset. It is ingested first when this checkout has none yet,
+    or when the params now declare a different source than the file was ingested from."""
     path = spec.data.resolved_path()
     if not path.is_file():
         log.warning("%s is missing; ingesting it from its source first", spec.data.path)
+        ingest(spec.data)
+    elif storage.parquet_metadata(path).get(SOURCE_KEY) != source_key(spec.data.source):
+        log.warning("%s was ingested from another source; ingesting it again", spec.data.path)
         ingest(spec.data)
     return storage.read_table(path)
 

@@ -146,8 +146,11 @@ def _file_digest(path: Path, digest: Any, block_size: int) -> str:
     return digest.hexdigest()
 
 
-def write_parquet_stream(chunks: Iterable[pd.DataFrame], path: Path) -> int:
-    """Write chunks to one parquet file atomically; returns the row count."""
+def write_parquet_stream(
+    chunks: Iterable[pd.DataFrame], path: Path, metadata: dict[str, str] | None = None
+) -> int:
+    """Write chunks to one parquet file atomically, with optional key-value metadata; returns
+    the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
@@ -156,6 +159,10 @@ def write_parquet_stream(chunks: Iterable[pd.DataFrame], path: Path) -> int:
         try:
             for chunk in chunks:
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if metadata:
+                    table = table.replace_schema_metadata(
+                        {**(table.schema.metadata or {}), **metadata}
+                    )
                 if writer is None:
                     writer = pq.ParquetWriter(partial, table.schema)
                 writer.write_table(table)
@@ -168,9 +175,20 @@ def write_parquet_stream(chunks: Iterable[pd.DataFrame], path: Path) -> int:
     return rows
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    write_parquet_stream([frame], path)
+def write_parquet(
+    frame: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
+    write_parquet_stream([frame], path, metadata)
     return Path(path)
+
+
+def parquet_metadata(path: Path) -> dict[str, str]:
+    """A parquet file's key-value metadata as text; empty for a file that is not parquet."""
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return {}
+    return {key.decode(): value.decode(errors="replace") for key, value in raw.items()}
 
 
 def publish_batch(

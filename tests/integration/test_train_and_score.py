@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import mlflow
@@ -113,9 +114,20 @@ def test_training_records_its_data_lineage_on_the_run_and_the_model_version(
     assert int(tags["agencyml.data.training.rows"]) == sum(trained.split_sizes.values())
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "training"
-    assert tags["agencyml.data.training.digest"].startswith(dataset_input.dataset.digest)
+    ingested = small_project / "data" / "ingested" / "product-safety" / "rasff.parquet"
+    md5 = hashlib.md5(ingested.read_bytes(), usedforsecurity=False).hexdigest()
+    assert dataset_input.dataset.digest == tags["agencyml.data.training.md5"] == md5
+    assert tags["agencyml.data.training.dvc_path"] == "data/ingested/product-safety/rasff.parquet"
+    # this small project is no DVC repository: nothing records the file, and the tag says so
+    assert tags["agencyml.data.training.dvc_status"] == "untracked"
     version = client.get_model_version("product-safety.risk-triage", trained.model_version)
-    for key in ("agencyml.data.training.digest", "agencyml.git_commit", "agencyml.params_sha256"):
+    for key in (
+        "agencyml.data.training.digest",
+        "agencyml.data.training.md5",
+        "agencyml.git_commit",
+        "agencyml.params_sha256",
+        "agencyml.model_sha256",
+    ):
         assert version.tags[key] == tags[key]
 
 

@@ -231,9 +231,8 @@ def test_training_data_that_fails_its_suite_registers_no_model(trained, tmp_path
     params = trained["root"] / "project" / "params" / "business-aid.yaml"
     original = params.read_text()
     changed = yaml.safe_load(original)
-    for use_case in changed["use_cases"].values():
-        use_case["source"] = {"kind": "file", "reader": "parquet", "path": str(bad)}
-    params.write_text(yaml.safe_dump(changed))
+    changed["datasets"]["applications"] = {"kind": "file", "reader": "parquet", "path": str(bad)}
+    params.write_text(yaml.safe_dump(changed))  # training sees the change and re-ingests
     try:
         client = MlflowClient(state_dir().tracking_uri, state_dir().tracking_uri)
         versions_before = client.search_model_versions("name='business-aid.fraud-risk'")

@@ -286,3 +286,16 @@ def test_training_reads_the_ingested_file_and_ingests_it_when_missing(small_proj
     pd.testing.assert_frame_equal(frame, pd.read_parquet(spec.data.resolved_path()))
     assert frame["notification_id"].is_unique
     assert pd.api.types.is_datetime64_any_dtype(frame["date_case"])
+
+
+def test_training_ingests_again_when_the_params_declare_another_source(small_project) -> None:
+    spec = load_params("business-aid").use_case("fraud-risk")
+    training_table(spec)
+    params_file = small_project / "params" / "business-aid.yaml"
+    params_file.write_text(params_file.read_text().replace("rows: 4000", "rows: 300"))
+
+    changed = load_params("business-aid").use_case("fraud-risk")
+    frame = training_table(changed)
+
+    assert len(frame) == 300
+    assert len(pd.read_parquet(changed.data.resolved_path())) == 300
