@@ -12,11 +12,14 @@ import pytest
 from pipelines.storage import file_md5
 from pipelines.versioning import (
     CodeVersion,
+    DvcError,
     can_track,
     code_version,
     commit_outputs,
     default_remote,
     follow_state_remote,
+    restore_file,
+    temporary_worktree,
     tracked_data,
 )
 
@@ -233,3 +236,30 @@ def test_the_local_remote_follows_a_moved_state_directory(
     assert default_remote(dvc_repo) == ("local", str(tmp_path / "state" / "dvc-remote"))
     assert "state/dvc-remote" in (dvc_repo / ".dvc" / "config.local").read_text()
     assert "state" not in (dvc_repo / ".dvc" / "config").read_text()
+
+
+def test_restore_file_brings_back_a_recorded_md5_even_without_a_lock_at_the_commit(
+    dvc_repo: Path,
+) -> None:
+    git(dvc_repo, "add", "-A")
+    git(dvc_repo, "commit", "-qm", "no dvc.lock in this commit")
+    (dvc_repo / "data" / "out.bin").write_bytes(b"the data a model was trained on")
+    commit_outputs(dvc_repo, ["make"])  # dvc.lock is written now, but never committed
+    md5 = tracked_data(dvc_repo, "data/out.bin").md5
+    shutil.rmtree(dvc_repo / ".dvc" / "cache")  # only the remote has it
+
+    with temporary_worktree(dvc_repo, git(dvc_repo, "rev-parse", "HEAD")) as tree:
+        assert not (tree / "dvc.lock").exists()
+        restored = restore_file(tree, dvc_repo, "data/out.bin", md5, "make")
+        assert restored.read_bytes() == b"the data a model was trained on"
+
+
+def test_restore_file_refuses_an_md5_nobody_holds(dvc_repo: Path) -> None:
+    git(dvc_repo, "add", "-A")
+    git(dvc_repo, "commit", "-qm", "first")
+
+    with (
+        temporary_worktree(dvc_repo, git(dvc_repo, "rev-parse", "HEAD")) as tree,
+        pytest.raises(DvcError, match="failed to pull"),
+    ):
+        restore_file(tree, dvc_repo, "data/out.bin", "0" * 32, "make")
