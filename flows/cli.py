@@ -54,6 +54,8 @@ EXIT_CODES = {
     "CheckoutError": 7,
     "DvcError": 9,
     "DataIntegrityError": 9,
+    "RegistryError": 10,
+    "AuditLogError": 11,
 }
 METRICS_DIFFER = 8
 
@@ -162,6 +164,10 @@ def train(
         summary.add_column("value", overflow="fold")
         summary.add_row("run id", result.run_id)
         summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
+        gate = result.gate
+        if gate:
+            colour = {"promote": "green", "hold": "yellow"}.get(gate["decision"], "cyan")
+            summary.add_row("promotion gate", f"[{colour}]{gate['decision']}[/]: {gate['reason']}")
         summary.add_row("model sha256", result.model_sha256)
         summary.add_row("best iteration", str(result.best_iteration))
         summary.add_row(
@@ -472,6 +478,93 @@ def reproduce(
             errors.print(f"[bold red]not reproduced:[/] {', '.join(result.mismatches())} differ")
             raise typer.Exit(METRICS_DIFFER)
         console.print("[green]reproduced exactly[/]")
+
+
+@app.command()
+def approve(
+    model: str = typer.Argument(..., help="Registered model, e.g. business-aid.fraud-risk."),
+    version: str = typer.Argument(..., help="The version the gate passed."),
+    by: str = typer.Option(..., "--by", help="Who approves (goes in the audit log)."),
+    reason: str = typer.Option(..., "--reason", help="Why (goes in the audit log)."),
+) -> None:
+    """Approve a version that passed the promotion gate: it becomes champion."""
+    with friendly_errors():
+        from pipelines import registry
+
+        event = registry.approve(model, version, by, reason, state_dir())
+        console.print(alias_change_line(model, event))
+
+
+@app.command()
+def reject(
+    model: str = typer.Argument(...),
+    version: str = typer.Argument(...),
+    by: str = typer.Option(..., "--by"),
+    reason: str = typer.Option(..., "--reason"),
+) -> None:
+    """Reject a version: it loses the challenger alias and can never be approved."""
+    with friendly_errors():
+        from pipelines import registry
+
+        event = registry.reject(model, version, by, reason, state_dir())
+        console.print(alias_change_line(model, event))
+
+
+@app.command()
+def rollback(
+    model: str = typer.Argument(...),
+    by: str = typer.Option(None, "--by", help="Who rolls back (default: this user)."),
+    reason: str = typer.Option(..., "--reason"),
+) -> None:
+    """Move champion back to the version it replaced most recently."""
+    with friendly_errors():
+        from pipelines import registry
+
+        event = registry.rollback(model, by or registry.current_user(), reason, state_dir())
+        console.print(alias_change_line(model, event))
+
+
+def alias_change_line(model: str, event: dict[str, Any]) -> str:
+    before = f"v{event['from_version']}" if event["from_version"] else "none"
+    after = f"v{event['to_version']}" if event["to_version"] else "none"
+    return (
+        f"{model}: {event['action']} -- {event['alias']} {before} -> {after} "
+        f"(by {event['by']}, event {event['seq']}, {event['time']})"
+    )
+
+
+@app.command()
+def history(
+    model: str = typer.Argument(...),
+    at: str | None = typer.Option(
+        None, "--at", help="ISO date or time: which version was champion then (UTC if no zone)."
+    ),
+) -> None:
+    """The model's alias changes from the audit log, and the champion at a given time."""
+    with friendly_errors():
+        from pipelines import registry
+
+        events = registry.read_events(state_dir(), model)
+        table = Table(title=f"Alias history of {model}")
+        for column in ("#", "time (UTC)", "action", "alias", "from", "to", "by", "reason"):
+            table.add_column(column, overflow="fold")
+        for event in events:
+            table.add_row(
+                str(event["seq"]),
+                event["time"],
+                event["action"],
+                event["alias"],
+                str(event["from_version"] or "-"),
+                str(event["to_version"] or "-"),
+                event["by"],
+                event["reason"],
+            )
+        console.print(table if events else f"No alias changes recorded for {model}.")
+        if at is not None:
+            moment = registry.parse_moment(at)
+            champion = registry.champion_at(events, moment)
+            shown = f"v{champion}" if champion else "no champion"
+            console.print(f"Champion of {model} at {moment.isoformat()}: {shown}")
 
 
 @app.command()

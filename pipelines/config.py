@@ -147,7 +147,71 @@ class CapacityPolicy(Strict):
     pass_label: str = "pass"
 
 
-DecisionPolicy = Annotated[ThresholdPolicy | CapacityPolicy, Field(discriminator="kind")]
+class TargetPrecisionPolicy(Strict):
+    """Binary only: flag rows above the lowest threshold whose precision on the validation
+    rows reaches the target. Training resolves the threshold and stores it with the model."""
+
+    kind: Literal["target_precision"] = "target_precision"
+    precision: float = Field(gt=0, le=1)
+    flag_label: str = "flag"
+    pass_label: str = "pass"
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Set by training; leave it out of params."
+    )
+
+
+DecisionPolicy = Annotated[
+    ThresholdPolicy | CapacityPolicy | TargetPrecisionPolicy, Field(discriminator="kind")
+]
+
+# Holdout metrics a gate can compare, and which way is better.
+BINARY_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "f1_at_policy",
+    "recall_at_policy",
+    "precision_at_policy",
+)
+MULTICLASS_METRICS = ("macro_f1", "weighted_f1", "accuracy", "log_loss")
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+
+
+class Calibration(Strict):
+    """Optional probability calibration, fitted on a calibration split carved from training."""
+
+    method: Literal["none", "isotonic", "sigmoid"] = "none"
+    fraction: float = Field(
+        default=0.1, gt=0, lt=0.5, description="Share of the training rows set aside for it."
+    )
+
+
+class Slices(Strict):
+    """Columns whose values define groups to report metrics for, with a disparity limit."""
+
+    columns: list[str] = []
+    min_rows: int = Field(default=30, ge=1, description="Smaller groups are pooled as (other).")
+    max_recall_ratio: float | None = Field(
+        default=None, gt=1, description="Largest allowed max/min recall ratio across groups."
+    )
+
+
+class Promotion(Strict):
+    """When a new version (the challenger) replaces the champion."""
+
+    primary_metric: str | None = Field(
+        default=None, description="Default: roc_auc (binary) or macro_f1 (multiclass)."
+    )
+    min_improvement: float = Field(
+        default=0.0, ge=0, description="The challenger must beat the champion by more than this."
+    )
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="Absolute limits: minimums, or maximums for losses."
+    )
+    require_approval: bool = Field(
+        default=False, description="A person must run `agencyml approve` after the gate passes."
+    )
 
 
 class RowBounds(Strict):
@@ -220,8 +284,20 @@ class UseCase(Strict):
     lightgbm: LightGBMParams = LightGBMParams()
     split: Split
     decision: DecisionPolicy
+    calibration: Calibration = Calibration()
+    slices: Slices = Slices()
+    promotion: Promotion = Promotion()
     min_training_rows: int = Field(default=100, ge=10)
     expectations: Expectations = Expectations()
+
+    @property
+    def primary_metric(self) -> str:
+        default = "roc_auc" if self.task == "binary" else "macro_f1"
+        return self.promotion.primary_metric or default
+
+    @property
+    def gate_metrics(self) -> tuple[str, ...]:
+        return BINARY_METRICS if self.task == "binary" else MULTICLASS_METRICS
 
     @model_validator(mode="after")
     def _is_consistent(self) -> UseCase:
@@ -251,8 +327,18 @@ class UseCase(Strict):
             raise ValueError("a binary use case needs 'positive_class'")
         if self.task == "multiclass" and self.positive_class is not None:
             raise ValueError("'positive_class' applies to binary use cases only")
-        if self.task == "multiclass" and isinstance(self.decision, CapacityPolicy):
-            raise ValueError("a capacity policy applies to binary use cases only")
+        if self.task == "multiclass" and not isinstance(self.decision, ThresholdPolicy):
+            raise ValueError(f"a {self.decision.kind} policy applies to binary use cases only")
+        if isinstance(self.decision, TargetPrecisionPolicy) and self.decision.threshold is not None:
+            raise ValueError("decision.threshold of a target_precision policy is set by training")
+        for name in [self.primary_metric, *self.promotion.floors]:
+            if name not in self.gate_metrics:
+                raise ValueError(
+                    f"promotion names metric '{name}', which a {self.task} model does not "
+                    f"report; use one of {', '.join(self.gate_metrics)}"
+                )
+        if self.target in self.slices.columns:
+            raise ValueError(f"slices.columns cannot include the target '{self.target}'")
         if isinstance(self.split, TimeSplit) and self.split.date_column not in self.features.date:
             raise ValueError(
                 f"split.date_column '{self.split.date_column}' must be listed in features.date"
@@ -389,7 +475,7 @@ def parse_params_file(path: Path) -> AgencyParams:
 # has no such key, so it is left out of the key we report.
 UNION_TAGS = {
     "split": {"time", "random"},
-    "decision": {"threshold", "capacity"},
+    "decision": {"threshold", "capacity", "target_precision"},
 }
 SOURCE_TAGS = {"file", "generator"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -17,6 +17,9 @@ from pydantic import TypeAdapter
 
 from pipelines.config import DecisionPolicy
 from pipelines.features import FeatureTransform
+
+if TYPE_CHECKING:
+    from pipelines.calibration import Calibrator
 
 BOOSTER_FILE = "booster.txt"
 BUNDLE_FILE = "bundle.json"
@@ -33,9 +36,16 @@ class ModelBundle:
     booster: lgb.Booster
     policy: DecisionPolicy
     profile: dict[str, Any] = field(default_factory=dict)  # what training data looked like
+    calibrator: Calibrator | None = None  # fitted on the calibration split, when asked for
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Binary: P(positive) per row, shape (n,). Multiclass: shape (n, classes)."""
+        """Binary: P(positive) per row, shape (n,). Multiclass: shape (n, classes).
+        Calibrated when the use case asks for it."""
+        raw = self.raw_proba(frame)
+        return raw if self.calibrator is None else self.calibrator.apply(raw)
+
+    def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """LightGBM's own probabilities, before any calibration."""
         features = self.transform.transform(frame)
         return np.asarray(self.booster.predict(features))
 
@@ -63,6 +73,7 @@ class ModelBundle:
             "transform": self.transform.to_dict(),
             "policy": _POLICY.dump_python(self.policy, mode="json"),
             "profile": self.profile,
+            "calibrator": None if self.calibrator is None else self.calibrator.to_dict(),
         }
         return {
             BOOSTER_FILE: self.booster.model_to_string(),
@@ -80,4 +91,13 @@ class ModelBundle:
             booster=lgb.Booster(model_str=texts[BOOSTER_FILE]),
             policy=_POLICY.validate_python(meta["policy"]),
             profile=meta.get("profile", {}),
+            calibrator=_calibrator(meta.get("calibrator")),
         )
+
+
+def _calibrator(state: dict[str, Any] | None) -> Calibrator | None:
+    if state is None:
+        return None
+    from pipelines.calibration import Calibrator
+
+    return Calibrator.from_dict(state)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipelines import tracking
+from pipelines import registry, tracking
 from pipelines.config import UseCaseSpec
-from pipelines.evaluation import Evaluation
+from pipelines.evaluation import Evaluation, evaluate
 from pipelines.expectations import scoring_checks
 from pipelines.lineage import training_data_lineage
 from pipelines.paths import StateDir, project_root
@@ -34,6 +35,7 @@ class TrainResult:
     metrics: dict[str, float]
     split_sizes: dict[str, int] = field(default_factory=dict)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -119,6 +121,44 @@ def record_training_run(
         split_sizes=split.sizes(),
         curves=evaluation.curves,
     )
+
+
+def gate_new_version(
+    spec: UseCaseSpec,
+    result: TrainResult,
+    split: DataSplit,
+    evaluation: Evaluation,
+    state: StateDir,
+) -> TrainResult:
+    """The promotion gate: the new version and the current champion measured on this training's
+    holdout; the new version becomes challenger, and champion if it wins."""
+    champion_version = tracking.alias_version(result.model_name, registry.CHAMPION, state)
+    champion_metrics = None
+    if champion_version is not None:
+        champion = tracking.load_model(result.model_name, state, version=champion_version)
+        measured = evaluate(champion.bundle, split.holdout, spec.params)
+        for figure in measured.figures.values():
+            plt.close(figure)
+        champion_metrics = measured.metrics
+    verdict = registry.judge(
+        spec.params,
+        evaluation.metrics,
+        champion_metrics,
+        champion_version,
+        evaluation_slices(evaluation),
+    )
+    aliases = registry.apply_gate(result.model_name, result.model_version, verdict, state)
+    return replace(result, aliases=aliases, gate=verdict.as_dict())
+
+
+def evaluation_slices(evaluation: Evaluation) -> tuple[bool, str] | None:
+    """The slice check's verdict, when the use case reports slices."""
+    report = getattr(evaluation, "slices", None)
+    if report is None:
+        return None
+    if report.passed:
+        return True, "slice disparity within limits"
+    return False, f"slice disparity too large for {', '.join(report.flagged_columns)}"
 
 
 def record_failed_validation(

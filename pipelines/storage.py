@@ -175,9 +175,7 @@ def write_parquet_stream(
     return rows
 
 
-def write_parquet(
-    frame: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None
-) -> Path:
+def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
     write_parquet_stream([frame], path, metadata)
     return Path(path)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import warnings
@@ -138,7 +139,7 @@ def log_training_run(
     bundle: ModelBundle,
     input_example: pd.DataFrame,
 ) -> RegisteredModel:
-    """Log one training run and register its model; the first version becomes champion."""
+    """Log one training run and register its model; aliases are the promotion gate's job."""
     with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
         _log_contents(record)
         model_info = _log_bundle(bundle, input_example)
@@ -147,11 +148,7 @@ def log_training_run(
             model_name,
             tags={"agencyml.run_id": run.info.run_id, **record.tags},
         )
-    client = MlflowClient()
-    if not _has_alias(client, model_name, CHAMPION):
-        client.set_registered_model_alias(model_name, CHAMPION, version.version)
-    aliases = client.get_model_version(model_name, version.version).aliases
-    return RegisteredModel(run.info.run_id, model_name, str(version.version), list(aliases))
+    return RegisteredModel(run.info.run_id, model_name, str(version.version), [])
 
 
 def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
@@ -256,3 +253,53 @@ def latest_version_facts(model_name: str, state: StateDir) -> VersionFacts:
         raise ModelNotFoundError(f"no versions of model '{model_name}' at {state.tracking_uri}")
     newest = max(versions, key=lambda v: int(v.version))
     return version_facts(model_name, str(newest.version), state)
+
+
+# --- aliases and version tags: the registry's moving parts -----------------------------------
+
+
+def alias_version(model_name: str, alias: str, state: StateDir) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    configure(state)
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: str, state: StateDir) -> None:
+    configure(state)
+    MlflowClient().set_registered_model_alias(model_name, alias, str(version))
+
+
+def remove_alias(model_name: str, alias: str, state: StateDir) -> None:
+    configure(state)
+    with contextlib.suppress(MlflowException):
+        MlflowClient().delete_registered_model_alias(model_name, alias)
+
+
+def set_version_tags(model_name: str, version: str, tags: dict[str, str], state: StateDir) -> None:
+    configure(state)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value[:5000])
+
+
+def version_aliases(model_name: str, version: str, state: StateDir) -> list[str]:
+    configure(state)
+    try:
+        return list(MlflowClient().get_model_version(model_name, str(version)).aliases)
+    except MlflowException as error:
+        raise ModelNotFoundError(
+            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
+        ) from error
+
+
+def model_version_tags(model_name: str, version: str, state: StateDir) -> dict[str, str]:
+    configure(state)
+    try:
+        return dict(MlflowClient().get_model_version(model_name, str(version)).tags)
+    except MlflowException as error:
+        raise ModelNotFoundError(
+            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
+        ) from error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
+from pipelines.decisions import resolve_policy
 from pipelines.expectations import derive_profile
 from pipelines.features import fit_transform_spec
 from pipelines.model import ModelBundle
@@ -24,13 +25,17 @@ class DataSplit:
     train: pd.DataFrame
     validation: pd.DataFrame
     holdout: pd.DataFrame
+    calibration: pd.DataFrame | None = None  # only when the use case calibrates
 
     def sizes(self) -> dict[str, int]:
-        return {
+        sizes = {
             "train": len(self.train),
             "validation": len(self.validation),
             "holdout": len(self.holdout),
         }
+        if self.calibration is not None:
+            sizes["calibration"] = len(self.calibration)
+        return sizes
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class TrainedModel:
     bundle: ModelBundle
     best_iteration: int
     params: dict[str, object]
+    policy_facts: dict[str, float] = field(default_factory=dict)
 
 
 def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
@@ -57,15 +63,35 @@ def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
     else:
         assert isinstance(split, RandomSplit)
         train, validation, holdout = random_split(frame, split, params.target)
+    calibration = None
+    if params.calibration.method != "none":
+        train, calibration = carve_calibration(train, params)
     result = DataSplit(
         train.reset_index(drop=True),
         validation.reset_index(drop=True),
         holdout.reset_index(drop=True),
+        None if calibration is None else calibration.reset_index(drop=True),
     )
     for name, size in result.sizes().items():
         if size == 0:
             raise TrainingError(f"the {name} split is empty; {len(frame)} rows are too few")
     return result
+
+
+def carve_calibration(train: pd.DataFrame, params: UseCase) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The calibration rows come out of the training rows: the newest ones for a time split
+    (train is in date order, undated rows first), a stratified sample for a random split."""
+    size = round(len(train) * params.calibration.fraction)
+    if isinstance(params.split, TimeSplit):
+        return train.iloc[: len(train) - size], train.iloc[len(train) - size :]
+    seed = params.split.seed
+    try:
+        kept, calibration = train_test_split(
+            train, test_size=size, random_state=seed, stratify=train[params.target]
+        )
+    except ValueError as error:
+        raise TrainingError(f"too few rows to set aside a calibration split: {error}") from error
+    return kept, calibration
 
 
 def random_split(
@@ -166,4 +192,26 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         policy=params.decision,
         profile=derive_profile(split.train, params),
     )
-    return TrainedModel(bundle, booster.current_iteration(), booster_params)
+    if split.calibration is not None:
+        bundle = calibrate(bundle, split.calibration, params)
+    # the policy's threshold is chosen on the validation rows, with calibrated scores
+    resolved, policy_facts = resolve_policy(
+        bundle.policy, y_valid, bundle.predict_proba(split.validation)
+    )
+    bundle = replace(bundle, policy=resolved)
+    return TrainedModel(bundle, booster.current_iteration(), booster_params, policy_facts)
+
+
+def calibrate(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> ModelBundle:
+    """Fit the use case's calibration method on the calibration rows' raw scores."""
+    from pipelines.calibration import fit_calibrator
+
+    y_true = encode_target(rows[params.target], params, bundle.classes)
+    known = y_true >= 0
+    try:
+        calibrator = fit_calibrator(
+            bundle.raw_proba(rows)[known], y_true[known], params.calibration.method, params.task
+        )
+    except ValueError as error:
+        raise TrainingError(f"cannot calibrate on {len(rows)} calibration rows: {error}") from error
+    return replace(bundle, calibrator=calibrator)

@@ -781,3 +781,56 @@ def test_project_params_declare_expectations_on_their_own_columns(params_file: P
         for column, rule in expectations.columns.items():
             if rule.allowed is not None:
                 assert column in use_case.features.categorical, (name, column)
+
+
+# --- calibration, slices, promotion, target precision ------------------------------------
+
+
+def test_registry_sections_default_to_no_calibration_no_slices_and_an_automatic_gate(
+    tmp_path: Path,
+) -> None:
+    write_params(tmp_path, "demo", minimal_params())
+    use_case = load_params("demo", directory=tmp_path).use_cases["triage"]
+
+    assert use_case.calibration.method == "none"
+    assert use_case.slices.columns == [] and use_case.slices.max_recall_ratio is None
+    assert use_case.primary_metric == "roc_auc"
+    assert use_case.promotion.min_improvement == 0 and not use_case.promotion.require_approval
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "expected"),
+    [
+        ("promotion", {"primary_metric": "macro_f1"}, "does not report; use one of roc_auc"),
+        ("promotion", {"floors": {"auc": 0.7}}, "promotion names metric 'auc'"),
+        ("promotion", {"min_improvement": -0.1}, "promotion.min_improvement"),
+        ("calibration", {"method": "platt"}, "calibration.method"),
+        ("slices", {"columns": ["outcome"]}, "cannot include the target 'outcome'"),
+        ("slices", {"max_recall_ratio": 0.9}, "slices.max_recall_ratio"),
+        ("decision", {"kind": "target_precision", "precision": 0}, "decision.precision"),
+        (
+            "decision",
+            {"kind": "target_precision", "precision": 0.8, "threshold": 0.4},
+            "is set by training",
+        ),
+    ],
+)
+def test_bad_registry_settings_are_named(tmp_path: Path, section: str, value, expected) -> None:
+    params = minimal_params()
+    params["use_cases"]["triage"][section] = value
+
+    _, message = params_error(tmp_path, params)
+
+    assert expected in message
+
+
+def test_target_precision_is_binary_only(tmp_path: Path) -> None:
+    params = minimal_params()
+    case = params["use_cases"]["triage"]
+    case.update(task="multiclass", positive_class=None)
+    case["decision"] = {"kind": "target_precision", "precision": 0.8}
+    del case["positive_class"]
+
+    _, message = params_error(tmp_path, params)
+
+    assert "a target_precision policy applies to binary use cases only" in message

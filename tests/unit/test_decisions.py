@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.config import CapacityPolicy, ThresholdPolicy
-from pipelines.decisions import apply_policy, binary_flags
+from pipelines.config import CapacityPolicy, TargetPrecisionPolicy, ThresholdPolicy
+from pipelines.decisions import apply_policy, binary_flags, resolve_policy
 
 BINARY = ["not-serious", "serious"]
 TRACKS = ["fast", "standard", "deep"]
@@ -99,3 +99,50 @@ def test_multiclass_with_a_capacity_policy_raises_value_error() -> None:
 
     with pytest.raises(ValueError, match="multiclass use cases take a threshold policy"):
         apply_policy(scores, CapacityPolicy(top_k=1), "multiclass", TRACKS)
+
+
+# --- target precision -----------------------------------------------------------------------
+
+
+def test_target_precision_takes_the_lowest_threshold_that_reaches_the_precision() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    truth = np.array([1, 1, 0, 1, 0, 0])
+    policy = TargetPrecisionPolicy(precision=0.75)
+
+    resolved, facts = resolve_policy(policy, truth, scores)
+
+    # flagging down to 0.6 gives 3 of 4 right (0.75); down to 0.5 only 3 of 5
+    assert resolved.threshold == 0.6 and facts["policy_target_met"] == 1.0
+    assert facts["policy_validation_precision"] == 0.75
+    flagged = apply_policy(scores, resolved, "binary", ["no", "yes"]).flagged
+    assert flagged.tolist() == [True, True, True, True, False, False]
+
+
+def test_an_unreachable_precision_takes_the_most_precise_threshold_and_says_so() -> None:
+    scores = np.array([0.9, 0.8, 0.7])
+    truth = np.array([0, 1, 0])
+
+    resolved, facts = resolve_policy(TargetPrecisionPolicy(precision=0.9), truth, scores)
+
+    assert facts["policy_target_met"] == 0.0
+    assert resolved.threshold == 0.8 and facts["policy_validation_precision"] == 0.5
+
+
+def test_tied_scores_are_never_split_by_a_threshold() -> None:
+    scores = np.array([0.9, 0.5, 0.5, 0.5])
+    truth = np.array([1, 1, 0, 0])
+
+    resolved, _ = resolve_policy(TargetPrecisionPolicy(precision=0.6), truth, scores)
+
+    # 0.9 alone is 1/1; the tie at 0.5 as a whole is 2/4 < 0.6
+    assert resolved.threshold == 0.9
+
+
+def test_an_unresolved_target_precision_policy_cannot_decide() -> None:
+    with pytest.raises(ValueError, match="threshold training resolves"):
+        apply_policy(np.array([0.5]), TargetPrecisionPolicy(precision=0.8), "binary", ["n", "y"])
+
+
+def test_other_policies_pass_through_resolution_unchanged() -> None:
+    policy = ThresholdPolicy(threshold=0.3)
+    assert resolve_policy(policy, np.array([1, 0]), np.array([0.2, 0.4])) == (policy, {})

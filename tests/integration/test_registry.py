@@ -1,0 +1,143 @@
+"""The registry for auditors, end to end on a real MLflow registry: the promotion gate, approval,
+rejection, rollback, and which version was champion at any moment."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.train import train
+from pipelines.paths import state_dir
+from pipelines.registry import audit_path
+
+MODEL = "business-aid.fraud-risk"
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def set_params(project, **changes) -> None:
+    """Change the fraud-risk use case's params in the small project's params file."""
+    path = project / "params" / "business-aid.yaml"
+    params = yaml.safe_load(path.read_text())
+    use_case = params["use_cases"]["fraud-risk"]
+    for section, value in changes.items():
+        use_case[section] = {**use_case.get(section, {}), **value}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def aliases(client: MlflowClient) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model(MODEL).aliases.items()}
+
+
+def moment() -> str:
+    time.sleep(0.01)
+    now = datetime.now(UTC).isoformat()
+    time.sleep(0.01)
+    return now
+
+
+def test_gate_approval_rejection_rollback_and_history(prefect_server, small_project):
+    client = MlflowClient(state_dir().tracking_uri, state_dir().tracking_uri)
+    before_any = moment()
+
+    # v1: a weak model (three trees); with no champion yet the gate promotes it
+    set_params(small_project, lightgbm={"num_iterations": 3, "early_stopping_round": 3})
+    first = train("business-aid", "fraud-risk")
+    assert first.gate["decision"] == "promote" and "no champion yet" in first.gate["reason"]
+    assert aliases(client) == {"champion": "1"}
+    after_first = moment()
+
+    # v2: the full model beats it on the same holdout and is promoted
+    set_params(small_project, lightgbm={"num_iterations": 60, "early_stopping_round": 10})
+    second = train("business-aid", "fraud-risk")
+    assert second.gate["decision"] == "promote", second.gate["reason"]
+    assert second.gate["champion_version"] == "1"
+    assert second.metrics["roc_auc"] > first.metrics["roc_auc"]
+    assert aliases(client) == {"champion": "2"}
+    after_second = moment()
+
+    # v3: the same training again ties with the champion: it stays challenger, with the reason
+    third = train("business-aid", "fraud-risk")
+    assert third.gate["decision"] == "hold" and "does not beat" in third.gate["reason"]
+    assert aliases(client) == {"champion": "2", "challenger": "3"}
+    tags = client.get_model_version(MODEL, "3").tags
+    assert tags["agencyml.gate.decision"] == "hold"
+    assert "difference +0.0000" in tags["agencyml.gate.reason"]
+
+    # a held version cannot be approved; it can be rejected
+    code, output = invoke("approve", MODEL, "3", "--by", "ana", "--reason", "looks fine")
+    assert code == 10 and "cannot be approved: the gate's decision was 'hold'" in output
+    code, output = invoke("reject", MODEL, "3", "--by", "ana", "--reason", "no better")
+    assert code == 0, output
+    assert aliases(client) == {"champion": "2"}
+    assert json.loads(client.get_model_version(MODEL, "3").tags["agencyml.rejected"])["by"] == "ana"
+
+    # rollback: champion goes back to v1, the version v2 replaced
+    code, output = invoke("rollback", MODEL, "--by", "bo", "--reason", "complaints about v2")
+    assert code == 0, output
+    assert "champion v2 -> v1" in output
+    assert aliases(client) == {"champion": "1"}
+    after_rollback = moment()
+
+    # an agency that requires approval: v4 passes the gate but waits for a person
+    set_params(small_project, promotion={"require_approval": True})
+    fourth = train("business-aid", "fraud-risk")
+    assert fourth.gate["decision"] == "await-approval", fourth.gate["reason"]
+    assert aliases(client) == {"champion": "1", "challenger": "4"}
+    code, output = invoke("approve", MODEL, "4", "--by", "", "--reason", "ok")
+    assert code == 10 and "say who decides" in output
+    code, output = invoke("approve", MODEL, "4", "--by", "cy", "--reason", "reviewed slices")
+    assert code == 0, output
+    assert aliases(client) == {"champion": "4"}
+    approval = json.loads(client.get_model_version(MODEL, "4").tags["agencyml.approval"])
+    assert approval["by"] == "cy" and approval["reason"] == "reviewed slices"
+    code, output = invoke("approve", MODEL, "4", "--by", "cy", "--reason", "again")
+    assert code == 10 and "already the champion" in output
+
+    # the timeline, and the champion at moments before, between and after the promotions
+    code, output = invoke("history", MODEL)
+    assert code == 0, output
+    for action in ("register", "promote", "reject", "rollback", "approve"):
+        assert action in output
+    expected = {
+        before_any: "no champion",
+        after_first: "v1",
+        after_second: "v2",
+        after_rollback: "v1",
+        moment(): "v4",
+    }
+    for at, champion in expected.items():
+        code, output = invoke("history", MODEL, "--at", at)
+        assert code == 0 and f"at {datetime.fromisoformat(at).isoformat()}: {champion}" in output
+
+    # every alias change is also a tag on the versions it touched
+    v1_tags = client.get_model_version(MODEL, "1").tags
+    audit = [json.loads(v) for k, v in sorted(v1_tags.items()) if k.startswith("agencyml.audit.")]
+    # registered, promoted, replaced by v2, rolled back to, replaced by v4
+    assert [e["action"] for e in audit] == ["register", "promote", "promote", "rollback", "approve"]
+
+    # the log is append-only: an edit is detected by every reader
+    log = audit_path(state_dir())
+    log.write_text(log.read_text().replace('"by": "bo"', '"by": "someone else"'))
+    code, output = invoke("history", MODEL)
+    assert code == 11 and "does not match its hash chain" in output
+
+
+def test_rollback_without_an_earlier_champion_says_so(prefect_server, small_project):
+    train("business-aid", "fraud-risk")
+
+    code, output = invoke("rollback", MODEL, "--reason", "test")
+
+    assert code == 10 and "first champion on record" in output
+    code, output = invoke("history", MODEL, "--at", "yesterday")
+    assert code == 10 and "ISO 8601" in output
