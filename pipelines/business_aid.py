@@ -264,8 +264,16 @@ def _generate_block(
         "region": np.asarray(list(REGION_WEIGHTS))[profile["region"]],
     }
     frame |= {name: columns[name] for name in NUMERIC_OUTPUT_COLUMNS}
+    frame["company_size_band"] = size_band(columns["employees"])
     frame["review_track"] = np.asarray(REVIEW_TRACKS)[track]
     return pd.DataFrame(frame, index=pd.RangeIndex(rows.start, rows.stop))
+
+
+def size_band(employees: np.ndarray) -> np.ndarray:
+    """The EU's company size classes by head count (sole traders apart): a slice for fairness
+    checks, not a feature."""
+    conditions = [employees == 0, employees < 10, employees < 50, employees < 250]
+    return np.select(conditions, ["sole", "micro", "small", "medium"], default="large")
 
 
 def iter_application_chunks(

@@ -11,6 +11,7 @@ from pipelines.business_aid import (
     SCHEMES,
     generate_applications,
     iter_application_chunks,
+    size_band,
 )
 
 EXPECTED_DTYPES: dict[str, str] = {
@@ -30,6 +31,7 @@ EXPECTED_DTYPES: dict[str, str] = {
     "applicants_sharing_phone": "int64",
     "auditor_statement_attached": "bool",
     "is_fraud": "int64",
+    "company_size_band": "str",
     "review_track": "str",
 }
 DANISH_REGIONS = {"hovedstaden", "sjaelland", "syddanmark", "midtjylland", "nordjylland"}
@@ -179,3 +181,19 @@ def test_generate_applications_validates_eagerly() -> None:
         generate_applications(0, seed=0)
     with pytest.raises(ValueError, match="end must be"):
         generate_applications(10, seed=0, start="2022-01-02", end="2022-01-01")
+
+
+def test_company_size_bands_follow_the_eu_head_count_classes() -> None:
+    employees = np.array([0, 1, 9, 10, 49, 50, 249, 250, 4000])
+
+    assert size_band(employees).tolist() == [
+        "sole",
+        "micro",
+        "micro",
+        "small",
+        "small",
+        "medium",
+        "medium",
+        "large",
+        "large",
+    ]
