@@ -50,6 +50,7 @@ EXIT_CODES = {
     "SourceError": 4,
     "TrainingError": 5,
     "ModelNotFoundError": 6,
+    "BatchNotFoundError": 6,
     "ReproductionError": 7,
     "CheckoutError": 7,
     "DvcError": 9,
@@ -492,6 +493,7 @@ def approve(
         from pipelines import registry
 
         event = registry.approve(model, version, by, reason, state_dir())
+        refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
 
 
@@ -507,6 +509,7 @@ def reject(
         from pipelines import registry
 
         event = registry.reject(model, version, by, reason, state_dir())
+        refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
 
 
@@ -521,7 +524,16 @@ def rollback(
         from pipelines import registry
 
         event = registry.rollback(model, by or registry.current_user(), reason, state_dir())
+        refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
+
+
+def refreshed_cards(model: str, event: dict[str, Any]) -> None:
+    """The cards of the versions an alias change touched now tell of it."""
+    from pipelines.records import refresh_model_card
+
+    for version in {event["from_version"], event["to_version"]} - {None}:
+        refresh_model_card(model, str(version), state_dir())
 
 
 def alias_change_line(model: str, event: dict[str, Any]) -> str:
@@ -565,6 +577,54 @@ def history(
             champion = registry.champion_at(events, moment)
             shown = f"v{champion}" if champion else "no champion"
             console.print(f"Champion of {model} at {moment.isoformat()}: {shown}")
+
+
+@app.command()
+def lineage(
+    batch_id: str | None = typer.Argument(None, help="A scored batch id, e.g. batch-57857271..."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Start from a model instead."),
+    version: str | None = typer.Option(None, "--version", "-V"),
+    as_json: bool = typer.Option(False, "--json", help="Print the tree as JSON."),
+) -> None:
+    """Trace a scored batch (or a model version) back to its run, model, training run, commit,
+    params, DVC data and validation results; every node shows the MLflow ids to open."""
+    with friendly_errors():
+        from pipelines import trace
+
+        if (batch_id is None) == (model is None) or (model is not None and version is None):
+            raise typer.BadParameter("give a BATCH_ID, or --model NAME --version V")
+        if batch_id is not None:
+            tree = trace.trace_batch(batch_id, state_dir())
+        else:
+            tree = trace.trace_model(str(model), str(version), state_dir())
+        if as_json:
+            print(json.dumps(tree.to_dict(), indent=2, sort_keys=True, default=str))
+        else:
+            console.print(trace.render_tree(tree))
+        if not tree.complete():
+            errors.print("[bold yellow]some links are missing[/] (marked in the tree)")
+            raise typer.Exit(12)
+
+
+@app.command()
+def card(
+    model: str = typer.Argument(...),
+    version: str = typer.Argument(...),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Also write model_card.md and model_card.html here."
+    ),
+) -> None:
+    """Print a version's model card (Markdown); it is also logged on the training run."""
+    with friendly_errors():
+        from pipelines import model_card
+
+        facts = model_card.collect_card_facts(model, version, state_dir())
+        markdown = model_card.render_markdown(facts)
+        print(markdown)
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "model_card.md").write_text(markdown, encoding="utf-8")
+            (output / "model_card.html").write_text(model_card.render_html(facts), encoding="utf-8")
 
 
 @app.command()

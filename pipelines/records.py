@@ -148,6 +148,8 @@ def gate_new_version(
         evaluation_slices(evaluation),
     )
     aliases = registry.apply_gate(result.model_name, result.model_version, verdict, state)
+    for version in {result.model_version, champion_version} - {None}:
+        refresh_model_card(result.model_name, str(version), state)
     return replace(result, aliases=aliases, gate=verdict.as_dict())
 
 
@@ -275,3 +277,18 @@ def record_evaluation(
     return EvaluateResult(
         model.name, model.version, run_id, evaluation.metrics, matches, evaluation.curves
     )
+
+
+def refresh_model_card(model_name: str, version: str, state: StateDir) -> dict[str, str]:
+    """Render the version's model card from what the registry holds now and log it, Markdown
+    and HTML, on its training run; run again whenever the version's status changes."""
+    from pipelines import model_card
+
+    facts = model_card.collect_card_facts(model_name, version, state)
+    texts = {
+        "model_card/model_card.md": model_card.render_markdown(facts),
+        "model_card/model_card.html": model_card.render_html(facts),
+    }
+    run_id = tracking.version_facts(model_name, version, state).run_id
+    tracking.log_texts(run_id, texts, state)
+    return texts

@@ -303,3 +303,11 @@ def model_version_tags(model_name: str, version: str, state: StateDir) -> dict[s
         raise ModelNotFoundError(
             f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
         ) from error
+
+
+def log_texts(run_id: str, texts: dict[str, str], state: StateDir) -> None:
+    """Write text artifacts to an existing (possibly finished) run, e.g. a refreshed card."""
+    configure(state)
+    client = MlflowClient()
+    for artifact_file, text in texts.items():
+        client.log_text(run_id, text, artifact_file)
