@@ -97,6 +97,21 @@ def run_with_spinner(description: str, action: Callable[[], Any]) -> Any:
         return action()
 
 
+DETAIL_PREFIXES = ("slice.", "disparity.", "baseline.", "policy_")
+PER_CLASS_PREFIXES = ("precision_", "recall_")
+
+
+def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics worth a table on screen; slices, baselines and per-class precision and
+    recall stay on the MLflow run."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not k.startswith(DETAIL_PREFIXES)
+        and not (k.startswith(PER_CLASS_PREFIXES) and not k.endswith("_at_policy"))
+    }
+
+
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
@@ -175,7 +190,11 @@ def train(
             "rows (train/validation/holdout)", "/".join(str(v) for v in result.split_sizes.values())
         )
         console.print(summary)
-        console.print(metrics_table("Holdout metrics", result.metrics))
+        console.print(metrics_table("Holdout metrics", headline_metrics(result.metrics)))
+        disparities = {k: v for k, v in result.metrics.items() if k.startswith("disparity.")}
+        for name, ratio in disparities.items():
+            console.print(f"slice {name.split('.')[1]}: max/min recall ratio {ratio:.2f}")
+        console.print("Plots, baselines, slices and the model card are on the MLflow run.")
         if model_out is not None:
             from pipelines.storage import write_json
 

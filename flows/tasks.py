@@ -8,7 +8,17 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import batches, config, quality, records, sources, tracking, training, versioning
+from pipelines import (
+    batches,
+    config,
+    evaluation,
+    quality,
+    records,
+    sources,
+    tracking,
+    training,
+    versioning,
+)
 from pipelines.evaluation import evaluate
 
 
@@ -56,6 +66,7 @@ validate_training_data = step(quality.validate_training_data, "validate-data")
 split_data = step(training.split_data, "split-data")
 fit_model = step(training.fit_model, "fit-model")
 evaluate_model = step(evaluate, "evaluate-holdout")
+evaluate_baselines = step(evaluation.baselines_for, "evaluate-baselines")
 register_model = io_step(records.record_training_run, "log-and-register", delay_seconds=5)
 promotion_gate = io_step(records.gate_new_version, "promotion-gate", delay_seconds=5)
 load_champion = io_step(tracking.load_model, "load-champion")

@@ -19,5 +19,8 @@ def train(agency: str, use_case: str) -> TrainResult:
     split = tasks.split_data(data, spec.params)
     trained = tasks.fit_model(split, spec.params)
     evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
-    registered = tasks.register_model(spec, trained, evaluation, split, outcome, state_dir(), data)
+    baselines = tasks.evaluate_baselines(trained.bundle, split, spec.params)
+    registered = tasks.register_model(
+        spec, trained, evaluation, split, outcome, state_dir(), data, baselines
+    )
     return tasks.promotion_gate(spec, registered, split, evaluation, state_dir())

@@ -192,6 +192,9 @@ class Slices(Strict):
 
     columns: list[str] = []
     min_rows: int = Field(default=30, ge=1, description="Smaller groups are pooled as (other).")
+    min_positives: int = Field(
+        default=10, ge=1, description="Binary: groups with fewer positives get no recall ratio."
+    )
     max_recall_ratio: float | None = Field(
         default=None, gt=1, description="Largest allowed max/min recall ratio across groups."
     )

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipelines import registry, tracking
+from pipelines.baselines import baseline_metrics, plot_baselines
 from pipelines.config import UseCaseSpec
 from pipelines.evaluation import Evaluation, evaluate
 from pipelines.expectations import scoring_checks
@@ -70,6 +71,7 @@ def record_training_run(
     outcome: ValidationOutcome,
     state: StateDir,
     data: pd.DataFrame,
+    baselines: dict[str, dict[str, float]] | None = None,
 ) -> TrainResult:
     """Log params, metrics, plots, data lineage, validation evidence and the model; register."""
     tracking.configure(state)
@@ -91,9 +93,16 @@ def record_training_run(
             **lineage.as_tags(),
         },
         params=params,
-        metrics=evaluation.metrics,
-        figures=evaluation.figures,
+        metrics={
+            **evaluation.metrics,
+            **trained.policy_facts,
+            **baseline_metrics(baselines or {}),
+        },
+        figures={**evaluation.figures, **baseline_figures(spec, evaluation, baselines)},
         documents={
+            "evaluation/report.json": evaluation_report(
+                spec, trained, evaluation, split, baselines
+            ),
             "validation/training_data.json": outcome.as_dict(),
             "validation/scoring_suite.json": {"checks": [asdict(check) for check in suite]},
             "params/use_case.json": spec.params.model_dump(mode="json"),
@@ -123,6 +132,51 @@ def record_training_run(
     )
 
 
+def baseline_figures(
+    spec: UseCaseSpec, evaluation: Evaluation, baselines: dict[str, dict[str, float]] | None
+) -> dict[str, Any]:
+    if not baselines:
+        return {}
+    metric = spec.params.primary_metric
+    return {"baselines.png": plot_baselines(evaluation.metrics, baselines, metric)}
+
+
+def evaluation_report(
+    spec: UseCaseSpec,
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    split: DataSplit,
+    baselines: dict[str, dict[str, float]] | None,
+) -> dict[str, Any]:
+    """What the model card and auditors read: metrics beside the baselines, slices,
+    calibration, the training window and the decision policy as stored with the model."""
+    return {
+        "metrics": evaluation.metrics,
+        "baselines": baselines or {},
+        "slices": evaluation.details.get("slices"),
+        "calibration": evaluation.details.get("calibration"),
+        "per_class": evaluation.details.get("per_class"),
+        "split_sizes": split.sizes(),
+        "training_window": training_window(spec, split),
+        "policy": trained.bundle.policy.model_dump(mode="json"),
+        "policy_facts": trained.policy_facts,
+    }
+
+
+def training_window(spec: UseCaseSpec, split: DataSplit) -> dict[str, str] | None:
+    """The dates of the rows the model learned from (all but the holdout), for a time split."""
+    column = getattr(spec.params.split, "date_column", None)
+    if column is None:
+        return None
+    parts = [split.train, split.validation]
+    if split.calibration is not None:
+        parts.append(split.calibration)
+    dates = pd.to_datetime(pd.concat([p[column] for p in parts]), errors="coerce").dropna()
+    if dates.empty:
+        return None
+    return {"start": dates.min().date().isoformat(), "end": dates.max().date().isoformat()}
+
+
 def gate_new_version(
     spec: UseCaseSpec,
     result: TrainResult,
@@ -136,7 +190,7 @@ def gate_new_version(
     champion_metrics = None
     if champion_version is not None:
         champion = tracking.load_model(result.model_name, state, version=champion_version)
-        measured = evaluate(champion.bundle, split.holdout, spec.params)
+        measured = evaluate(champion.bundle, split.holdout, spec.params, detailed=False)
         for figure in measured.figures.values():
             plt.close(figure)
         champion_metrics = measured.metrics

@@ -95,7 +95,14 @@ def judge(
         lower = name in LOWER_IS_BETTER
         ok = not math.isnan(value) and (value <= limit if lower else value >= limit)
         bound = "at most" if lower else "at least"
-        checks.append(Check(f"floor:{name}", ok, f"{name} {value:.4f} must be {bound} {limit}"))
+        verdict = "within" if ok else "below" if not lower else "above"
+        checks.append(
+            Check(
+                f"floor:{name}",
+                ok,
+                f"{name} {value:.4f} is {verdict} its floor ({bound} {limit})",
+            )
+        )
     if slices is not None:
         passed, detail = slices
         checks.append(Check("slices", passed, detail))

@@ -74,7 +74,7 @@ def test_a_failed_floor_holds_even_a_better_challenger() -> None:
     result = judge(params, {"roc_auc": 0.9, "pr_auc": 0.45, "brier": 0.05}, {"roc_auc": 0.8}, "1")
 
     assert result.decision == "hold"
-    assert "pr_auc 0.4500 must be at least 0.5" in result.reason
+    assert "pr_auc 0.4500 is below its floor (at least 0.5)" in result.reason
     assert "brier" not in result.reason  # 0.05 is under its maximum of 0.1
 
 
@@ -83,7 +83,8 @@ def test_a_loss_floor_is_a_maximum() -> None:
 
     result = judge(params, {"roc_auc": 0.9, "log_loss": 0.35}, None)
 
-    assert result.decision == "hold" and "log_loss 0.3500 must be at most 0.3" in result.reason
+    assert result.decision == "hold"
+    assert "log_loss 0.3500 is above its floor (at most 0.3)" in result.reason
 
 
 def test_a_failed_slice_limit_holds_even_a_better_challenger() -> None:
