@@ -473,7 +473,8 @@ def metrics_section(facts: dict[str, Any]) -> Section:
     baselines = obj(facts.get("baselines"))
     if not metrics:
         return Section("Metrics against baselines", [Para(f"Holdout metrics: {NOT_RECORDED}.")])
-    names = list(metrics)
+    # slice and disparity figures have their own section; policy facts are under the policy
+    names = [n for n in metrics if not n.startswith(("slice.", "disparity.", "baseline."))]
     for baseline in BASELINES:
         names += [n for n in obj(baselines.get(baseline)) if n not in names]
     rows = [
