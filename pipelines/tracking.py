@@ -232,15 +232,8 @@ class VersionFacts:
 
 def version_facts(model_name: str, version: str, state: StateDir) -> VersionFacts:
     """What the registry holds about one model version and the run that trained it."""
-    configure(state)
-    client = MlflowClient()
-    try:
-        model_version = client.get_model_version(model_name, str(version))
-    except MlflowException as error:
-        raise ModelNotFoundError(
-            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
-        ) from error
-    run = client.get_run(model_version.run_id)
+    model_version = _model_version(model_name, version, state)
+    run = MlflowClient().get_run(model_version.run_id)
     return VersionFacts(
         model_name, str(version), model_version.run_id, dict(run.data.tags), dict(run.data.metrics)
     )
@@ -286,19 +279,17 @@ def set_version_tags(model_name: str, version: str, tags: dict[str, str], state:
 
 
 def version_aliases(model_name: str, version: str, state: StateDir) -> list[str]:
-    configure(state)
-    try:
-        return list(MlflowClient().get_model_version(model_name, str(version)).aliases)
-    except MlflowException as error:
-        raise ModelNotFoundError(
-            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
-        ) from error
+    return list(_model_version(model_name, version, state).aliases)
 
 
 def model_version_tags(model_name: str, version: str, state: StateDir) -> dict[str, str]:
+    return dict(_model_version(model_name, version, state).tags)
+
+
+def _model_version(model_name: str, version: str, state: StateDir) -> Any:
     configure(state)
     try:
-        return dict(MlflowClient().get_model_version(model_name, str(version)).tags)
+        return MlflowClient().get_model_version(model_name, str(version))
     except MlflowException as error:
         raise ModelNotFoundError(
             f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
