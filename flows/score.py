@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows import tasks
+from pipelines import batches
 from pipelines.paths import state_dir
 from pipelines.records import ScoreResult
 
@@ -22,6 +23,7 @@ def score(agency: str, use_case: str, input: str, store_input: bool = False) -> 
     gated = tasks.gate_batch(spec, batch, model.bundle, batch_id, state)
     quarantine_dir = tasks.quarantine_rows(spec, gated, batch, batch_id, state)
     scored = tasks.score_batch(gated.gate.passed, model, batch_id)
+    drift = tasks.measure_drift(spec, gated.gate.passed, scored, model)
     stored_input = tasks.store_input(spec, batch, store_input)
     manifest = tasks.build_manifest(
         spec,
@@ -32,10 +34,14 @@ def score(agency: str, use_case: str, input: str, store_input: bool = False) -> 
         batch_id=batch_id,
         quarantine_dir=quarantine_dir,
         stored_input=stored_input,
+        drift=drift,
     )
-    output_dir, published = tasks.publish_batch(spec, scored, manifest, state)
+    report = batches.drift_files(drift, model)
+    output_dir, published = tasks.publish_batch(spec, scored, manifest, state, report)
     run_id = (
-        tasks.record_scoring(spec, model, manifest, gated.outcome, state) if published else None
+        tasks.record_scoring(spec, model, manifest, gated.outcome, state, drift)
+        if published
+        else None
     )
     return ScoreResult(
         batch_id=batch_id,
@@ -48,4 +54,6 @@ def score(agency: str, use_case: str, input: str, store_input: bool = False) -> 
         decisions=manifest["scores"].get("decisions", {}),
         rows_quarantined=manifest["rows"]["quarantined"],
         quarantine_dir=quarantine_dir,
+        drift_level=None if drift is None else drift.level,
+        drifted=[] if drift is None else list(drift.drifted),
     )

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipelines import storage, tracking, versioning
 from pipelines.config import UseCaseSpec
+from pipelines.drift import (
+    DriftAccumulator,
+    DriftResult,
+    DriftThresholds,
+    drift_html,
+    plot_drift,
+)
 from pipelines.paths import StateDir, project_root
 from pipelines.quality import Batch, GatedBatch
-from pipelines.scoring import batch_id_for, build_scored_batch, summarize_scores
+from pipelines.scoring import batch_id_for, build_scored_batch, score_matrix, summarize_scores
 from pipelines.sources import training_table
 from pipelines.training import split_data
 
@@ -32,6 +41,39 @@ def score_batch(passed: pd.DataFrame, model: tracking.LoadedModel, batch_id: str
         model_name=model.name,
         model_version=model.version,
     )
+
+
+def measure_drift(
+    spec: UseCaseSpec, passed: pd.DataFrame, scored: pd.DataFrame, model: tracking.LoadedModel
+) -> DriftResult | None:
+    """PSI of each feature and of the scores against the reference stored with the model;
+    None for a model trained before references were kept, or an empty batch."""
+    reference = model.bundle.drift_reference
+    if reference is None or scored.empty:
+        return None
+    accumulator = DriftAccumulator(reference)
+    accumulator.update(model.bundle.transform.conform(passed), score_matrix(scored, model.bundle))
+    drift = spec.params.drift
+    return accumulator.result(DriftThresholds(warn=drift.warn, alert=drift.alert))
+
+
+def drift_files(drift: DriftResult | None, model: tracking.LoadedModel) -> dict[str, Any]:
+    """The drift report as files for the batch folder: a chart and an HTML page around it."""
+    reference = model.bundle.drift_reference
+    if drift is None or reference is None:
+        return {}
+    figure = plot_drift(drift)
+    try:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    png = buffer.getvalue()
+    page = drift_html(drift, reference, png)
+    return {
+        "drift.png": lambda path: path.write_bytes(png),
+        "drift.html": lambda path: path.write_text(page, encoding="utf-8"),
+    }
 
 
 def store_input(spec: UseCaseSpec, batch: Batch, store: bool) -> dict[str, Any]:
@@ -56,6 +98,7 @@ def build_manifest(
     batch_id: str,
     quarantine_dir: Path | None,
     stored_input: dict[str, Any] | None = None,
+    drift: DriftResult | None = None,
 ) -> dict[str, Any]:
     """What was scored, by which model, and how every input row was accounted for."""
     return {
@@ -77,16 +120,21 @@ def build_manifest(
         },
         "quarantine": str(quarantine_dir) if quarantine_dir else None,
         "scores": summarize_scores(scored, model.bundle) if len(scored) else {},
+        "drift": drift.as_dict() if drift is not None else None,
         "created_at": datetime.now(UTC).isoformat(),
-        "files": ["scored.parquet"],
+        "files": ["scored.parquet", *(["drift.html", "drift.png"] if drift is not None else [])],
     }
 
 
 def publish(
-    spec: UseCaseSpec, scored: pd.DataFrame, manifest: dict[str, Any], state: StateDir
+    spec: UseCaseSpec,
+    scored: pd.DataFrame,
+    manifest: dict[str, Any],
+    state: StateDir,
+    extra_files: dict[str, Any] | None = None,
 ) -> tuple[Path, bool]:
     batch_dir = state.output_dir(spec.agency, spec.name) / manifest["batch_id"]
-    return storage.publish_batch(scored, manifest, batch_dir)
+    return storage.publish_batch(scored, manifest, batch_dir, extra_files)
 
 
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:

@@ -200,6 +200,21 @@ class Slices(Strict):
     )
 
 
+class Drift(Strict):
+    """How far a scored batch may move from the training reference before it is flagged.
+    PSI per feature and of the score distribution; 0.1 and 0.25 are the usual rules of thumb."""
+
+    warn: float = Field(default=0.1, gt=0)
+    alert: float = Field(default=0.25, gt=0)
+    bins: int = Field(default=10, ge=2, le=100, description="Quantile bins per numeric column.")
+
+    @model_validator(mode="after")
+    def _alert_above_warn(self) -> Drift:
+        if self.alert < self.warn:
+            raise ValueError("drift.alert must be at least drift.warn")
+        return self
+
+
 class Promotion(Strict):
     """When a new version (the challenger) replaces the champion."""
 
@@ -290,6 +305,7 @@ class UseCase(Strict):
     calibration: Calibration = Calibration()
     slices: Slices = Slices()
     promotion: Promotion = Promotion()
+    drift: Drift = Drift()
     min_training_rows: int = Field(default=100, ge=10)
     expectations: Expectations = Expectations()
 

@@ -20,6 +20,7 @@ from pipelines.features import FeatureTransform
 
 if TYPE_CHECKING:
     from pipelines.calibration import Calibrator
+    from pipelines.drift import DriftReference
 
 BOOSTER_FILE = "booster.txt"
 BUNDLE_FILE = "bundle.json"
@@ -37,6 +38,7 @@ class ModelBundle:
     policy: DecisionPolicy
     profile: dict[str, Any] = field(default_factory=dict)  # what training data looked like
     calibrator: Calibrator | None = None  # fitted on the calibration split, when asked for
+    drift_reference: DriftReference | None = None  # what batches are compared with
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Binary: P(positive) per row, shape (n,). Multiclass: shape (n, classes).
@@ -74,6 +76,9 @@ class ModelBundle:
             "policy": _POLICY.dump_python(self.policy, mode="json"),
             "profile": self.profile,
             "calibrator": None if self.calibrator is None else self.calibrator.to_dict(),
+            "drift_reference": (
+                None if self.drift_reference is None else self.drift_reference.to_dict()
+            ),
         }
         return {
             BOOSTER_FILE: self.booster.model_to_string(),
@@ -92,7 +97,16 @@ class ModelBundle:
             policy=_POLICY.validate_python(meta["policy"]),
             profile=meta.get("profile", {}),
             calibrator=_calibrator(meta.get("calibrator")),
+            drift_reference=_drift_reference(meta.get("drift_reference")),
         )
+
+
+def _drift_reference(state: dict[str, Any] | None) -> DriftReference | None:
+    if state is None:
+        return None
+    from pipelines.drift import DriftReference
+
+    return DriftReference.from_dict(state)
 
 
 def _calibrator(state: dict[str, Any] | None) -> Calibrator | None:

@@ -13,6 +13,7 @@ import pandas as pd
 from pipelines import registry, tracking
 from pipelines.baselines import baseline_metrics, plot_baselines
 from pipelines.config import UseCaseSpec
+from pipelines.drift import DriftResult
 from pipelines.evaluation import Evaluation, evaluate
 from pipelines.expectations import scoring_checks
 from pipelines.lineage import training_data_lineage
@@ -257,6 +258,8 @@ class ScoreResult:
     decisions: dict[str, int]
     rows_quarantined: int = 0
     quarantine_dir: Path | None = None
+    drift_level: str | None = None  # ok, warn or alert; None without a reference
+    drifted: list[str] = field(default_factory=list)
 
 
 def record_scoring_run(
@@ -265,8 +268,10 @@ def record_scoring_run(
     manifest: dict[str, Any],
     outcome: ValidationOutcome,
     state: StateDir,
+    drift: DriftResult | None = None,
 ) -> str:
-    """Every published batch is a run tagged with its batch id and model version."""
+    """Every published batch is a run tagged with its batch id and model version, with the
+    counts and the drift of the batch against the model's training reference."""
     tracking.configure(state)
     record = tracking.RunRecord(
         run_name=f"score-{spec.model_name}",
@@ -276,8 +281,12 @@ def record_scoring_run(
             "agencyml.kind": "score",
             "agencyml.batch_id": manifest["batch_id"],
             "agencyml.validation_result_id": outcome.result_id,
+            "agencyml.drift_level": drift.level if drift is not None else "not measured",
         },
-        metrics={f"rows_{name}": float(count) for name, count in manifest["rows"].items()},
+        metrics={
+            **{f"rows_{name}": float(count) for name, count in manifest["rows"].items()},
+            **(drift.metrics() if drift is not None else {}),
+        },
         documents={"manifest.json": manifest, "validation/scoring_batch.json": outcome.as_dict()},
         artifact_dirs={"validation/data_docs": outcome.data_docs},
     )

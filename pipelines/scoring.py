@@ -19,6 +19,13 @@ def batch_id_for(input_sha256: str, model_name: str, model_version: str) -> str:
     return "batch-" + hashlib.sha256(key).hexdigest()[:20]
 
 
+def score_matrix(probabilities: pd.DataFrame, bundle: ModelBundle) -> np.ndarray:
+    """The probability columns as an array: (n,) for binary, (n, classes) for multiclass."""
+    if bundle.task == "binary":
+        return probabilities["probability"].to_numpy(dtype=float)
+    return probabilities[[f"proba_{label}" for label in bundle.classes]].to_numpy(float)
+
+
 def build_scored_batch(
     batch: pd.DataFrame,
     probabilities: pd.DataFrame,
@@ -32,10 +39,7 @@ def build_scored_batch(
     """One row per input row: id, scores, predicted label, decision and provenance."""
     if len(probabilities) != len(batch):
         raise ValueError(f"{len(probabilities)} scores for {len(batch)} rows")
-    if bundle.task == "binary":
-        scores = probabilities["probability"].to_numpy(dtype=float)
-    else:
-        scores = probabilities[[f"proba_{label}" for label in bundle.classes]].to_numpy(float)
+    scores = score_matrix(probabilities, bundle)
     decisions = apply_policy(scores, bundle.policy, bundle.task, bundle.classes)
     scored = pd.DataFrame({bundle.id_column: batch[bundle.id_column].to_numpy()})
     for column in probabilities.columns:

@@ -190,7 +190,10 @@ def parquet_metadata(path: Path) -> dict[str, str]:
 
 
 def publish_batch(
-    scored: pd.DataFrame, manifest: dict[str, Any], batch_dir: Path
+    scored: pd.DataFrame,
+    manifest: dict[str, Any],
+    batch_dir: Path,
+    extra_files: dict[str, Callable[[Path], Any]] | None = None,
 ) -> tuple[Path, bool]:
     """Publish a scored batch and its manifest as one directory rename.
 
@@ -199,6 +202,7 @@ def publish_batch(
     files = {
         "scored.parquet": lambda path: _write_parquet_file(scored, path),
         "manifest.json": lambda path: _write_json(path, manifest),
+        **(extra_files or {}),
     }
     return publish_directory(Path(batch_dir), files, marker="manifest.json")
 

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
 from pipelines.decisions import resolve_policy
+from pipelines.drift import DriftReference, build_reference
 from pipelines.expectations import derive_profile
 from pipelines.features import fit_transform_spec
 from pipelines.model import ModelBundle
@@ -199,7 +200,20 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         bundle.policy, y_valid, bundle.predict_proba(split.validation)
     )
     bundle = replace(bundle, policy=resolved)
+    bundle = replace(bundle, drift_reference=drift_reference(bundle, split.validation, params))
     return TrainedModel(bundle, booster.current_iteration(), booster_params, policy_facts)
+
+
+def drift_reference(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> DriftReference:
+    """What scored batches are compared with: the validation rows (the newest the model was
+    tuned on, and scored out of sample) bucketed per numeric and categorical feature."""
+    return build_reference(
+        bundle.transform.conform(rows),
+        numeric=list(bundle.transform.numeric),
+        categorical=list(bundle.transform.categories),
+        scores=bundle.predict_proba(rows),
+        bins=params.drift.bins,
+    )
 
 
 def calibrate(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> ModelBundle:

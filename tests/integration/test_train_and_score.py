@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import mlflow
@@ -149,3 +150,33 @@ def test_a_missing_file_or_unknown_use_case_fails_before_anything_is_written(
         score("business-aid", "no-such-use-case", str(tmp_path / "missing.parquet"))
     assert batch_dirs("business-aid", "fraud-risk") == []
     assert not state_dir().quarantine_dir.exists()
+
+
+def test_each_scored_batch_reports_its_drift_from_the_training_reference(
+    prefect_server, small_project, tmp_path
+):
+    train("business-aid", "fraud-risk")
+    spec = load_use_case("business-aid", "fraud-risk")
+    holdout = write_holdout_batch(spec, state_dir())
+
+    same = score("business-aid", "fraud-risk", str(holdout))
+
+    # the holdout comes from the same generator as the reference: nothing alerts
+    manifest = json.loads((same.output_dir / "manifest.json").read_text())
+    assert same.drift_level in {"ok", "warn"} and same.drifted == []
+    assert {p.name for p in same.output_dir.iterdir()} >= {"drift.html", "drift.png"}
+    columns = {c["column"]: c for c in manifest["drift"]["columns"]}
+    assert set(columns) >= {"requested_amount_dkk", "region", "scheme"}
+    assert all(c["psi"] < 0.25 for c in columns.values())
+    assert "region" in (same.output_dir / "drift.html").read_text()
+
+    # every application now from one region: that feature alerts, and the run records it
+    shifted = tmp_path / "one-region.parquet"
+    pd.read_parquet(holdout).assign(region="nordjylland").to_parquet(shifted)
+    moved = score("business-aid", "fraud-risk", str(shifted))
+
+    assert moved.drift_level == "alert" and moved.drifted == ["region"]
+    client = MlflowClient(state_dir().tracking_uri, state_dir().tracking_uri)
+    run = client.get_run(moved.run_id)
+    assert run.data.tags["agencyml.drift_level"] == "alert"
+    assert run.data.metrics["drift.psi.region"] > 0.25

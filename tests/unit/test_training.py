@@ -312,6 +312,10 @@ def test_bundle_survives_to_texts_from_texts_with_identical_predictions(
     )
     assert restored.policy == trained.bundle.policy
     assert restored.transform == trained.bundle.transform
+    # the drift reference travels with the model: validation rows, bucketed per feature
+    assert restored.drift_reference == trained.bundle.drift_reference
+    assert restored.drift_reference is not None
+    assert restored.drift_reference.rows == len(split.validation)
     np.testing.assert_array_equal(
         restored.predict_proba(split.holdout), trained.bundle.predict_proba(split.holdout)
     )
