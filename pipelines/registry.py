@@ -279,12 +279,27 @@ def apply_gate(model_name: str, version: str, result: GateResult, state: StateDi
         gate=result.as_dict(),
     )
     if result.decision == "promote":
-        promote(model_name, version, state, action="promote", by="gate", reason=result.reason)
+        promote(
+            model_name,
+            version,
+            state,
+            action="promote",
+            by="gate",
+            reason=result.reason,
+            gate=result.as_dict(),
+        )
     return tracking.version_aliases(model_name, version, state)
 
 
 def promote(
-    model_name: str, version: str, state: StateDir, *, action: str, by: str, reason: str
+    model_name: str,
+    version: str,
+    state: StateDir,
+    *,
+    action: str,
+    by: str,
+    reason: str,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Move champion to `version`; a challenger alias on it is removed (it has won)."""
     before = tracking.alias_version(model_name, CHAMPION, state)
@@ -300,6 +315,7 @@ def promote(
         to_version=str(version),
         by=by,
         reason=reason,
+        gate=gate,
     )
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.train import train
 from pipelines.paths import state_dir
-from pipelines.registry import audit_path
+from pipelines.registry import audit_path, read_events
 
 MODEL = "business-aid.fraud-risk"
 runner = CliRunner()
@@ -103,6 +103,12 @@ def test_gate_approval_rejection_rollback_and_history(prefect_server, small_proj
     assert approval["by"] == "cy" and approval["reason"] == "reviewed slices"
     code, output = invoke("approve", MODEL, "4", "--by", "cy", "--reason", "again")
     assert code == 10 and "already the champion" in output
+
+    # each record holds who, when, why and, for the gate's own moves, its verdict
+    promotions = [e for e in read_events(state_dir(), MODEL) if e["action"] == "promote"]
+    assert [e["to_version"] for e in promotions] == ["1", "2"]
+    assert promotions[1]["from_version"] == "1" and promotions[1]["by"] == "gate"
+    assert promotions[1]["gate"]["decision"] == "promote" and promotions[1]["time"]
 
     # the timeline, and the champion at moments before, between and after the promotions
     code, output = invoke("history", MODEL)
