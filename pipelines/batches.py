@@ -52,7 +52,8 @@ def measure_drift(
     if reference is None or scored.empty:
         return None
     accumulator = DriftAccumulator(reference)
-    accumulator.update(model.bundle.transform.conform(passed), score_matrix(scored, model.bundle))
+    # drift reads numbers and categories the way the transform does: no second conform pass
+    accumulator.update(passed, score_matrix(scored, model.bundle))
     drift = spec.params.drift
     return accumulator.result(DriftThresholds(warn=drift.warn, alert=drift.alert))
 

@@ -210,7 +210,7 @@ def gate_new_version(
 
 def evaluation_slices(evaluation: Evaluation) -> tuple[bool, str] | None:
     """The slice check's verdict, when the use case reports slices."""
-    report = getattr(evaluation, "slices", None)
+    report = evaluation.slices
     if report is None:
         return None
     if report.passed:

@@ -25,7 +25,7 @@ from pipelines import tracking
 from pipelines.config import LOWER_IS_BETTER, UseCase
 from pipelines.paths import StateDir
 
-CHAMPION = "champion"
+CHAMPION = tracking.CHAMPION
 CHALLENGER = "challenger"
 CHAMPION_ACTIONS = ("promote", "approve", "rollback")
 

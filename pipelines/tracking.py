@@ -172,14 +172,6 @@ def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
         )
 
 
-def _has_alias(client: MlflowClient, model_name: str, alias: str) -> bool:
-    try:
-        client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return False
-    return True
-
-
 def load_model(
     model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
 ) -> LoadedModel:

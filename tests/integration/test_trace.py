@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -33,20 +34,18 @@ AGENCY, USE_CASE = "business-aid", "fraud-risk"
 MODEL = f"{AGENCY}.{USE_CASE}"
 
 
-def ensure_champion(client: MlflowClient, version: str) -> None:
-    """Scoring uses the champion. The promotion gate names it; this keeps the test about tracing
-    should the gate hold the first version back."""
-    if "champion" not in client.get_model_version(MODEL, version).aliases:
-        client.set_registered_model_alias(MODEL, "champion", version)
+def train_and_score() -> tuple[Any, Path, Any, MlflowClient]:
+    """Version 1 (champion: the gate promotes a first version) scores the holdout batch."""
+    trained = train(AGENCY, USE_CASE)
+    state = state_dir()
+    batch_path = write_holdout_batch(load_use_case(AGENCY, USE_CASE), state)
+    result = score(AGENCY, USE_CASE, str(batch_path))
+    return trained, batch_path, result, MlflowClient(state.tracking_uri, state.tracking_uri)
 
 
 def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, small_project):
-    trained = train(AGENCY, USE_CASE)
+    trained, batch_path, result, client = train_and_score()
     state = state_dir()
-    client = MlflowClient(state.tracking_uri, state.tracking_uri)
-    ensure_champion(client, trained.model_version)
-    batch_path = write_holdout_batch(load_use_case(AGENCY, USE_CASE), state)
-    result = score(AGENCY, USE_CASE, str(batch_path))
 
     tree = trace_batch(result.batch_id, state)
 
@@ -151,12 +150,8 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
 
 
 def test_broken_links_are_reported_not_raised(prefect_server, small_project):
-    trained = train(AGENCY, USE_CASE)
+    trained, batch_path, result, client = train_and_score()
     state = state_dir()
-    client = MlflowClient(state.tracking_uri, state.tracking_uri)
-    ensure_champion(client, trained.model_version)
-    batch_path = write_holdout_batch(load_use_case(AGENCY, USE_CASE), state)
-    result = score(AGENCY, USE_CASE, str(batch_path))
     shutil.rmtree(result.output_dir)
     artifacts = Path(client.get_run(trained.run_id).info.artifact_uri.removeprefix("file://"))
     (artifacts / "validation" / "training_data.json").unlink()
