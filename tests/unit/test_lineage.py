@@ -36,13 +36,14 @@ def test_any_change_to_the_table_changes_the_digest(change) -> None:
     assert table_digest(change(table())) != table_digest(table())
 
 
-def test_a_file_source_records_its_path_file_hash_and_rows() -> None:
-    spec = load_params("product-safety", PACKAGE_ROOT / "params").use_case("risk-triage")
+def test_a_file_source_records_its_path_file_hash_and_rows(small_project: Path) -> None:
+    # a checkout that has not ingested yet (the project's own may have, after `make demo`)
+    spec = load_params("product-safety").use_case("risk-triage")
     frame = load_source(spec.data.source).head(50)
 
     lineage = training_data_lineage(spec, frame)
 
-    raw = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
+    raw = small_project / "data" / "product-safety" / "RASFF_data.csv.gz"
     assert lineage.source == "data/product-safety/RASFF_data.csv.gz"
     assert lineage.file_sha256 == file_sha256(raw)
     assert lineage.rows == 50 and lineage.digest == table_digest(frame)
