@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -53,22 +54,76 @@ def read_table(path: Path) -> pd.DataFrame:
 def iter_table(path: Path, chunk_rows: int = 250_000) -> Iterator[pd.DataFrame]:
     """Read a parquet or CSV table in chunks of at most chunk_rows, for tables larger than
     memory. Always yields at least one chunk (an empty one for a header-only file)."""
+    for record_batch in iter_record_batches(path, chunk_rows):
+        yield record_batch.to_pandas()
+
+
+def iter_record_batches(path: Path, chunk_rows: int = 250_000) -> Iterator[pa.RecordBatch]:
+    """A parquet or CSV table as Arrow record batches of at most chunk_rows rows, one schema
+    throughout. CSV cells are read as text: the model's transform decides types, so codes
+    like '047' survive. Always yields at least one batch (an empty one for no rows)."""
     path = Path(path)
     read_table_head(path)  # not found, unsupported or unreadable: fail before the first chunk
     name = path.name.lower()
     try:
         if name.endswith(".parquet"):
             source = pq.ParquetFile(path)
-            yielded = False
-            for record_batch in source.iter_batches(batch_size=chunk_rows):
-                yielded = True
-                yield record_batch.to_pandas()
-            if not yielded:
-                yield source.schema_arrow.empty_table().to_pandas()
+            batches = source.iter_batches(batch_size=chunk_rows)
+            schema = source.schema_arrow
         else:
-            yield from pd.read_csv(path, dtype=str, chunksize=chunk_rows)
+            reader = _open_csv(path)
+            batches, schema = _rebatched(reader, chunk_rows), reader.schema
+        yielded = False
+        for record_batch in batches:
+            if record_batch.num_rows or not yielded:
+                yielded = True
+                yield record_batch
+        if not yielded:
+            yield pa.RecordBatch.from_pylist([], schema=schema)
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
         raise InputFileError(f"cannot read {path} past its start: {error}") from error
+
+
+def _open_csv(path: Path) -> Any:
+    import pyarrow.csv as pacsv
+
+    names = list(pd.read_csv(path, dtype=str, nrows=0).columns)
+    gzipped = path.name.lower().endswith(".gz")  # pyarrow only knows lower-case suffixes
+    return pacsv.open_csv(
+        pa.input_stream(path, compression="gzip" if gzipped else None),
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={column: pa.string() for column in names}, strings_can_be_null=True
+        ),
+    )
+
+
+def _rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of exactly chunk_rows rows (the last one shorter), whatever came in."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for record_batch in batches:
+        pending.append(record_batch)
+        held += record_batch.num_rows
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_rows).combine_chunks().to_batches()[0]
+            rest = table.slice(chunk_rows)
+            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            held = rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def count_rows(path: Path) -> int | None:
+    """A parquet file's row count from its footer; None for CSV, which must be read to know."""
+    if not Path(path).name.lower().endswith(".parquet"):
+        return None
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def read_table_head(path: Path) -> pd.DataFrame:
@@ -201,7 +256,7 @@ def publish_batch(
     overwritten. Returns the directory and whether it was newly published."""
     files = {
         "scored.parquet": lambda path: _write_parquet_file(scored, path),
-        "manifest.json": lambda path: _write_json(path, manifest),
+        "manifest.json": lambda path: write_json_file(path, manifest),
         **(extra_files or {}),
     }
     return publish_directory(Path(batch_dir), files, marker="manifest.json")
@@ -213,7 +268,7 @@ def quarantine_rows(rows: pd.DataFrame, report: dict[str, Any], target: Path) ->
         "rows.parquet": lambda path: _write_parquet_file(rows, path),
         # for people who fix the rows in a spreadsheet: formulas neutralised
         "rows.csv": lambda path: write_neutralised_csv(rows, path),
-        "report.json": lambda path: _write_json(path, report),
+        "report.json": lambda path: write_json_file(path, report),
     }
     return publish_directory(Path(target), files, marker="report.json")[0]
 
@@ -223,7 +278,7 @@ def quarantine_input(input_path: Path, report: dict[str, Any], target: Path) -> 
     name = "input" + table_suffix(Path(input_path))
     files = {
         name: lambda path: _copy_file(Path(input_path), path),
-        "report.json": lambda path: _write_json(path, report),
+        "report.json": lambda path: write_json_file(path, report),
     }
     return publish_directory(Path(target), files, marker="report.json")[0]
 
@@ -244,22 +299,135 @@ def publish_directory(
     replaced. Returns the folder and whether this call published it."""
     if (target / marker).is_file():
         return target, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staged = StagedDirectory(target)
     try:
-        os.chmod(staging, 0o777 & ~current_umask())
-        for name, write in sorted(files.items(), key=lambda item: item[0] == marker):
-            write(staging / name)
-            _fsync_file(staging / name)
-        _fsync_dir(staging)
-        os.rename(staging, target)
-    except BaseException as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(error, OSError) and (target / marker).is_file():
-            return target, False  # another run published the same folder first
-        raise
-    _fsync_dir(target.parent)
-    return target, True
+        for name, write in files.items():
+            if name != marker:
+                write(staged.path / name)
+        return staged.commit(marker, files[marker])
+    finally:
+        staged.discard()
+
+
+STAGING_SUFFIX = ".staging"
+
+
+class StagedDirectory:
+    """A folder written beside its final place under a hidden name, then renamed into place
+    whole. Until `commit`, nothing of it is visible under the final name; a process killed
+    while writing leaves only the hidden folder, which `remove_stale_staging` clears."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = Path(target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(
+            tempfile.mkdtemp(
+                prefix=f".{self.target.name}.", suffix=STAGING_SUFFIX, dir=self.target.parent
+            )
+        )
+        os.chmod(self.path, 0o777 & ~current_umask())
+        self.committed = False
+
+    def commit(self, marker: str, write_marker: Callable[[Path], None]) -> tuple[Path, bool]:
+        """fsync every file, write the marker last, rename the folder into place. Returns the
+        folder and whether this call published it (False: a complete one was there first)."""
+        if (self.target / marker).is_file():
+            self.discard()
+            return self.target, False
+        try:
+            for path in sorted(self.path.rglob("*")):
+                if path.is_file():
+                    _fsync_file(path)
+            for folder in sorted(p for p in self.path.rglob("*") if p.is_dir()):
+                _fsync_dir(folder)
+            write_marker(self.path / marker)
+            _fsync_file(self.path / marker)
+            _fsync_dir(self.path)
+            os.rename(self.path, self.target)
+        except OSError:
+            if (self.target / marker).is_file():
+                self.discard()
+                return self.target, False  # another run published the same folder first
+            raise
+        self.committed = True
+        _fsync_dir(self.target.parent)
+        return self.target, True
+
+    def discard(self) -> None:
+        if not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Remove the hidden staging folders a killed run left for `target`; call it only while
+    holding `target`'s lock, so no live run's folder is taken."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+{re.escape(STAGING_SUFFIX)}")
+    stale = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """An OS file lock: held until the block ends or the process dies (a kill -9 frees it)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class PartWriter:
+    """Parquet files of at most part_rows rows each in one folder (part-00000.parquet, ...),
+    one row group per write, so a large batch is written in bounded memory and read in
+    parts."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, part_rows: int) -> None:
+        self.folder = Path(folder)
+        self.schema = schema
+        self.part_rows = part_rows
+        self.parts: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._in_part = 0
+
+    def write(self, table: pa.Table) -> None:
+        table = table.cast(self.schema)
+        while table.num_rows:
+            if self._writer is None or self._in_part >= self.part_rows:
+                self._next_part()
+            assert self._writer is not None
+            take = min(table.num_rows, self.part_rows - self._in_part)
+            self._writer.write_table(table.slice(0, take))
+            self._in_part += take
+            self.rows += take
+            table = table.slice(take)
+
+    def _next_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"part-{len(self.parts):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema)
+        self.parts.append(path)
+        self._in_part = 0
+
+    def close(self) -> list[Path]:
+        """Close the last part; a writer that got no rows writes one empty part."""
+        if self._writer is None:
+            self._next_part()
+        assert self._writer is not None
+        self._writer.close()
+        return self.parts
 
 
 def _write_parquet_file(frame: pd.DataFrame, path: Path) -> None:
@@ -292,11 +460,11 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_path(path) as partial:
-        _write_json(partial, payload)
+        write_json_file(partial, payload)
     return path
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json_file(path: Path, payload: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")

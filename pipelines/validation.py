@@ -104,43 +104,75 @@ def run_checks_in_chunks(
     suite_name: str,
     state: StateDir,
 ) -> ValidationOutcome:
-    """Validate a table chunk by chunk, so a batch larger than memory can be checked.
-
-    GX checks each chunk; what spans chunks (the row count, ids repeated across chunks) is
-    counted here as the chunks pass. Row positions are global."""
-
-    context = agency_context(agency, state)
+    """Validate a table chunk by chunk, so a batch larger than memory can be checked."""
     chunks = iter(chunks)
     first = next(chunks)
-    per_chunk = [
-        c
-        for c in checks
-        if c.kind != "row_count"
-        and (c.kind == "column_exists" or c.column is None or c.column in first.columns)
-    ]
-    checkpoint = build_checkpoint(context, suite_name, per_chunk)
-    text_columns = {
-        c.column for c in per_chunk if c.kind == "column_type" and c.options["kind"] == "text"
-    }
-    totals = ChunkTotals({c.name: c for c in per_chunk})
+    validation = ChunkedValidation(
+        checks, agency=agency, suite_name=suite_name, state=state, columns=list(first.columns)
+    )
     for chunk in itertools.chain([first], chunks):
+        validation.add(chunk)
+    return validation.finish()
+
+
+class ChunkedValidation:
+    """One GX Checkpoint run per chunk, with what spans chunks counted here as they pass.
+
+    `add` returns the chunk's own results (row positions are global), so a caller can set the
+    chunk's failing rows aside at once; `finish` gives the outcome of the whole table: the row
+    count, the newest date over all chunks, and ids repeated across chunks."""
+
+    def __init__(
+        self,
+        checks: list[Check],
+        *,
+        agency: str,
+        suite_name: str,
+        state: StateDir,
+        columns: list[str],
+    ) -> None:
+        context = agency_context(agency, state)
+        self.checks = checks
+        self.suite_name = suite_name
+        per_chunk = [
+            c
+            for c in checks
+            if c.kind != "row_count"
+            and (c.kind == "column_exists" or c.column is None or c.column in columns)
+        ]
+        self.checkpoint = build_checkpoint(context, suite_name, per_chunk)
+        self.text_columns = {
+            c.column for c in per_chunk if c.kind == "column_type" and c.options["kind"] == "text"
+        }
+        self.totals = ChunkTotals({c.name: c for c in per_chunk})
+        self.data_docs = Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
+
+    @property
+    def rows(self) -> int:
+        return self.totals.rows
+
+    def add(self, chunk: pd.DataFrame) -> list[CheckResult]:
         keyed = chunk.reset_index(drop=True)
         for column in keyed.select_dtypes(include=["string", "str"]).columns:
-            if column in text_columns:
+            if column in self.text_columns:
                 keyed[column] = keyed[column].astype(object)  # GX's text check knows object
-        keyed[ROW_KEY] = np.arange(totals.rows, totals.rows + len(chunk))
-        run = checkpoint.run(batch_parameters={"dataframe": keyed})
+        keyed[ROW_KEY] = np.arange(self.totals.rows, self.totals.rows + len(chunk))
+        run = self.checkpoint.run(batch_parameters={"dataframe": keyed})
         result_key, validation = next(iter(run.run_results.items()))
-        totals.add(validation.results, str(result_key), keyed)
-    results = totals.results()
-    results += [row_count_result(c, totals.rows) for c in checks if c.kind == "row_count"]
-    return ValidationOutcome(
-        suite_name=suite_name,
-        rows=totals.rows,
-        results=results,
-        result_id=",".join(totals.result_ids),
-        data_docs=Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site",
-    )
+        return self.totals.add(validation.results, str(result_key), keyed)
+
+    def finish(self) -> ValidationOutcome:
+        results = self.totals.results()
+        results += [
+            row_count_result(c, self.totals.rows) for c in self.checks if c.kind == "row_count"
+        ]
+        return ValidationOutcome(
+            suite_name=self.suite_name,
+            rows=self.totals.rows,
+            results=results,
+            result_id=",".join(self.totals.result_ids),
+            data_docs=self.data_docs,
+        )
 
 
 def build_checkpoint(context: Any, suite_name: str, checks: list[Check]) -> Any:
@@ -181,36 +213,55 @@ def build_checkpoint(context: Any, suite_name: str, checks: list[Check]) -> Any:
 
 
 class ChunkTotals:
-    """Per-check results summed over chunks, plus the ids seen so far for cross-chunk repeats."""
+    """Per-check results summed over chunks. Ids repeated across chunks are found at the end
+    from a 64-bit hash per row (8 bytes a row, not a set of the ids themselves)."""
 
     def __init__(self, checks: dict[str, Check]) -> None:
         self.checks = checks
         self.merged: dict[str, CheckResult] = {}
         self.rows = 0
         self.result_ids: list[str] = []
-        self.seen_ids: set[Any] = set()
+        self.id_hashes: dict[str, list[np.ndarray]] = {}
+        self.id_present: dict[str, list[np.ndarray]] = {}
 
-    def add(self, expectation_results: list[Any], result_id: str, keyed: pd.DataFrame) -> None:
+    def add(
+        self, expectation_results: list[Any], result_id: str, keyed: pd.DataFrame
+    ) -> list[CheckResult]:
+        chunk_results = []
         for raw in expectation_results:
             result = read_result(self.checks[raw.expectation_config.meta[CHECK_META]], raw)
             if result.check.kind == "unique" and result.check.column in keyed.columns:
-                result = self.with_repeats_across_chunks(result, keyed)
+                self.remember_ids(result.check.name, keyed[result.check.column])
+            chunk_results.append(result)
             self.merge(result)
         self.rows += len(keyed)
         self.result_ids.append(result_id)
+        return chunk_results
 
-    def with_repeats_across_chunks(self, result: CheckResult, keyed: pd.DataFrame) -> CheckResult:
-        ids = keyed[result.check.column]
-        repeated = ids.isin(self.seen_ids).to_numpy() & ids.notna().to_numpy()
-        self.seen_ids.update(ids.dropna().tolist())
-        if not repeated.any():
+    def remember_ids(self, name: str, ids: pd.Series) -> None:
+        present = ids.notna().to_numpy()
+        hashes = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
+        self.id_hashes.setdefault(name, []).append(hashes)
+        self.id_present.setdefault(name, []).append(present)
+
+    def with_repeats_across_chunks(self, result: CheckResult) -> CheckResult:
+        """Rows whose id an earlier row of the batch already had; GX saw each chunk alone."""
+        if result.check.name not in self.id_hashes:
             return result
-        rows = keyed.loc[repeated, ROW_KEY].astype(int).tolist()
+        hashes = np.concatenate(self.id_hashes[result.check.name])
+        positions = np.flatnonzero(np.concatenate(self.id_present[result.check.name]))
+        hashes = hashes[positions]
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+        repeats = positions[order[1:][ordered[1:] == ordered[:-1]]]
+        rows = sorted(set(repeats.tolist()) - set(result.failing_rows))
+        if not rows:
+            return result
         return replace(
             result,
             success=False,
             unexpected_count=result.unexpected_count + len(rows),
-            failing_rows=[*result.failing_rows, *rows],
+            failing_rows=sorted([*result.failing_rows, *rows]),
         )
 
     def merge(self, result: CheckResult) -> None:
@@ -232,7 +283,7 @@ class ChunkTotals:
         )
 
     def results(self) -> list[CheckResult]:
-        return list(self.merged.values())
+        return [self.with_repeats_across_chunks(result) for result in self.merged.values()]
 
 
 def row_count_result(check: Check, rows: int) -> CheckResult:

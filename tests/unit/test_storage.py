@@ -8,19 +8,30 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.storage import (
     InputFileError,
+    PartWriter,
+    StagedDirectory,
+    _rebatched,
+    count_rows,
+    exclusive_lock,
     file_sha256,
+    iter_record_batches,
     publish_batch,
     read_manifest,
     read_rasff_csv,
     read_table,
+    remove_stale_staging,
     write_json,
     write_parquet,
     write_parquet_stream,
@@ -597,3 +608,329 @@ def test_write_csv_round_trip(tmp_path: Path) -> None:
 
     write_csv(table.iloc[:1], path)  # a rewrite replaces the file
     assert len(pd.read_csv(path)) == 1
+
+
+# --- streaming reads, staging folders, locks and parts --------------------------------------------
+
+STREAM_ROWS = 2_500
+
+
+def stream_rows() -> dict[str, list[str | None]]:
+    """Rows as a CSV holds them: codes with leading zeros, empty cells, line breaks in a cell."""
+    return {
+        "case_id": [f"c-{i}" for i in range(STREAM_ROWS)],
+        "industry_code": [f"{i % 1000:03d}" for i in range(STREAM_ROWS)],
+        "amount": [None if i % 7 == 0 else str(i) for i in range(STREAM_ROWS)],
+        "note": [
+            f'line {i}\nand, "more"' if i % 100 == 0 else f"note {i}" for i in range(STREAM_ROWS)
+        ],
+    }
+
+
+def write_stream_csv(path: Path) -> Path:
+    columns = stream_rows()
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(columns))
+        cells = [[cell or "" for cell in column] for column in columns.values()]
+        writer.writerows(zip(*cells, strict=True))
+    return path
+
+
+def chunk_sizes(rows: int, chunk_rows: int) -> list[int]:
+    return [min(chunk_rows, rows - start) for start in range(0, rows, chunk_rows)]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 300, 1_000, 2_500, 4_000])
+def test_iter_record_batches_reads_parquet_in_chunks_of_exactly_chunk_rows(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    table = pa.table({"case_id": [f"c-{i}" for i in range(2_500)], "x": list(range(2_500))})
+    path = tmp_path / "batch.parquet"
+    pq.write_table(table, path, row_group_size=1_000)  # chunks straddle row groups
+
+    batches = list(iter_record_batches(path, chunk_rows))
+
+    assert [b.num_rows for b in batches] == chunk_sizes(2_500, chunk_rows)
+    assert all(b.schema.equals(table.schema) for b in batches)
+    assert pa.Table.from_batches(batches).equals(table)
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz"])
+@pytest.mark.parametrize("chunk_rows", [1, 300, 1_000, 2_500, 4_000])
+def test_iter_record_batches_reads_csv_in_chunks_of_exactly_chunk_rows_as_text(
+    tmp_path: Path, name: str, chunk_rows: int
+) -> None:
+    path = write_stream_csv(tmp_path / name)
+
+    batches = list(iter_record_batches(path, chunk_rows))
+
+    assert [b.num_rows for b in batches] == chunk_sizes(STREAM_ROWS, chunk_rows)
+    schema = batches[0].schema
+    assert schema.names == ["case_id", "industry_code", "amount", "note"]
+    assert all(field.type == pa.string() for field in schema)
+    assert all(b.schema.equals(schema) for b in batches)
+    assert pa.Table.from_batches(batches).to_pydict() == stream_rows()
+
+
+def test_iter_record_batches_keeps_codes_as_text_and_empty_cells_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text("case_id,industry_code,amount\nc-1,047,1.5\nc-2,,2\nc-3,007,\n")
+
+    [batch] = iter_record_batches(path, 10)
+
+    assert batch.to_pydict() == {
+        "case_id": ["c-1", "c-2", "c-3"],
+        "industry_code": ["047", None, "007"],
+        "amount": ["1.5", "2", None],
+    }
+
+
+def test_a_line_break_inside_a_quoted_csv_cell_stays_in_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text('case_id,note\nc-1,"first line\nsecond, line"\nc-2,plain\nc-3,"a\r\nb"\n')
+
+    batches = list(iter_record_batches(path, 1))
+
+    assert [b.to_pydict() for b in batches] == [
+        {"case_id": ["c-1"], "note": ["first line\nsecond, line"]},
+        {"case_id": ["c-2"], "note": ["plain"]},
+        {"case_id": ["c-3"], "note": ["a\r\nb"]},
+    ]
+
+
+def test_a_header_only_csv_yields_one_empty_batch_of_text_columns(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text("case_id,industry_code\n")
+
+    [batch] = iter_record_batches(path, 100)
+
+    assert batch.num_rows == 0
+    assert batch.schema.names == ["case_id", "industry_code"]
+    assert all(field.type == pa.string() for field in batch.schema)
+
+
+def test_an_empty_parquet_yields_one_empty_batch_with_its_schema(tmp_path: Path) -> None:
+    schema = pa.schema([("case_id", pa.string()), ("x", pa.int64())])
+    path = tmp_path / "batch.parquet"
+    pq.write_table(schema.empty_table(), path)
+
+    [batch] = iter_record_batches(path, 100)
+
+    assert batch.num_rows == 0
+    assert batch.schema.equals(schema)
+
+
+def test_iter_record_batches_of_a_missing_file_raises_input_file_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+
+    with pytest.raises(InputFileError, match=re.escape(f"input file not found: {missing}")):
+        next(iter_record_batches(missing, 10))
+
+
+@pytest.mark.parametrize("name", ["batch.xlsx", "batch.json", "batch"])
+def test_iter_record_batches_of_an_unsupported_suffix_raises_input_file_error(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    path.write_text("case_id\nc-1\n")
+
+    with pytest.raises(InputFileError, match=re.escape(f"unsupported input format: {name}")):
+        next(iter_record_batches(path, 10))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 10, 36, 50])
+def test_rebatched_makes_batches_of_exactly_chunk_rows_whatever_comes_in(chunk_rows: int) -> None:
+    sizes = [7, 0, 3, 1, 25, 0]  # as a CSV reader's blocks might come
+    values = iter(range(sum(sizes)))
+    schema = pa.schema([("x", pa.int64())])
+    incoming = [
+        pa.RecordBatch.from_pydict({"x": [next(values) for _ in range(size)]}, schema=schema)
+        for size in sizes
+    ]
+
+    batches = list(_rebatched(incoming, chunk_rows))
+
+    assert [b.num_rows for b in batches] == chunk_sizes(36, chunk_rows)
+    assert [x for b in batches for x in b.column("x").to_pylist()] == list(range(36))
+
+
+def test_count_rows_reads_a_parquet_footer_and_cannot_know_a_csv(tmp_path: Path) -> None:
+    parquet = tmp_path / "batch.parquet"
+    pq.write_table(pa.table({"x": list(range(2_500))}), parquet, row_group_size=1_000)
+
+    assert count_rows(parquet) == 2_500
+    assert count_rows(write_stream_csv(tmp_path / "batch.csv")) is None
+    assert count_rows(write_stream_csv(tmp_path / "batch.csv.gz")) is None
+
+
+def write_marker(text: str):
+    def writer(path: Path) -> None:
+        assert (path.parent / "scored.txt").is_file()  # the marker comes last
+        path.write_text(text)
+
+    return writer
+
+
+def test_a_staged_directory_is_hidden_until_commit_publishes_it(tmp_path: Path) -> None:
+    target = tmp_path / "outputs" / "batch-1"
+
+    staged = StagedDirectory(target)
+    (staged.path / "scored.txt").write_text("rows")
+
+    assert not target.exists()
+    [hidden] = leftovers(target.parent)
+    assert hidden.startswith(".batch-1.") and hidden.endswith(".staging")
+    assert sorted(p.name for p in target.parent.iterdir()) == [hidden]
+
+    assert staged.commit("manifest.json", write_marker("first")) == (target, True)
+
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "scored.txt"]
+    assert (target / "manifest.json").read_text() == "first"
+    assert leftovers(target.parent) == []
+
+
+def test_a_second_commit_to_a_complete_target_keeps_the_first(tmp_path: Path) -> None:
+    target = tmp_path / "batch-1"
+    first = StagedDirectory(target)
+    (first.path / "scored.txt").write_text("first rows")
+    first.commit("manifest.json", write_marker("first"))
+
+    second = StagedDirectory(target)
+    (second.path / "scored.txt").write_text("second rows")
+
+    assert second.commit("manifest.json", write_marker("second")) == (target, False)
+
+    assert (target / "scored.txt").read_text() == "first rows"
+    assert (target / "manifest.json").read_text() == "first"
+    assert leftovers(tmp_path) == []
+
+
+def test_discard_removes_the_staging_folder_and_publishes_nothing(tmp_path: Path) -> None:
+    staged = StagedDirectory(tmp_path / "batch-1")
+    (staged.path / "scored.txt").write_text("rows")
+
+    staged.discard()
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_staging_removes_only_that_targets_hidden_folders(tmp_path: Path) -> None:
+    target = tmp_path / "batch-1"
+    stale = sorted([StagedDirectory(target).path, StagedDirectory(target).path])
+    published = StagedDirectory(tmp_path / "batch-0")
+    (published.path / "scored.txt").write_text("rows")
+    published.commit("manifest.json", write_marker("done"))
+    neighbours = [StagedDirectory(tmp_path / name).path for name in ("batch-10", "batch-0")]
+    (tmp_path / ".batch-1.json").write_text("{}")  # hidden, but not a staging folder
+
+    removed = remove_stale_staging(target)
+
+    assert removed == stale
+    assert not any(path.exists() for path in stale)
+    assert all(path.is_dir() for path in neighbours)
+    assert (tmp_path / "batch-0" / "manifest.json").is_file()
+    assert (tmp_path / ".batch-1.json").is_file()
+    # a sibling whose name only starts with the target's keeps its staging folder
+    sibling = StagedDirectory(tmp_path / "batch-1.v2").path
+    assert remove_stale_staging(target) == [] and sibling.is_dir()
+    assert remove_stale_staging(tmp_path / "missing" / "batch-1") == []
+
+
+LOCK_PROBE = """
+import fcntl, sys
+with open(sys.argv[1], "a") as handle:
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("held")
+    else:
+        print("taken")
+"""
+
+
+def lock_from_another_process(path: Path) -> str:
+    """'taken' if another process can take the lock at once, 'held' if it cannot."""
+    probe = subprocess.run(
+        [sys.executable, "-c", LOCK_PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return probe.stdout.strip()
+
+
+def test_exclusive_lock_keeps_another_process_out_until_released(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "batch-1.lock"
+
+    with exclusive_lock(lock):
+        assert lock.is_file()
+        assert lock_from_another_process(lock) == "held"
+
+    assert lock_from_another_process(lock) == "taken"
+
+
+def test_exclusive_lock_is_released_when_the_block_fails(tmp_path: Path) -> None:
+    lock = tmp_path / "batch-1.lock"
+
+    with pytest.raises(RuntimeError, match="scoring broke"), exclusive_lock(lock):
+        raise RuntimeError("scoring broke")
+
+    assert lock_from_another_process(lock) == "taken"
+
+
+NUMBERED = pa.schema([("case_id", pa.string()), ("x", pa.int64())])
+
+
+def numbered(start: int, rows: int) -> pa.Table:
+    positions = range(start, start + rows)
+    return pa.table({"case_id": [f"c-{i}" for i in positions], "x": list(positions)}, NUMBERED)
+
+
+@pytest.mark.parametrize(
+    ("rows", "write_rows", "sizes"),
+    [
+        (2_500, 300, [1_000, 1_000, 500]),
+        (2_500, 2_500, [1_000, 1_000, 500]),
+        (2_000, 700, [1_000, 1_000]),
+    ],
+)
+def test_part_writer_splits_rows_into_parts_of_at_most_part_rows(
+    tmp_path: Path, rows: int, write_rows: int, sizes: list[int]
+) -> None:
+    folder = tmp_path / "scored"
+    writer = PartWriter(folder, NUMBERED, part_rows=1_000)
+
+    for start in range(0, rows, write_rows):
+        writer.write(numbered(start, min(write_rows, rows - start)))
+    parts = writer.close()
+
+    assert parts == [folder / f"part-{i:05d}.parquet" for i in range(len(sizes))]
+    assert sorted(folder.iterdir()) == parts
+    assert [pq.read_metadata(part).num_rows for part in parts] == sizes
+    assert writer.rows == rows
+    back = pa.concat_tables(pq.read_table(part) for part in parts)
+    assert back.equals(numbered(0, rows))
+
+
+def test_part_writer_given_nothing_writes_one_empty_part(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path / "scored", NUMBERED, part_rows=1_000)
+    writer.write(numbered(0, 0))
+
+    [part] = writer.close()
+
+    assert part == tmp_path / "scored" / "part-00000.parquet"
+    empty = pq.read_table(part)
+    assert empty.num_rows == 0 and empty.schema.equals(NUMBERED)
+
+
+def test_an_upper_case_gzipped_csv_streams_like_a_lower_case_one(tmp_path: Path) -> None:
+    lower = write_stream_csv(tmp_path / "batch.csv.gz")
+    upper = lower.rename(tmp_path / "BATCH.CSV.GZ")
+
+    [batch] = list(iter_record_batches(upper, 10_000))
+
+    assert batch.num_rows == STREAM_ROWS
+    assert batch.column("industry_code").to_pylist()[:2] == ["000", "001"]

@@ -310,6 +310,28 @@ def test_chunked_validation_judges_the_newest_date_over_the_whole_batch(runs: Ru
     assert outcome.success, [r.explain() for r in outcome.failures]
 
 
+def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None:
+    from pipelines.validation import run_checks_in_chunks
+
+    unique = Check("unique:case_id", "unique", "batch", "case_id")
+    chunks = [["a", "b"], ["c", "a"], ["a", "d"]]  # each chunk alone has no repeat
+
+    outcome = run_checks_in_chunks(
+        [pd.DataFrame({"case_id": ids}) for ids in chunks],
+        [unique],
+        agency="alpha",
+        suite_name="triage-repeats",
+        state=runs.state,
+    )
+
+    found = result(outcome, "unique:case_id")
+    assert outcome.rows == 6 and not outcome.success
+    assert not found.success
+    assert found.failing_rows == [3, 4]  # the later 'a's, by their place in the whole batch
+    assert found.unexpected_count == 2
+    assert found.explain() == "expected values in 'case_id' are unique, but 2 row(s) do not"
+
+
 # --- contexts and suites --------------------------------------------------------------------------
 
 
