@@ -262,15 +262,28 @@ def score(
     store_input: bool = typer.Option(
         False, help="Also keep the input with DVC (dvc add + push) for auditors."
     ),
+    chunk_rows: int = typer.Option(
+        250_000,
+        min=1_000,
+        help="Rows read, validated and scored at a time: memory follows this, not the batch.",
+    ),
+    part_rows: int = typer.Option(
+        1_000_000,
+        min=1_000,
+        help="A batch with more scored rows than this is written as several parquet parts.",
+    ),
 ) -> None:
-    """Score a batch with the use case's champion model and publish it."""
+    """Score a batch with the use case's champion model and publish it.
+
+    The batch streams through the validation gate and the model chunk by chunk, with a
+    progress bar, and appears in the output area only when complete. Scoring the same file
+    with the same model again returns the published batch."""
     with friendly_errors():
         config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
         from flows.score import score as score_flow
 
-        result = run_with_spinner(
-            f"Scoring {input.name} for {agency}.{use_case}",
-            lambda: score_flow(agency, use_case, str(input), store_input),
+        result = score_flow(
+            agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
         )
         console.print(score_table(result))
 
@@ -363,6 +376,12 @@ def score_table(result: Any) -> Table:
         table.add_row("drift", f"[{colour}]{result.drift_level}[/]{drifted}; see drift.html")
     if result.quarantine_dir:
         table.add_row("quarantine", str(result.quarantine_dir))
+    if result.timings.get("total_seconds"):
+        table.add_row(
+            "time",
+            f"{result.timings['total_seconds']:.1f} s "
+            f"({result.timings.get('rows_per_second', 0):,} rows/s)",
+        )
     table.add_row("output", str(result.output_dir))
     return table
 

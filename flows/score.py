@@ -7,53 +7,55 @@ from pathlib import Path
 from prefect import flow
 
 from flows import tasks
+from flows.progress import row_progress
 from pipelines import batches
 from pipelines.paths import state_dir
 from pipelines.records import ScoreResult
+from pipelines.streaming import StreamOptions
 
 
 @flow(name="score", flow_run_name="score-{agency}-{use_case}")
-def score(agency: str, use_case: str, input: str, store_input: bool = False) -> ScoreResult:
-    """Read, gate, score the passing rows, quarantine the rest, publish and record."""
+def score(
+    agency: str,
+    use_case: str,
+    input: str,
+    store_input: bool = False,
+    chunk_rows: int = StreamOptions.chunk_rows,
+    part_rows: int = StreamOptions.part_rows,
+    progress: bool = False,
+) -> ScoreResult:
+    """Stream the batch through the gate and the model into staging, then publish it whole.
+
+    The same input and model version give the same batch id: a rerun returns the published
+    batch, and records its scoring run if a crash lost it."""
     spec = tasks.load_use_case(agency, use_case)
     state = state_dir()
-    batch = tasks.read_batch(Path(input).expanduser().resolve(), spec, state)
+    path = Path(input).expanduser().resolve()
+    sha256 = tasks.open_input(spec, path, state)
     model = tasks.load_champion(spec.model_name, state)
-    batch_id = tasks.batch_id_of(batch, model)
-    gated = tasks.gate_batch(spec, batch, model.bundle, batch_id, state)
-    quarantine_dir = tasks.quarantine_rows(spec, gated, batch, batch_id, state)
-    scored = tasks.score_batch(gated.gate.passed, model, batch_id)
-    drift = tasks.measure_drift(spec, gated.gate.passed, scored, model)
-    stored_input = tasks.store_input(spec, batch, store_input)
-    manifest = tasks.build_manifest(
-        spec,
-        scored,
-        model,
-        batch=batch,
-        gated=gated,
-        batch_id=batch_id,
-        quarantine_dir=quarantine_dir,
-        stored_input=stored_input,
-        drift=drift,
+    batch_id = tasks.batch_id_of(sha256, model)
+    with batches.batch_lock(spec, batch_id, state):
+        manifest = tasks.published_manifest(spec, batch_id, state)
+        newly_published = manifest is None
+        if manifest is None:
+            with row_progress(path, f"Scoring {path.name}", progress) as on_rows:
+                staged = tasks.score_stream(
+                    spec,
+                    path,
+                    model,
+                    batch_id,
+                    sha256,
+                    state,
+                    StreamOptions(chunk_rows, part_rows),
+                    on_rows,
+                )
+            quarantine_dir = tasks.publish_quarantine(spec, staged)
+            stored_input = tasks.store_input(spec, path, sha256, store_input)
+            manifest = tasks.build_manifest(
+                spec, staged, model, quarantine_dir=quarantine_dir, stored_input=stored_input
+            )
+            tasks.publish_batch(staged, manifest, model)
+    run_id = tasks.scoring_run_of(batch_id, state) or tasks.record_scoring(
+        spec, model, manifest, state
     )
-    report = batches.drift_files(drift, model)
-    output_dir, published = tasks.publish_batch(spec, scored, manifest, state, report)
-    run_id = (
-        tasks.record_scoring(spec, model, manifest, gated.outcome, state, drift)
-        if published
-        else None
-    )
-    return ScoreResult(
-        batch_id=batch_id,
-        output_dir=output_dir,
-        rows=len(scored),
-        model_name=model.name,
-        model_version=model.version,
-        newly_published=published,
-        run_id=run_id,
-        decisions=manifest["scores"].get("decisions", {}),
-        rows_quarantined=manifest["rows"]["quarantined"],
-        quarantine_dir=quarantine_dir,
-        drift_level=None if drift is None else drift.level,
-        drifted=[] if drift is None else list(drift.drifted),
-    )
+    return batches.score_result(manifest, state, newly_published, run_id)

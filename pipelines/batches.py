@@ -2,60 +2,100 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import pandas as pd
 
-from pipelines import storage, tracking, versioning
+from pipelines import quality, storage, tracking, versioning
 from pipelines.config import UseCaseSpec
-from pipelines.drift import (
-    DriftAccumulator,
-    DriftResult,
-    DriftThresholds,
-    drift_html,
-    plot_drift,
-)
+from pipelines.drift import DriftResult, drift_html, plot_drift
+from pipelines.gate import gate_report
 from pipelines.paths import StateDir, project_root
-from pipelines.quality import Batch, GatedBatch
-from pipelines.scoring import batch_id_for, build_scored_batch, score_matrix, summarize_scores
+from pipelines.records import ScoreResult
+from pipelines.scoring import batch_id_for
 from pipelines.sources import training_table
+from pipelines.streaming import StagedBatch, StreamOptions, score_to_staging
 from pipelines.training import split_data
 
 
-def batch_id_of(batch: Batch, model: tracking.LoadedModel) -> str:
-    return batch_id_for(batch.sha256, model.name, model.version)
+def open_input(spec: UseCaseSpec, path: Path, state: StateDir) -> str:
+    """Check that the batch can be read at all and return its sha256 (read block by block).
+    A file that is there but cannot be read is quarantined and rejected, before any model."""
+    try:
+        storage.read_table_head(path)
+    except storage.InputFileError as error:
+        raise quality.reject_unreadable(spec, Path(path), error, state) from error
+    return storage.file_sha256(path)
 
 
-def score_batch(passed: pd.DataFrame, model: tracking.LoadedModel, batch_id: str) -> pd.DataFrame:
-    """Probabilities through the model's pyfunc, then the decision policy, row by row."""
-    probabilities = tracking.predict(model, model.bundle.transform.conform(passed))
-    return build_scored_batch(
-        passed,
-        probabilities,
-        model.bundle,
+def batch_id_of(sha256: str, model: tracking.LoadedModel) -> str:
+    """The same input scored by the same model version always gets the same batch id."""
+    return batch_id_for(sha256, model.name, model.version)
+
+
+@contextlib.contextmanager
+def batch_lock(spec: UseCaseSpec, batch_id: str, state: StateDir) -> Iterator[None]:
+    """One run at a time per batch id. On the way in and out, remove what a killed run of the
+    same batch left in staging (hidden folders), so a crash leaves nothing behind for long."""
+    output = state.output_dir(spec.agency, spec.name) / batch_id
+    quarantine = state.quarantine(spec.agency, spec.name) / batch_id
+    with storage.exclusive_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
+        storage.remove_stale_staging(output)
+        storage.remove_stale_staging(quarantine)
+        try:
+            yield
+        finally:
+            storage.remove_stale_staging(output)
+            storage.remove_stale_staging(quarantine)
+
+
+def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dict[str, Any] | None:
+    """The manifest of the batch if it is already published, else None."""
+    manifest = state.output_dir(spec.agency, spec.name) / batch_id / "manifest.json"
+    return storage.read_json_file(manifest) if manifest.is_file() else None
+
+
+def score_stream(
+    spec: UseCaseSpec,
+    path: Path,
+    model: tracking.LoadedModel,
+    batch_id: str,
+    sha256: str,
+    state: StateDir,
+    options: StreamOptions,
+    on_rows: Callable[[int], None] | None = None,
+) -> StagedBatch:
+    return score_to_staging(
+        spec,
+        path,
+        model,
         batch_id=batch_id,
-        model_name=model.name,
-        model_version=model.version,
+        input_sha256=sha256,
+        state=state,
+        options=options,
+        on_rows=on_rows,
     )
 
 
-def measure_drift(
-    spec: UseCaseSpec, passed: pd.DataFrame, scored: pd.DataFrame, model: tracking.LoadedModel
-) -> DriftResult | None:
-    """PSI of each feature and of the scores against the reference stored with the model;
-    None for a model trained before references were kept, or an empty batch."""
-    reference = model.bundle.drift_reference
-    if reference is None or scored.empty:
+def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
+    """The rows the gate set aside, published with their report; None if there were none."""
+    stage = staged.quarantine
+    if stage.staged is None:
         return None
-    accumulator = DriftAccumulator(reference)
-    # drift reads numbers and categories the way the transform does: no second conform pass
-    accumulator.update(passed, score_matrix(scored, model.bundle))
-    drift = spec.params.drift
-    return accumulator.result(DriftThresholds(warn=drift.warn, alert=drift.alert))
+    report = {
+        **gate_report(staged.outcome, staged.counts),
+        "batch_id": staged.batch_id,
+        "input": {"path": str(staged.input_path), "sha256": staged.input_sha256},
+    }
+    folder, _ = stage.staged.commit(
+        "report.json", lambda path: storage.write_json_file(path, report)
+    )
+    return folder
 
 
 def drift_files(drift: DriftResult | None, model: tracking.LoadedModel) -> dict[str, Any]:
@@ -77,33 +117,34 @@ def drift_files(drift: DriftResult | None, model: tracking.LoadedModel) -> dict[
     }
 
 
-def store_input(spec: UseCaseSpec, batch: Batch, store: bool) -> dict[str, Any]:
+def store_input(spec: UseCaseSpec, path: Path, sha256: str, store: bool) -> dict[str, Any]:
     """Optionally keep the exact input with DVC, so an auditor can fetch what was scored."""
     if not store:
         return {}
     target = (
-        f"data/scored-inputs/{spec.agency}/{spec.name}/"
-        f"{batch.sha256[:20]}{storage.table_suffix(batch.path)}"
+        f"data/scored-inputs/{spec.agency}/{spec.name}/{sha256[:20]}{storage.table_suffix(path)}"
     )
-    stored = versioning.store_with_dvc(batch.path, project_root(), target)
+    stored = versioning.store_with_dvc(path, project_root(), target)
     return {"dvc_path": stored.path, "dvc_md5": stored.md5, "dvc_remote": stored.remote}
 
 
 def build_manifest(
     spec: UseCaseSpec,
-    scored: pd.DataFrame,
+    staged: StagedBatch,
     model: tracking.LoadedModel,
     *,
-    batch: Batch,
-    gated: GatedBatch,
-    batch_id: str,
     quarantine_dir: Path | None,
     stored_input: dict[str, Any] | None = None,
-    drift: DriftResult | None = None,
 ) -> dict[str, Any]:
-    """What was scored, by which model, and how every input row was accounted for."""
+    """What was scored, by which model, how every input row was accounted for, and how long
+    each step took."""
+    drift, outcome = staged.drift, staged.outcome
+    path = staged.input_path
+    timings = dict(staged.timings)
+    seconds = timings.get("total_seconds") or 0.0
+    timings["rows_per_second"] = round(staged.counts["in"] / seconds) if seconds else 0
     return {
-        "batch_id": batch_id,
+        "batch_id": staged.batch_id,
         "agency": spec.agency,
         "use_case": spec.name,
         "model": {
@@ -112,30 +153,70 @@ def build_manifest(
             "run_id": model.run_id,
             "uri": model.uri,
         },
-        "input": {"path": str(batch.path), "sha256": batch.sha256, **(stored_input or {})},
-        "rows": gated.gate.counts(),
+        "input": {
+            "path": str(path),
+            "sha256": staged.input_sha256,
+            "bytes": path.stat().st_size,
+            "format": storage.table_suffix(path).lstrip("."),
+            **(stored_input or {}),
+        },
+        "rows": staged.counts,
         "validation": {
-            "result_id": gated.outcome.result_id,
-            "suite": gated.outcome.suite_name,
-            "failed_checks": [r.explain() for r in gated.outcome.failures],
+            "result_id": outcome.result_id,
+            "suite": outcome.suite_name,
+            "success": outcome.success,
+            "failed_checks": [r.explain() for r in outcome.failures],
+            "checks": outcome.as_dict()["checks"],
+            "data_docs": str(outcome.data_docs),
         },
         "quarantine": str(quarantine_dir) if quarantine_dir else None,
-        "scores": summarize_scores(scored, model.bundle) if len(scored) else {},
-        "drift": drift.as_dict() if drift is not None else None,
+        "scores": staged.summary,
+        "drift": {**drift.as_dict(), "metrics": drift.metrics()} if drift is not None else None,
+        "scoring": {
+            "engine": f"LightGBM booster (native), {staged.options.threads} thread(s)",
+            "chunk_rows": staged.options.chunk_rows,
+            "part_rows": staged.options.part_rows,
+        },
+        "timings": timings,
         "created_at": datetime.now(UTC).isoformat(),
-        "files": ["scored.parquet", *(["drift.html", "drift.png"] if drift is not None else [])],
+        "files": [*staged.files, *(["drift.html", "drift.png"] if drift is not None else [])],
     }
 
 
 def publish(
-    spec: UseCaseSpec,
-    scored: pd.DataFrame,
-    manifest: dict[str, Any],
-    state: StateDir,
-    extra_files: dict[str, Any] | None = None,
+    staged: StagedBatch, manifest: dict[str, Any], model: tracking.LoadedModel
 ) -> tuple[Path, bool]:
-    batch_dir = state.output_dir(spec.agency, spec.name) / manifest["batch_id"]
-    return storage.publish_batch(scored, manifest, batch_dir, extra_files)
+    """Add the drift report, then rename the staging folder into place with the manifest
+    written last: the batch appears whole or not at all."""
+    for name, write in drift_files(staged.drift, model).items():
+        write(staged.staged.path / name)
+    return staged.staged.commit(
+        "manifest.json", lambda path: storage.write_json_file(path, manifest)
+    )
+
+
+def score_result(
+    manifest: dict[str, Any], state: StateDir, newly_published: bool, run_id: str | None
+) -> ScoreResult:
+    """What the score command reports, from the batch's manifest."""
+    drift = manifest.get("drift") or {}
+    quarantine = manifest.get("quarantine")
+    return ScoreResult(
+        batch_id=manifest["batch_id"],
+        output_dir=state.output_dir(manifest["agency"], manifest["use_case"])
+        / manifest["batch_id"],
+        rows=manifest["rows"]["scored"],
+        model_name=manifest["model"]["name"],
+        model_version=manifest["model"]["version"],
+        newly_published=newly_published,
+        run_id=run_id,
+        decisions=(manifest.get("scores") or {}).get("decisions", {}),
+        rows_quarantined=manifest["rows"]["quarantined"],
+        quarantine_dir=Path(quarantine) if quarantine else None,
+        drift_level=drift.get("level"),
+        drifted=list(drift.get("drifted", [])),
+        timings=manifest.get("timings", {}),
+    )
 
 
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:

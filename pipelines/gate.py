@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from pipelines.validation import DataValidationError, ValidationOutcome
 
@@ -22,20 +18,6 @@ class BatchRejectedError(DataValidationError):
         super().__init__(what, problems)
         if quarantine_dir:
             self.args = (f"{self.args[0]}\nThe input and the report are in {quarantine_dir}",)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    passed: pd.DataFrame  # rows to score, in input order
-    quarantined: pd.DataFrame  # failing rows as they came in, with their reasons
-    rows_in: int
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "in": self.rows_in,
-            "scored": len(self.passed),
-            "quarantined": len(self.quarantined),
-        }
 
 
 def batch_problems(outcome: ValidationOutcome, cast_problems: dict[str, str]) -> list[str]:
@@ -76,25 +58,6 @@ def judge(
             ],
         )
     return reasons
-
-
-def apply_gate(
-    raw: pd.DataFrame,
-    conformed: pd.DataFrame,
-    outcome: ValidationOutcome,
-    cast_problems: dict[str, str],
-    max_quarantine_fraction: float,
-) -> GateResult:
-    """Reject the batch, or split it into rows to score and rows to quarantine with reasons."""
-    reasons = judge(outcome, cast_problems, max_quarantine_fraction)
-    failing = sorted(reasons)
-    keep = np.ones(len(raw), dtype=bool)
-    keep[failing] = False
-    quarantined = raw.iloc[failing].copy()
-    quarantined[QUARANTINE_REASON] = ["; ".join(reasons[row]) for row in failing]
-    return GateResult(
-        conformed[keep].reset_index(drop=True), quarantined.reset_index(drop=True), len(raw)
-    )
 
 
 def gate_report(outcome: ValidationOutcome, counts: dict[str, int] | None) -> dict[str, Any]:

@@ -59,6 +59,10 @@ class StateDir:
     def output_dir(self, agency: str, use_case: str) -> Path:
         return self.outputs_dir / agency / use_case
 
+    def batch_lock(self, agency: str, use_case: str, batch_id: str) -> Path:
+        """The lock file one run holds while it scores a batch (outside the output area)."""
+        return self.root / "locks" / "batches" / agency / use_case / f"{batch_id}.lock"
+
 
 def state_dir() -> StateDir:
     """The state directory: AGENCYML_HOME, or .agencyml/ in the project."""

@@ -14,27 +14,13 @@ from pipelines import records, storage, tracking
 from pipelines.config import UseCaseSpec
 from pipelines.expectations import column_kinds, scoring_checks, training_checks
 from pipelines.features import conform_columns
-from pipelines.gate import BatchRejectedError, GateResult, apply_gate, gate_report, judge
-from pipelines.model import ModelBundle
+from pipelines.gate import BatchRejectedError, gate_report, judge
 from pipelines.paths import StateDir
 from pipelines.validation import (
     DataValidationError,
     ValidationOutcome,
     run_checks_in_chunks,
 )
-
-
-@dataclass(frozen=True)
-class Batch:
-    path: Path
-    frame: pd.DataFrame
-    sha256: str
-
-
-@dataclass(frozen=True)
-class GatedBatch:
-    gate: GateResult
-    outcome: ValidationOutcome
 
 
 def validate_stage(
@@ -100,70 +86,50 @@ def target_problems(frame: pd.DataFrame, spec: UseCaseSpec) -> list[str]:
     return problems
 
 
-def read_batch(path: Path, spec: UseCaseSpec, state: StateDir) -> Batch:
-    """Read a batch; a file that exists but cannot be read is quarantined and rejected."""
-    path = Path(path)
-    try:
-        return Batch(path, storage.read_table(path), storage.file_sha256(path))
-    except storage.InputFileError as error:
-        if not path.is_file():
-            raise
-        sha256 = storage.file_sha256(path)
-        report = {"input": {"path": str(path), "sha256": sha256}, "rejected": [str(error)]}
-        folder = storage.quarantine_input(
-            path, report, state.quarantine(spec.agency, spec.name) / f"unreadable-{sha256[:20]}"
-        )
-        raise BatchRejectedError("the batch file", [str(error)], str(folder)) from error
-
-
-def gate_batch(
-    spec: UseCaseSpec, batch: Batch, bundle: ModelBundle, batch_id: str, state: StateDir
-) -> GatedBatch:
-    """Check a batch against the declared rules and its model's training profile.
-
-    A batch-level failure quarantines the input with its report and raises; row-level
-    failures only set rows aside for quarantine."""
-    conformed, cast_problems = conform_columns(batch.frame, column_kinds(spec.params))
-    outcome = validate_stage(spec, [conformed], "scoring", bundle.profile, state)
-    limit = spec.params.expectations.max_quarantine_fraction
-    try:
-        gate = apply_gate(batch.frame, conformed, outcome, cast_problems, limit)
-    except BatchRejectedError as rejection:
-        report = {
-            **gate_report(outcome, None),
-            "batch_id": batch_id,
-            "input": {"path": str(batch.path), "sha256": batch.sha256},
-            "rejected": rejection.problems,
-        }
-        folder = storage.quarantine_input(
-            batch.path, report, state.quarantine(spec.agency, spec.name) / batch_id
-        )
-        records.record_failed_validation(
-            spec,
-            outcome,
-            state,
-            kind="score",
-            tags={"agencyml.batch_id": batch_id},
-            documents={"quarantine/report.json": report},
-        )
-        raise BatchRejectedError("the batch", rejection.problems, str(folder)) from None
-    return GatedBatch(gate, outcome)
-
-
-def quarantine_failed_rows(
-    spec: UseCaseSpec, gated: GatedBatch, batch: Batch, batch_id: str, state: StateDir
-) -> Path | None:
-    """Rows that failed row-level checks, with their reasons, kept for the agency to fix."""
-    if gated.gate.quarantined.empty:
-        return None
-    report = {
-        **gate_report(gated.outcome, gated.gate.counts()),
-        "batch_id": batch_id,
-        "input": {"path": str(batch.path), "sha256": batch.sha256},
-    }
-    return storage.quarantine_rows(
-        gated.gate.quarantined, report, state.quarantine(spec.agency, spec.name) / batch_id
+def reject_unreadable(
+    spec: UseCaseSpec, path: Path, error: storage.InputFileError, state: StateDir
+) -> Exception:
+    """A file that exists but cannot be read is quarantined as it is: the error to raise. A
+    file that is not there is only reported."""
+    if not path.is_file():
+        return error
+    sha256 = storage.file_sha256(path)
+    report = {"input": {"path": str(path), "sha256": sha256}, "rejected": [str(error)]}
+    folder = storage.quarantine_input(
+        path, report, state.quarantine(spec.agency, spec.name) / f"unreadable-{sha256[:20]}"
     )
+    return BatchRejectedError("the batch file", [str(error)], str(folder))
+
+
+def reject_batch(
+    spec: UseCaseSpec,
+    path: Path,
+    sha256: str,
+    batch_id: str,
+    outcome: ValidationOutcome,
+    problems: list[str],
+    state: StateDir,
+) -> BatchRejectedError:
+    """A batch the gate rejects as a whole: its input and report go to quarantine and a FAILED
+    run records why. Returns the error to raise."""
+    report = {
+        **gate_report(outcome, None),
+        "batch_id": batch_id,
+        "input": {"path": str(path), "sha256": sha256},
+        "rejected": problems,
+    }
+    folder = storage.quarantine_input(
+        path, report, state.quarantine(spec.agency, spec.name) / batch_id
+    )
+    records.record_failed_validation(
+        spec,
+        outcome,
+        state,
+        kind="score",
+        tags={"agencyml.batch_id": batch_id},
+        documents={"quarantine/report.json": report},
+    )
+    return BatchRejectedError("the batch", problems, str(folder))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import pandas as pd
 from pipelines import registry, tracking
 from pipelines.baselines import baseline_metrics, plot_baselines
 from pipelines.config import UseCaseSpec
-from pipelines.drift import DriftResult
 from pipelines.evaluation import Evaluation, evaluate
 from pipelines.expectations import scoring_checks
 from pipelines.lineage import training_data_lineage
@@ -22,6 +21,8 @@ from pipelines.storage import file_sha256
 from pipelines.training import DataSplit, TrainedModel
 from pipelines.validation import ValidationOutcome
 from pipelines.versioning import code_version, dvc_experiment
+
+SCORING = "scoring"  # the experiment of scored and rejected batches, beside training's
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,8 @@ def record_failed_validation(
         documents={f"validation/{kind}_data.json": outcome.as_dict(), **(documents or {})},
         artifact_dirs={"validation/data_docs": outcome.data_docs},
     )
-    return tracking.log_run(record, tracking.use_experiment(spec.agency, state), failed=True)
+    experiment = tracking.use_experiment(spec.agency, state, SCORING if kind == "score" else "")
+    return tracking.log_run(record, experiment, failed=True)
 
 
 @dataclass(frozen=True)
@@ -260,19 +262,19 @@ class ScoreResult:
     quarantine_dir: Path | None = None
     drift_level: str | None = None  # ok, warn or alert; None without a reference
     drifted: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def record_scoring_run(
-    spec: UseCaseSpec,
-    model: tracking.LoadedModel,
-    manifest: dict[str, Any],
-    outcome: ValidationOutcome,
-    state: StateDir,
-    drift: DriftResult | None = None,
+    spec: UseCaseSpec, model: tracking.LoadedModel, manifest: dict[str, Any], state: StateDir
 ) -> str:
-    """Every published batch is a run tagged with its batch id and model version, with the
-    counts and the drift of the batch against the model's training reference."""
+    """Every published batch is a run in the agency's scoring experiment, tagged with its batch
+    id and model version, with the input's digest, the counts, the timings and the drift of the
+    batch against the model's training reference. Everything comes from the manifest, so a
+    batch whose run a crash lost is recorded the same way on the next run."""
     tracking.configure(state)
+    drift = manifest.get("drift") or {}
+    source = manifest["input"]
     record = tracking.RunRecord(
         run_name=f"score-{spec.model_name}",
         tags={
@@ -280,17 +282,36 @@ def record_scoring_run(
             **model_tags(model),
             "agencyml.kind": "score",
             "agencyml.batch_id": manifest["batch_id"],
-            "agencyml.validation_result_id": outcome.result_id,
-            "agencyml.drift_level": drift.level if drift is not None else "not measured",
+            "agencyml.input_sha256": source["sha256"],
+            "agencyml.validation_result_id": manifest["validation"]["result_id"],
+            "agencyml.drift_level": drift.get("level", "not measured"),
         },
         metrics={
             **{f"rows_{name}": float(count) for name, count in manifest["rows"].items()},
-            **(drift.metrics() if drift is not None else {}),
+            **{f"timing.{name}": float(value) for name, value in manifest["timings"].items()},
+            **drift.get("metrics", {}),
         },
-        documents={"manifest.json": manifest, "validation/scoring_batch.json": outcome.as_dict()},
-        artifact_dirs={"validation/data_docs": outcome.data_docs},
+        documents={
+            "manifest.json": manifest,
+            "validation/scoring_batch.json": manifest["validation"],
+        },
+        artifact_dirs={"validation/data_docs": Path(manifest["validation"]["data_docs"])},
+        files=[
+            tracking.FileInput(
+                path=source["path"],
+                name=f"{spec.agency}/{spec.name} batch",
+                digest=source["sha256"],
+                context="scoring",
+            )
+        ],
     )
-    return tracking.log_run(record, tracking.use_experiment(spec.agency, state))
+    return tracking.log_run(record, tracking.use_experiment(spec.agency, state, SCORING))
+
+
+def scoring_run_of(batch_id: str, state: StateDir) -> str | None:
+    """The id of the finished scoring run of a published batch, if it was recorded."""
+    tracking.configure(state)
+    return tracking.find_run({"agencyml.batch_id": batch_id, "agencyml.kind": "score"})
 
 
 def model_tags(model: tracking.LoadedModel) -> dict[str, str]:

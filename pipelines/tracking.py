@@ -62,13 +62,16 @@ def configure(state: StateDir) -> None:
     mlflow.set_registry_uri(state.tracking_uri)
 
 
-def use_experiment(agency: str, state: StateDir) -> str:
-    """One experiment per agency, with artifacts under the state directory."""
-    name = f"agencyml/{agency}"
+def use_experiment(agency: str, state: StateDir, purpose: str = "") -> str:
+    """An agency's experiment (training and evaluation), or one beside it for a purpose such
+    as scoring, with artifacts under the state directory."""
+    name = f"agencyml/{agency}" + (f"/{purpose}" if purpose else "")
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (state.artifact_root / agency).as_uri()
+    location = (
+        state.artifact_root / agency / purpose if purpose else state.artifact_root / agency
+    ).as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 
@@ -84,6 +87,27 @@ class RunRecord:
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifact_dirs: dict[str, Path] = field(default_factory=dict)
     inputs: list[tuple[pd.DataFrame, DataLineage]] = field(default_factory=list)
+    files: list[FileInput] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileInput:
+    """A file logged as a run's input dataset by its digest, without loading it."""
+
+    path: str
+    name: str
+    digest: str
+    context: str
+
+    def dataset(self) -> Any:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            source = resolve_dataset_source(self.path)
+        # MLflow keeps a short digest; the full sha256 is in the run's tags
+        return MetaDataset(source=source, name=self.name, digest=self.digest[:32])
 
 
 def _log_contents(record: RunRecord) -> None:
@@ -98,6 +122,8 @@ def _log_contents(record: RunRecord) -> None:
         mlflow.log_dict(document, name)
     for frame, lineage in record.inputs:
         mlflow.log_input(dataset_of(frame, lineage), context=lineage.name)
+    for file in record.files:
+        mlflow.log_input(file.dataset(), context=file.context)
     for name, folder in record.artifact_dirs.items():
         if Path(folder).is_dir():
             mlflow.log_artifacts(str(folder), name)
@@ -205,6 +231,22 @@ def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:
             f"the batch does not match the input schema of {model.name} v{model.version}: "
             f"{schema_problem(error.message)}"
         ) from error
+
+
+def find_run(tags: dict[str, str]) -> str | None:
+    """The newest finished run, in any experiment, with all these tags; None if none."""
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    wanted = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"{wanted} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def schema_problem(message: str) -> str:

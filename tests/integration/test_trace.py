@@ -83,7 +83,7 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
     assert (
         scoring.ids["ui_path"] == f"#/experiments/{tagged.info.experiment_id}/runs/{result.run_id}"
     )
-    assert scoring.facts["experiment"] == f"agencyml/{AGENCY}"
+    assert scoring.facts["experiment"] == f"agencyml/{AGENCY}/scoring"
     assert scoring.facts["validation result id"] == manifest["validation"]["result_id"]
     batch_checks, version = scoring.children
     assert batch_checks.facts["success"] == "yes"

@@ -1,5 +1,5 @@
-"""The gate on validation outcomes built by hand: reject the batch, or split it into rows to
-score and rows to quarantine, with every input row counted once."""
+"""The gate on validation outcomes built by hand: reject the batch, or name the rows that go to
+quarantine and why, each failing row once."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pipelines.expectations import Check
 from pipelines.features import conform_columns
-from pipelines.gate import (
-    QUARANTINE_REASON,
-    BatchRejectedError,
-    GateResult,
-    apply_gate,
-    gate_report,
-)
+from pipelines.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
+from pipelines.streaming import failing_rows, row_reasons
 from pipelines.validation import CheckResult, DataValidationError, ValidationOutcome
 
 KINDS = {"case_id": "text", "amount": "numeric", "region": "text", "received": "date"}
@@ -44,6 +40,9 @@ NOT_FUTURE = Check(
     "not_future:received", "not_future", "row", "received", {"max": "2024-05-11T00:00:00"}
 )
 
+REGION_REASON = "'region' is not empty"
+AMOUNT_REASON = "'amount' is between 0 and 100"
+
 
 def raw_batch(rows: int = 10) -> pd.DataFrame:
     """A batch as read from CSV: every column text."""
@@ -55,12 +54,6 @@ def raw_batch(rows: int = 10) -> pd.DataFrame:
             "received": [f"2024-05-{i % 9 + 1:02d}" for i in range(rows)],
         }
     )
-
-
-def conformed(raw: pd.DataFrame) -> pd.DataFrame:
-    frame, problems = conform_columns(raw, KINDS)
-    assert problems == {}
-    return frame
 
 
 def failed(check: Check, rows: list[int] | None = None, **extra: Any) -> CheckResult:
@@ -86,35 +79,37 @@ def outcome(*results: CheckResult, rows: int = 10) -> ValidationOutcome:
 
 def gate(
     result: ValidationOutcome,
-    raw: pd.DataFrame | None = None,
     cast_problems: dict[str, str] | None = None,
     limit: float = 0.5,
-) -> GateResult:
-    raw = raw_batch() if raw is None else raw
-    return apply_gate(raw, conformed(raw), result, cast_problems or {}, limit)
+) -> dict[int, list[str]]:
+    """The rows that go to quarantine and their reasons, or BatchRejectedError."""
+    return judge(result, cast_problems or {}, limit)
+
+
+def quarantined(raw: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.DataFrame:
+    """The quarantine table the stream writes for a batch read as text."""
+    record_batch = pa.RecordBatch.from_pandas(raw, preserve_index=False)
+    return failing_rows(record_batch, reasons).to_pandas()
 
 
 # --- a clean batch --------------------------------------------------------------------------------
 
 
-def test_a_clean_batch_is_scored_in_full() -> None:
+def test_a_clean_batch_sends_no_row_to_quarantine() -> None:
+    assert gate(outcome(passed(NOT_NULL_REGION), passed(BETWEEN_AMOUNT))) == {}
+
+
+def test_an_empty_batch_that_passed_sends_no_row_to_quarantine() -> None:
+    assert gate(outcome(rows=0), limit=0.0) == {}
+
+
+def test_an_empty_quarantine_table_keeps_the_input_columns_and_the_reason() -> None:
     raw = raw_batch()
 
-    result = gate(outcome(passed(NOT_NULL_REGION), passed(BETWEEN_AMOUNT)), raw)
+    table = quarantined(raw, gate(outcome()))
 
-    pd.testing.assert_frame_equal(result.passed, conformed(raw))
-    assert result.passed["amount"].dtype == "float64"
-    assert result.quarantined.empty
-    assert list(result.quarantined.columns) == [*raw.columns, QUARANTINE_REASON]
-    assert result.counts() == {"in": 10, "scored": 10, "quarantined": 0}
-
-
-def test_an_empty_batch_that_passed_is_an_empty_result() -> None:
-    raw = raw_batch(0)
-
-    result = gate(outcome(rows=0), raw)
-
-    assert result.counts() == {"in": 0, "scored": 0, "quarantined": 0}
+    assert table.empty
+    assert list(table.columns) == [*raw.columns, QUARANTINE_REASON]
 
 
 # --- batch-level failures -------------------------------------------------------------------------
@@ -184,12 +179,12 @@ def test_a_duplicated_id_rejects_the_batch_rather_than_quarantining_rows() -> No
 def test_a_cast_problem_is_reported_once_not_again_as_a_type_failure() -> None:
     raw = raw_batch()
     raw.loc[3, "amount"] = "twelve"
-    frame, cast_problems = conform_columns(raw, KINDS)
+    _, cast_problems = conform_columns(raw, KINDS)
     assert list(cast_problems) == ["amount"]
     result = outcome(failed(TYPE_AMOUNT, observed="object"))
 
     with pytest.raises(BatchRejectedError, match="column 'amount' must be numeric") as caught:
-        apply_gate(raw, frame, result, cast_problems, 0.5)
+        gate(result, cast_problems)
 
     assert caught.value.problems == [cast_problems["amount"]]
     assert "holds numeric values" not in str(caught.value)
@@ -198,10 +193,10 @@ def test_a_cast_problem_is_reported_once_not_again_as_a_type_failure() -> None:
 def test_cast_problems_reject_even_when_every_check_passed() -> None:
     raw = raw_batch()
     raw.loc[[1, 4], "received"] = ["yesterday", "soon"]
-    frame, cast_problems = conform_columns(raw, KINDS)
+    _, cast_problems = conform_columns(raw, KINDS)
 
     with pytest.raises(BatchRejectedError) as caught:
-        apply_gate(raw, frame, outcome(), cast_problems, 1.0)
+        gate(outcome(), cast_problems, limit=1.0)
 
     [problem] = caught.value.problems
     assert problem.startswith("column 'received' has 2 value(s) that are not dates, e.g. [")
@@ -211,13 +206,13 @@ def test_cast_problems_reject_even_when_every_check_passed() -> None:
 def test_a_type_failure_on_a_column_without_a_cast_problem_is_still_reported() -> None:
     raw = raw_batch()
     raw.loc[0, "amount"] = "n/a"
-    frame, cast_problems = conform_columns(raw, KINDS)
+    _, cast_problems = conform_columns(raw, KINDS)
     result = outcome(
         failed(TYPE_AMOUNT, observed="object"), failed(TYPE_RECEIVED, observed="object")
     )
 
     with pytest.raises(BatchRejectedError) as caught:
-        apply_gate(raw, frame, result, cast_problems, 0.5)
+        gate(result, cast_problems)
 
     assert caught.value.problems == [
         cast_problems["amount"],
@@ -246,7 +241,7 @@ def test_dates_that_do_not_fit_are_cast_problems_not_crashes(dates: list[str]) -
 # --- row-level failures ---------------------------------------------------------------------------
 
 
-def test_rows_that_fail_are_quarantined_as_they_came_and_the_rest_scored_in_order() -> None:
+def test_rows_that_fail_go_to_quarantine_as_they_came_with_their_reasons() -> None:
     raw = raw_batch()
     raw.loc[2, "region"] = None
     raw.loc[5, "amount"] = "250"
@@ -257,18 +252,21 @@ def test_rows_that_fail_are_quarantined_as_they_came_and_the_rest_scored_in_orde
         failed(ALLOWED_REGION, [5]),
     )
 
-    gated = gate(result, raw)
+    reasons = gate(result)
 
-    kept = [i for i in range(10) if i not in (2, 5)]
-    pd.testing.assert_frame_equal(gated.passed, conformed(raw).iloc[kept].reset_index(drop=True))
-    assert gated.quarantined["case_id"].tolist() == ["c-2", "c-5"]
-    assert gated.quarantined["amount"].tolist() == ["10", "250"]  # raw text, not cast
-    assert gated.quarantined[QUARANTINE_REASON].tolist() == [
-        "'region' is not empty",
-        "'amount' is between 0 and 100; 'region' is one of the 2 known values",
+    assert reasons == {
+        2: [REGION_REASON],
+        5: [AMOUNT_REASON, "'region' is one of the 2 known values"],
+    }
+    table = quarantined(raw, reasons)
+    assert table["case_id"].tolist() == ["c-2", "c-5"]
+    assert table["amount"].tolist() == ["10", "250"]  # raw text, not cast
+    assert table["received"].tolist() == ["2024-05-03", "2024-05-06"]
+    assert table[QUARANTINE_REASON].tolist() == [
+        REGION_REASON,
+        f"{AMOUNT_REASON}; 'region' is one of the 2 known values",
     ]
-    assert list(gated.quarantined.index) == [0, 1]
-    assert gated.counts() == {"in": 10, "scored": 8, "quarantined": 2}
+    assert list(table.index) == [0, 1]
 
 
 def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason() -> None:
@@ -278,23 +276,18 @@ def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason() ->
         failed(NOT_NULL_REGION, [7]),
     )
 
-    gated = gate(result)
+    reasons = gate(result)
 
-    assert gated.quarantined["case_id"].tolist() == ["c-1", "c-7"]  # input order
-    assert gated.quarantined[QUARANTINE_REASON].tolist() == [
-        "'amount' is between 0 and 100",
-        "'received' is not after 2024-05-11T00:00:00; 'amount' is between 0 and 100; "
-        "'region' is not empty",
+    assert reasons == {
+        1: [AMOUNT_REASON],
+        7: ["'received' is not after 2024-05-11T00:00:00", AMOUNT_REASON, REGION_REASON],
+    }
+    table = quarantined(raw_batch(), reasons)
+    assert table["case_id"].tolist() == ["c-1", "c-7"]  # input order
+    assert table[QUARANTINE_REASON].tolist() == [
+        AMOUNT_REASON,
+        f"'received' is not after 2024-05-11T00:00:00; {AMOUNT_REASON}; {REGION_REASON}",
     ]
-
-
-def test_passed_rows_are_conformed_and_quarantined_rows_keep_the_input_types() -> None:
-    gated = gate(outcome(failed(BETWEEN_AMOUNT, [0])))
-
-    assert gated.passed["amount"].dtype == "float64"
-    assert str(gated.passed["received"].dtype) == "datetime64[ns]"
-    assert gated.quarantined["amount"].tolist() == ["0"]
-    assert gated.quarantined["received"].tolist() == ["2024-05-01"]
 
 
 @pytest.mark.parametrize(
@@ -302,24 +295,28 @@ def test_passed_rows_are_conformed_and_quarantined_rows_keep_the_input_types() -
     [[], [0], [9], [0, 9], [1, 3, 5, 7], [4, 4, 2]],
     ids=["none", "first", "last", "ends", "odd", "repeated"],
 )
-def test_every_input_row_is_scored_or_quarantined_exactly_once(failing: list[int]) -> None:
-    gated = gate(outcome(failed(NOT_NULL_REGION, failing)), limit=1.0)
+def test_every_failing_row_is_quarantined_exactly_once(failing: list[int]) -> None:
+    reasons = gate(outcome(failed(NOT_NULL_REGION, failing)), limit=1.0)
 
-    counts = gated.counts()
-    assert counts["in"] == counts["scored"] + counts["quarantined"] == 10
-    ids = [*gated.passed["case_id"], *gated.quarantined["case_id"]]
-    assert sorted(ids) == sorted(raw_batch()["case_id"])
-    assert set(gated.quarantined["case_id"]) == {f"c-{row}" for row in failing}
+    assert sorted(reasons) == sorted(set(failing))
+    table = quarantined(raw_batch(), reasons)
+    assert table["case_id"].tolist() == [f"c-{row}" for row in sorted(set(failing))]
 
 
-def test_rows_are_found_by_position_whatever_the_input_index() -> None:
-    raw = raw_batch()
-    raw.index = range(100, 110)
+def test_rows_failing_in_a_later_chunk_are_found_by_their_place_in_it() -> None:
+    chunk = raw_batch(20).iloc[10:]  # the second chunk of ten; its index starts at 10
+    chunk_results = [
+        failed(NOT_NULL_REGION, [10, 19]),
+        failed(BETWEEN_AMOUNT, [19]),
+        passed(ALLOWED_REGION),
+    ]
 
-    gated = gate(outcome(failed(NOT_NULL_REGION, [0, 9])), raw)
+    reasons = row_reasons(chunk_results, offset=10)
 
-    assert gated.quarantined["case_id"].tolist() == ["c-0", "c-9"]
-    assert gated.passed["case_id"].tolist() == [f"c-{i}" for i in range(1, 9)]
+    assert reasons == {0: [REGION_REASON], 9: [REGION_REASON, AMOUNT_REASON]}
+    table = quarantined(chunk, reasons)
+    assert table["case_id"].tolist() == ["c-10", "c-19"]
+    assert table[QUARANTINE_REASON].tolist() == [REGION_REASON, f"{REGION_REASON}; {AMOUNT_REASON}"]
 
 
 # --- the quarantine limit -------------------------------------------------------------------------
@@ -362,9 +359,9 @@ def test_the_rejection_lists_at_most_five_reasons_most_common_first() -> None:
     [(2, 0.2), (1, 0.1), (3, 0.3), (10, 1.0), (0, 0.0)],
 )
 def test_a_fraction_exactly_at_the_limit_passes(failing: int, limit: float) -> None:
-    gated = gate(outcome(failed(NOT_NULL_REGION, list(range(failing)))), limit=limit)
+    reasons = gate(outcome(failed(NOT_NULL_REGION, list(range(failing)))), limit=limit)
 
-    assert gated.counts() == {"in": 10, "scored": 10 - failing, "quarantined": failing}
+    assert sorted(reasons) == list(range(failing))
 
 
 def test_one_row_over_the_limit_rejects_and_a_zero_limit_allows_no_failing_row() -> None:
@@ -377,9 +374,9 @@ def test_one_row_over_the_limit_rejects_and_a_zero_limit_allows_no_failing_row()
 def test_the_limit_counts_rows_not_failures() -> None:
     result = outcome(*[failed(check, [0, 1]) for check in (NOT_NULL_REGION, BETWEEN_AMOUNT)])
 
-    gated = gate(result, limit=0.2)  # four failures, but only two rows
+    reasons = gate(result, limit=0.2)  # four failures, but only two rows
 
-    assert gated.counts()["quarantined"] == 2
+    assert reasons == {0: [REGION_REASON, AMOUNT_REASON], 1: [REGION_REASON, AMOUNT_REASON]}
 
 
 # --- rows that cannot be identified ---------------------------------------------------------------
@@ -431,9 +428,10 @@ def test_a_rejection_without_a_folder_does_not_mention_one() -> None:
 
 def test_gate_report_adds_the_row_counts_to_the_outcome() -> None:
     result = outcome(failed(NOT_NULL_REGION, [1]))
-    gated = gate(result)
+    failing = len(gate(result))
+    counts = {"in": 10, "scored": 10 - failing, "quarantined": failing}
 
-    report = gate_report(result, gated.counts())
+    report = gate_report(result, counts)
 
     assert report["row_counts"] == {"in": 10, "scored": 9, "quarantined": 1}
     assert report["suite"] == "triage-scoring" and report["success"] is False

@@ -1,19 +1,28 @@
-"""Scored batches: deterministic batch ids, one row per input row, a summary for the manifest."""
+"""Scored batches: deterministic batch ids, one row per input row, a summary for the manifest,
+and a capacity policy's top k found chunk by chunk as if the whole batch were sorted at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import CapacityPolicy, DecisionPolicy, Features, ThresholdPolicy
+from pipelines.decisions import apply_policy
 from pipelines.features import fit_transform_spec
 from pipelines.model import ModelBundle
-from pipelines.scoring import batch_id_for, build_scored_batch, summarize_scores
+from pipelines.scoring import batch_id_for
+from pipelines.storage import PartWriter
+from pipelines.streaming import ScoreSummary, TopK, flag_top_k, scored_table
 
 SCORED_AT = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 PROVENANCE = ["batch_id", "model_name", "model_version", "scored_at"]
@@ -53,6 +62,44 @@ def batch(*ids: str) -> pd.DataFrame:
     return pd.DataFrame({"case_id": list(ids), "x": np.linspace(0, 59, len(ids))})
 
 
+def provenance(**changed: Any) -> dict[str, Any]:
+    return {
+        "batch_id": "batch-x",
+        "model_name": "product-safety.risk-triage",
+        "model_version": "2",
+        "scored_at": SCORED_AT,
+        **changed,
+    }
+
+
+def score(bundle: ModelBundle, ids: list[str], scores: np.ndarray, **changed: Any) -> pa.Table:
+    """A scored table as the stream writes it, with the bundle's own policy deciding."""
+    decided = apply_policy(scores, bundle.policy, bundle.task, bundle.classes)
+    return scored_table(
+        pa.array(ids, type=pa.string()),
+        scores,
+        decided.predicted_label,
+        decided.decision,
+        bundle,
+        provenance(**changed),
+    )
+
+
+def summarised(bundle: ModelBundle, scores: np.ndarray, chunk_rows: int) -> dict[str, Any]:
+    """A summary fed chunk by chunk, each chunk decided by the bundle's policy."""
+    summary = ScoreSummary(bundle)
+    for start in range(0, len(scores), chunk_rows):
+        chunk = scores[start : start + chunk_rows]
+        decided = apply_policy(chunk, bundle.policy, bundle.task, bundle.classes)
+        summary.update(chunk, decided.predicted_label, decided.decision)
+    return summary.as_dict()
+
+
+def tied_scores(rows: int, seed: int = 3) -> np.ndarray:
+    """Scores with many ties: only 20 distinct values."""
+    return np.random.default_rng(seed).integers(0, 20, rows) / 20
+
+
 # --- batch_id_for ---------------------------------------------------------------------------------
 
 
@@ -81,61 +128,56 @@ def test_batch_id_does_not_confuse_where_one_part_ends() -> None:
     assert batch_id_for("a", "m1", "") != batch_id_for("a", "m", "1")
 
 
-# --- build_scored_batch ---------------------------------------------------------------------------
+# --- scored_table ---------------------------------------------------------------------------------
 
 
-def test_binary_scored_batch_has_one_row_per_input_with_decision_and_provenance(
+def test_binary_scored_table_has_one_row_per_input_with_decision_and_provenance(
     binary_bundle: ModelBundle,
 ) -> None:
-    rows = batch("n-1", "n-2", "n-3")
-    probabilities = pd.DataFrame({"probability": [0.1, 0.5, 0.8]})
+    scored = score(binary_bundle, ["n-1", "n-2", "n-3"], np.array([0.1, 0.5, 0.8]))
 
-    scored = build_scored_batch(
-        rows,
-        probabilities,
-        binary_bundle,
-        batch_id="batch-x",
-        model_name="product-safety.risk-triage",
-        model_version="2",
-        scored_at=SCORED_AT,
-    )
-
-    assert list(scored.columns) == [
+    assert scored.column_names == [
         "case_id",
         "probability",
         "predicted_label",
         "decision",
         *PROVENANCE,
     ]
-    assert scored["case_id"].tolist() == ["n-1", "n-2", "n-3"]
-    assert scored["probability"].tolist() == [0.1, 0.5, 0.8]
-    assert scored["predicted_label"].tolist() == ["not-serious", "serious", "serious"]
-    assert scored["decision"].tolist() == ["release", "inspect", "inspect"]
-    assert set(scored["batch_id"]) == {"batch-x"}
-    assert set(scored["model_name"]) == {"product-safety.risk-triage"}
-    assert set(scored["model_version"]) == {"2"}
-    assert (scored["scored_at"] == pd.Timestamp(SCORED_AT)).all()
+    assert scored["case_id"].to_pylist() == ["n-1", "n-2", "n-3"]
+    assert scored["probability"].to_pylist() == [0.1, 0.5, 0.8]
+    assert scored["predicted_label"].to_pylist() == ["not-serious", "serious", "serious"]
+    assert scored["decision"].to_pylist() == ["release", "inspect", "inspect"]
+    assert set(scored["batch_id"].to_pylist()) == {"batch-x"}
+    assert set(scored["model_name"].to_pylist()) == {"product-safety.risk-triage"}
+    assert set(scored["model_version"].to_pylist()) == {"2"}
+    assert scored["scored_at"].to_pylist() == [SCORED_AT] * 3
 
 
-def test_multiclass_scored_batch_has_a_probability_per_class(
+def test_scored_table_column_types_are_fixed(binary_bundle: ModelBundle) -> None:
+    scored = score(binary_bundle, ["n-1"], np.array([0.25]), model_version=7)
+
+    types = {field.name: field.type for field in scored.schema}
+    assert types == {
+        "case_id": pa.string(),
+        "probability": pa.float64(),
+        "predicted_label": pa.string(),
+        "decision": pa.string(),
+        "batch_id": pa.string(),
+        "model_name": pa.string(),
+        "model_version": pa.string(),
+        "scored_at": pa.timestamp("us", tz="UTC"),
+    }
+    assert scored["model_version"].to_pylist() == ["7"]  # a version is text, whatever it came as
+
+
+def test_multiclass_scored_table_has_a_probability_per_class(
     multiclass_bundle: ModelBundle,
 ) -> None:
-    rows = batch("a", "b")
-    probabilities = pd.DataFrame(
-        {"proba_deep": [0.1, 0.4], "proba_fast": [0.7, 0.35], "proba_standard": [0.2, 0.25]}
-    )
+    scores = np.array([[0.1, 0.7, 0.2], [0.4, 0.35, 0.25]])
 
-    scored = build_scored_batch(
-        rows,
-        probabilities,
-        multiclass_bundle,
-        batch_id="batch-y",
-        model_name="business-aid.case-routing",
-        model_version="1",
-        scored_at=SCORED_AT,
-    )
+    scored = score(multiclass_bundle, ["a", "b"], scores)
 
-    assert list(scored.columns) == [
+    assert scored.column_names == [
         "case_id",
         "proba_deep",
         "proba_fast",
@@ -144,125 +186,121 @@ def test_multiclass_scored_batch_has_a_probability_per_class(
         "decision",
         *PROVENANCE,
     ]
-    assert scored["predicted_label"].tolist() == ["fast", "deep"]
-    assert scored["decision"].tolist() == ["fast", "manual_review"]
+    assert scored["proba_fast"].to_pylist() == [0.7, 0.35]
+    assert scored["predicted_label"].to_pylist() == ["fast", "deep"]
+    assert scored["decision"].to_pylist() == ["fast", "manual_review"]
 
 
-def test_capacity_policy_flags_top_rows_of_the_batch() -> None:
-    bundle = tiny_bundle("binary", ["not-1", "1"], CapacityPolicy(top_k=1, flag_label="check"))
-
-    scored = build_scored_batch(
-        batch("a", "b", "c"),
-        pd.DataFrame({"probability": [0.2, 0.3, 0.1]}),
-        bundle,
-        batch_id="b",
-        model_name="m",
-        model_version="1",
-        scored_at=SCORED_AT,
-    )
-
-    assert scored["decision"].tolist() == ["pass", "check", "pass"]
-
-
-def test_scores_from_the_model_itself_build_a_batch(binary_bundle: ModelBundle) -> None:
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_scores_from_the_model_itself_build_a_table(
+    binary_bundle: ModelBundle, multiclass_bundle: ModelBundle, task: str
+) -> None:
+    bundle = binary_bundle if task == "binary" else multiclass_bundle
     rows = batch(*(f"n-{i}" for i in range(8))).set_axis(range(100, 108))
+    scores = bundle.predict_proba(rows)
 
-    scored = build_scored_batch(
-        rows,
-        binary_bundle.probability_frame(rows),
-        binary_bundle,
-        batch_id="b",
-        model_name="m",
-        model_version="1",
+    scored = score(bundle, rows["case_id"].tolist(), scores)
+
+    assert scored.num_rows == 8
+    assert scored["case_id"].to_pylist() == rows["case_id"].tolist()
+    columns = ["probability"] if task == "binary" else [f"proba_{c}" for c in bundle.classes]
+    probabilities = np.column_stack([scored[column].to_numpy() for column in columns])
+    np.testing.assert_allclose(probabilities, scores.reshape(8, -1))
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    decided = apply_policy(scores, bundle.policy, bundle.task, bundle.classes)
+    assert scored["decision"].to_pylist() == decided.decision.tolist()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_an_empty_scored_table_has_the_same_columns_and_types(
+    binary_bundle: ModelBundle, multiclass_bundle: ModelBundle, task: str
+) -> None:
+    bundle = binary_bundle if task == "binary" else multiclass_bundle
+    empty = np.empty((0,) if task == "binary" else (0, len(bundle.classes)))
+    one = np.array([0.5]) if task == "binary" else np.array([[0.2, 0.3, 0.5]])
+
+    scored = scored_table(
+        pa.array([], type=pa.string()), empty, np.empty(0), np.empty(0), bundle, provenance()
     )
 
-    assert len(scored) == 8 and scored.index.tolist() == list(range(8))
-    assert scored["case_id"].tolist() == rows["case_id"].tolist()
-    assert scored["probability"].between(0, 1).all()
-    # without scored_at, the time is now, in UTC
-    assert scored["scored_at"].dt.tz is not None
-    age = pd.Timestamp.now(tz="UTC") - scored["scored_at"].iloc[0]
-    assert pd.Timedelta(0) <= age < pd.Timedelta(minutes=5)
+    assert scored.num_rows == 0
+    assert scored.schema == score(bundle, ["n-1"], one).schema
 
 
-def test_mismatched_lengths_raise_value_error(binary_bundle: ModelBundle) -> None:
-    with pytest.raises(ValueError, match="2 scores for 3 rows"):
-        build_scored_batch(
-            batch("a", "b", "c"),
-            pd.DataFrame({"probability": [0.1, 0.2]}),
+def test_scores_and_ids_of_different_lengths_are_refused(binary_bundle: ModelBundle) -> None:
+    decided = apply_policy(np.array([0.1, 0.2]), binary_bundle.policy, "binary", ["n", "s"])
+
+    with pytest.raises(pa.ArrowInvalid):
+        scored_table(
+            pa.array(["a", "b", "c"]),
+            np.array([0.1, 0.2]),
+            decided.predicted_label,
+            decided.decision,
             binary_bundle,
-            batch_id="b",
-            model_name="m",
-            model_version="1",
+            provenance(),
         )
 
 
-def test_multiclass_scores_missing_a_class_column_raise_key_error(
-    multiclass_bundle: ModelBundle,
-) -> None:
-    with pytest.raises(KeyError, match="proba_standard"):
-        build_scored_batch(
-            batch("a"),
-            pd.DataFrame({"proba_deep": [0.5], "proba_fast": [0.5]}),
-            multiclass_bundle,
-            batch_id="b",
-            model_name="m",
-            model_version="1",
-        )
+# --- ScoreSummary ---------------------------------------------------------------------------------
 
 
-# --- summarize_scores -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def many_scores() -> np.ndarray:
+    """10,001 scores, so the 10th, 50th and 90th percentiles fall on a row; and both ends."""
+    scores = np.random.default_rng(11).beta(2, 5, 10_001)
+    scores[[17, 4_000]] = [0.0, 1.0]
+    return scores
 
 
+@pytest.mark.parametrize("chunk_rows", [10_001, 1_000, 333])
 def test_binary_summary_counts_decisions_and_describes_the_scores(
-    binary_bundle: ModelBundle,
+    binary_bundle: ModelBundle, many_scores: np.ndarray, chunk_rows: int
 ) -> None:
-    probabilities = pd.DataFrame({"probability": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]})
-    scored = build_scored_batch(
-        batch(*"abcdefghi"),
-        probabilities,
-        binary_bundle,
-        batch_id="b",
-        model_name="m",
-        model_version="1",
-        scored_at=SCORED_AT,
-    )
+    summary = summarised(binary_bundle, many_scores, chunk_rows)
 
-    summary = summarize_scores(scored, binary_bundle)
-
-    # 0.5 and above are flagged: five of nine
-    assert summary["decisions"] == {"inspect": 5, "release": 4}
-    assert summary["predicted_labels"] == {"serious": 5, "not-serious": 4}
+    flagged = int((many_scores >= 0.5).sum())
+    assert summary["decisions"] == {"inspect": flagged, "release": len(many_scores) - flagged}
+    assert summary["predicted_labels"] == {
+        "serious": flagged,
+        "not-serious": len(many_scores) - flagged,
+    }
+    assert all(type(v) is int for v in summary["decisions"].values())
     spread = summary["probability"]
     assert set(spread) == {"mean", "q00", "q10", "q50", "q90", "q100"}
-    assert spread["mean"] == pytest.approx(0.5)
-    assert spread["q00"] == pytest.approx(0.1) and spread["q100"] == pytest.approx(0.9)
-    assert spread["q50"] == pytest.approx(0.5)
-    # linear interpolation: the 10th percentile of nine evenly spaced values
-    assert spread["q10"] == pytest.approx(0.18) and spread["q90"] == pytest.approx(0.82)
-    assert all(type(v) is int for v in summary["decisions"].values())
+    assert spread["mean"] == pytest.approx(many_scores.mean(), abs=1e-12)
+    assert (spread["q00"], spread["q100"]) == (0.0, 1.0)  # the ends are exact
+    for name, q in (("q10", 0.1), ("q50", 0.5), ("q90", 0.9)):
+        assert spread[name] == pytest.approx(np.quantile(many_scores, q), abs=1e-4), name
+
+
+def test_a_summary_does_not_depend_on_the_chunk_size(
+    binary_bundle: ModelBundle, many_scores: np.ndarray
+) -> None:
+    whole = summarised(binary_bundle, many_scores, len(many_scores))
+
+    for chunk_rows in (1_000, 333, 7):
+        chunked = summarised(binary_bundle, many_scores, chunk_rows)
+        assert chunked["decisions"] == whole["decisions"]
+        assert chunked["predicted_labels"] == whole["predicted_labels"]
+        assert chunked["probability"] == pytest.approx(whole["probability"], abs=1e-12)
+
+
+def test_binary_summary_of_the_models_own_scores(binary_bundle: ModelBundle) -> None:
+    rows = batch(*(f"n-{i}" for i in range(9)))
+    scores = binary_bundle.predict_proba(rows)
+
+    spread = summarised(binary_bundle, scores, 4)["probability"]
+
+    assert (spread["q00"], spread["q100"]) == (scores.min(), scores.max())
+    assert spread["q00"] <= spread["q10"] <= spread["q50"] <= spread["q90"] <= spread["q100"]
 
 
 def test_multiclass_summary_has_counts_but_no_probability_spread(
     multiclass_bundle: ModelBundle,
 ) -> None:
-    scored = build_scored_batch(
-        batch("a", "b", "c"),
-        pd.DataFrame(
-            {
-                "proba_deep": [0.8, 0.1, 0.3],
-                "proba_fast": [0.1, 0.8, 0.3],
-                "proba_standard": [0.1, 0.1, 0.4],
-            }
-        ),
-        multiclass_bundle,
-        batch_id="b",
-        model_name="m",
-        model_version="1",
-        scored_at=SCORED_AT,
-    )
+    scores = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
 
-    summary = summarize_scores(scored, multiclass_bundle)
+    summary = summarised(multiclass_bundle, scores, 2)
 
     assert summary == {
         "decisions": {"deep": 1, "fast": 1, "manual_review": 1},
@@ -270,8 +308,122 @@ def test_multiclass_summary_has_counts_but_no_probability_spread(
     }
 
 
-def test_summary_of_a_table_without_decisions_raises_key_error(
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_a_summary_of_no_rows_is_empty(
+    binary_bundle: ModelBundle, multiclass_bundle: ModelBundle, task: str
+) -> None:
+    bundle = binary_bundle if task == "binary" else multiclass_bundle
+    summary = ScoreSummary(bundle)
+    assert summary.as_dict() == {}
+
+    empty = np.empty((0,) if task == "binary" else (0, len(bundle.classes)))
+    summary.update(empty, np.empty(0, dtype=object), np.empty(0, dtype=object))
+
+    assert summary.as_dict() == {}
+
+
+# --- TopK and flag_top_k --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 250, 1_000])
+@pytest.mark.parametrize("k", [1, 13, 400, 1_000, 1_200])
+def test_top_k_chunk_by_chunk_picks_the_rows_a_stable_sort_of_the_batch_picks(
+    chunk_rows: int, k: int
+) -> None:
+    scores = tied_scores(1_000)
+    top = TopK(k)
+
+    for start in range(0, len(scores), chunk_rows):
+        top.update(scores[start : start + chunk_rows], start)
+
+    expected = np.argsort(-scores, kind="stable")[:k]
+    assert top.positions.tolist() == expected.tolist()  # ties go to the earlier row
+    np.testing.assert_array_equal(top.scores, scores[expected])
+
+
+def test_top_k_of_no_rows_is_empty() -> None:
+    top = TopK(5)
+
+    top.update(np.empty(0), 0)
+
+    assert top.positions.tolist() == [] and top.scores.tolist() == []
+
+
+def write_unflagged_parts(
+    bundle: ModelBundle, scores: np.ndarray, folder: Path, chunk_rows: int, part_rows: int
+) -> tuple[list[Path], TopK]:
+    """Parts written chunk by chunk as the stream writes them under a capacity policy: every
+    row passed until the whole batch is known, its top k tracked on the way."""
+    policy = bundle.policy
+    assert isinstance(policy, CapacityPolicy)
+    writer: PartWriter | None = None
+    top = TopK(policy.top_k)
+    for start in range(0, len(scores), chunk_rows):
+        chunk = scores[start : start + chunk_rows]
+        top.update(chunk, start)
+        table = scored_table(
+            pa.array([f"c-{i}" for i in range(start, start + len(chunk))]),
+            chunk,
+            np.full(len(chunk), bundle.classes[0], dtype=object),
+            np.full(len(chunk), policy.pass_label, dtype=object),
+            bundle,
+            provenance(),
+        )
+        writer = writer or PartWriter(folder, table.schema, part_rows)
+        writer.write(table)
+    assert writer is not None
+    return writer.close(), top
+
+
+@pytest.mark.parametrize("top_k", [1, 37, 1_000, 3_000])
+def test_flag_top_k_rewrites_the_parts_as_the_policy_decides_on_the_whole_batch(
+    binary_bundle: ModelBundle, tmp_path: Path, top_k: int
+) -> None:
+    policy = CapacityPolicy(top_k=top_k, flag_label="check", pass_label="skip")
+    bundle = dataclasses.replace(binary_bundle, policy=policy)
+    scores = tied_scores(2_500)
+    parts, top = write_unflagged_parts(bundle, scores, tmp_path / "scored", 300, 1_000)
+    assert [pq.read_metadata(part).num_rows for part in parts] == [1_000, 1_000, 500]
+
+    flag_top_k(parts, set(top.positions.tolist()), bundle)
+
+    scored = pa.concat_tables(pq.read_table(part) for part in parts)
+    expected = apply_policy(scores, policy, "binary", bundle.classes)
+    assert scored["decision"].to_pylist() == expected.decision.tolist()
+    assert scored["predicted_label"].to_pylist() == expected.predicted_label.tolist()
+    assert scored["case_id"].to_pylist() == [f"c-{i}" for i in range(2_500)]
+    np.testing.assert_array_equal(scored["probability"].to_numpy(), scores)
+    assert scored.schema == pq.read_schema(parts[0])
+
+
+def test_a_capacity_summary_is_recounted_once_the_top_k_is_flagged(
     binary_bundle: ModelBundle,
 ) -> None:
-    with pytest.raises(KeyError, match="decision"):
-        summarize_scores(pd.DataFrame({"probability": [0.5]}), binary_bundle)
+    policy = CapacityPolicy(top_k=40, flag_label="check", pass_label="skip")
+    bundle = dataclasses.replace(binary_bundle, policy=policy)
+    scores = tied_scores(500)
+    summary = ScoreSummary(bundle)
+    for start in range(0, 500, 64):
+        chunk = scores[start : start + 64]
+        summary.update(chunk, np.full(len(chunk), "not-serious"), np.full(len(chunk), "skip"))
+
+    summary.recount_decisions(40, policy)
+
+    expected = apply_policy(scores, policy, "binary", bundle.classes)
+    counted = summary.as_dict()
+    assert counted["decisions"] == pd.Series(expected.decision).value_counts().to_dict()
+    assert counted["predicted_labels"] == {"not-serious": 460, "serious": 40}
+
+
+def test_summary_quantiles_interpolate_between_ranks_like_numpy(binary_bundle: ModelBundle) -> None:
+    for values in ([0.1, 0.9], [0.1 * i for i in range(1, 10)]):
+        scores = np.array(values)
+        summary = ScoreSummary(binary_bundle)
+        summary.update(
+            scores, np.full(len(scores), "x", dtype=object), np.full(len(scores), "y", dtype=object)
+        )
+
+        spread = summary.as_dict()["probability"]
+
+        for name, q in (("q10", 0.1), ("q50", 0.5), ("q90", 0.9)):
+            assert spread[name] == pytest.approx(np.quantile(scores, q), abs=1e-5)
