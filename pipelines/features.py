@@ -143,10 +143,11 @@ def frequent_categories(values: pd.Series, min_count: int) -> list[str]:
 
 def category_codes(values: pd.Series, known: list[str]) -> np.ndarray:
     """0..n-1 for known values, n for rare or unseen ones, NaN for missing."""
-    lookup = {value: code for code, value in enumerate(known)}
-    as_text = text_column(values).astype("string")
-    codes = as_text.map(lambda v: lookup.get(v, len(known)), na_action="ignore")
-    return codes.astype("float64").to_numpy(na_value=np.nan)
+    as_text = text_column(values)
+    codes = pd.Categorical(as_text, categories=known).codes.astype("float64")
+    codes[codes < 0] = len(known)  # unseen or rare: one shared code
+    codes[as_text.isna().to_numpy()] = np.nan
+    return codes
 
 
 BOOLEAN_WORDS = {"True": 1.0, "False": 0.0, "true": 1.0, "false": 0.0}
