@@ -67,7 +67,8 @@ def iter_record_batches(path: Path, chunk_rows: int = 250_000) -> Iterator[pa.Re
     name = path.name.lower()
     try:
         if name.endswith(".parquet"):
-            source = pq.ParquetFile(path)
+            # pre_buffer caches what it read until the file is done: memory would grow with it
+            source = pq.ParquetFile(path, pre_buffer=False)
             batches = source.iter_batches(batch_size=chunk_rows)
             schema = source.schema_arrow
         else:
