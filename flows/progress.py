@@ -26,13 +26,14 @@ class RowsColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         total = f" / {int(task.total):,}" if task.total is not None else ""
-        return Text(f"{int(task.completed):,}{total} rows", style="progress.download")
+        return Text(f"{int(task.completed):,}{total} rows", style="progress.download", no_wrap=True)
 
 
 class RowsPerSecondColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
+        shown = f"{speed:,.0f} rows/s" if speed else "- rows/s"
+        return Text(shown, style="progress.data.speed", no_wrap=True)
 
 
 @contextlib.contextmanager
@@ -44,7 +45,7 @@ def row_progress(path: Path, description: str, enabled: bool) -> Iterator[Callab
         return
     progress = Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         RowsColumn(),
         RowsPerSecondColumn(),
         TimeRemainingColumn(),

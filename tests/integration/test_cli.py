@@ -134,6 +134,8 @@ def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path)
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "batch-" in scored.stdout and "fraud-check: 20" in scored.stdout
     assert "Traceback" not in scored.stderr
+    # the progress bar: a CSV's rows as they are read, and the speed
+    assert "50 rows" in scored.stderr and "rows/s" in scored.stderr
 
 
 def test_scoring_without_a_champion_exits_6_and_says_how_to_train(
