@@ -302,11 +302,17 @@ def batch_node(
         node.missing.append(f"the published batch folder {where} does not exist (deleted or moved)")
         return node
     node.facts["output path"] = str(folder)
+    listed = published[folder].get("files") or ["scored.parquet"]
+    scored = [name for name in listed if name.startswith("scored")]
+    absent = [name for name in listed if not (folder / name).is_file()]
     node.facts["scored file"] = (
-        str(folder / "scored.parquet") if (folder / "scored.parquet").is_file() else "missing"
+        "missing"
+        if set(scored) & set(absent)
+        else str(folder / scored[0])
+        if len(scored) == 1
+        else f"{folder / 'scored'} ({len(scored)} parts)"
     )
-    if not (folder / "scored.parquet").is_file():
-        node.missing.append(f"{folder / 'scored.parquet'} does not exist")
+    node.missing += [f"{folder / name} does not exist" for name in absent]
     if run_manifest is not None and published[folder] != run_manifest:
         differing = sorted(
             key

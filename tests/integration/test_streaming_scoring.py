@@ -177,3 +177,21 @@ def test_a_rerun_returns_the_batch_and_records_a_scoring_run_a_crash_lost(projec
     assert run.data.tags["agencyml.batch_id"] == first.batch_id
     assert run.data.metrics["rows_scored"] == first.rows
     assert visible(state_dir().output_dir(*FRAUD)) == [first.batch_id]
+
+
+def test_lineage_follows_a_batch_in_parts_and_names_a_missing_part(project):
+    from pipelines.trace import trace_batch
+
+    result = score(*FRAUD, str(project["batch"]), chunk_rows=CHUNK_ROWS, part_rows=PART_ROWS)
+    [node] = trace_batch(result.batch_id, state_dir()).find("scored batch")
+    assert node.missing == []
+    assert node.facts["scored file"] == f"{result.output_dir / 'scored'} (3 parts)"
+
+    part = result.output_dir / "scored" / "part-00001.parquet"
+    part.rename(part.with_suffix(".moved"))
+    try:
+        [node] = trace_batch(result.batch_id, state_dir()).find("scored batch")
+        assert node.missing == [f"{part} does not exist"]
+        assert node.facts["scored file"] == "missing"
+    finally:
+        part.with_suffix(".moved").rename(part)
