@@ -8,20 +8,15 @@ model version, so `history --at` can say which version was champion at any momen
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import getpass
-import hashlib
 import json
 import math
-import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines import tracking
+from pipelines import hashlog, tracking
 from pipelines.config import LOWER_IS_BETTER, UseCase
 from pipelines.paths import StateDir
 
@@ -34,8 +29,14 @@ class RegistryError(RuntimeError):
     """A registry action that the rules do not allow; the message says why and what to do."""
 
 
-class AuditLogError(RuntimeError):
+class AuditLogError(hashlog.LogTamperedError):
     """The audit log was edited: a line no longer chains to the one before it."""
+
+    entry = "event"
+
+
+# The audit log's field names predate pipelines.hashlog; existing logs must keep verifying.
+AUDIT_CHAIN = hashlog.Chain(prev="prev_sha256", hash="sha256", first_prev=None)
 
 
 # --- the gate ------------------------------------------------------------------------------
@@ -147,64 +148,24 @@ def audit_path(state: StateDir) -> Path:
     return state.root / "registry" / "audit.jsonl"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def append_event(state: StateDir, event: dict[str, Any]) -> dict[str, Any]:
     """Append one event; each line carries the hash of the line before it, so an edit or a
-    deleted line breaks the chain and `read_events` says where."""
-    path = audit_path(state)
-    with _locked(path):
-        previous = read_events(state)
-        record = {
-            "seq": len(previous) + 1,
-            "time": event.get("time") or datetime.now(UTC).isoformat(),
-            **{k: v for k, v in event.items() if k != "time"},
-            "prev_sha256": previous[-1]["sha256"] if previous else None,
-        }
-        record["sha256"] = _event_hash(record)
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, (json.dumps(record, sort_keys=True) + "\n").encode())
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    return record
-
-
-def _event_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    deleted line breaks the chain and `read_events` says where. A log that was already edited
+    is refused rather than extended."""
+    read_events(state)
+    record = {
+        "time": event.get("time") or datetime.now(UTC).isoformat(),
+        **{k: v for k, v in event.items() if k != "time"},
+    }
+    return AUDIT_CHAIN.append(audit_path(state), record)
 
 
 def read_events(state: StateDir, model_name: str | None = None) -> list[dict[str, Any]]:
     """Every event in order (of one model, if named), after checking the whole chain."""
-    path = audit_path(state)
-    if not path.is_file():
-        return []
-    events: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise AuditLogError(f"{path}, line {number}: not a JSON event ({error})") from error
-        expected_prev = events[-1]["sha256"] if events else None
-        if record.get("prev_sha256") != expected_prev or record.get("sha256") != _event_hash(
-            record
-        ):
-            raise AuditLogError(
-                f"{path}, line {number}: the event does not match its hash chain; the log was "
-                "edited after it was written. Restore it from a backup."
-            )
-        events.append(record)
+    try:
+        events = AUDIT_CHAIN.read(audit_path(state))
+    except hashlog.LogTamperedError as error:
+        raise AuditLogError(error.path, error.line, error.detail) from error
     return [e for e in events if model_name is None or e.get("model") == model_name]
 
 
