@@ -54,7 +54,7 @@ def score(
             manifest = tasks.build_manifest(
                 spec, staged, model, quarantine_dir=quarantine_dir, stored_input=stored_input
             )
-            tasks.publish_batch(staged, manifest, model)
+            manifest = tasks.publish_batch(staged, manifest, model)
     run_id = tasks.scoring_run_of(batch_id, state) or tasks.record_scoring(
         spec, model, manifest, state
     )

@@ -185,14 +185,16 @@ def build_manifest(
 
 def publish(
     staged: StagedBatch, manifest: dict[str, Any], model: tracking.LoadedModel
-) -> tuple[Path, bool]:
-    """Add the drift report, then rename the staging folder into place with the manifest
-    written last: the batch appears whole or not at all."""
+) -> dict[str, Any]:
+    """Add the drift report and every file's sha256 to the manifest, then rename the staging
+    folder into place with the manifest written last: the batch appears whole or not at all.
+    Returns the manifest as published."""
     for name, write in drift_files(staged.drift, model).items():
         write(staged.staged.path / name)
-    return staged.staged.commit(
-        "manifest.json", lambda path: storage.write_json_file(path, manifest)
-    )
+    hashes = {name: storage.file_sha256(staged.staged.path / name) for name in manifest["files"]}
+    published = {**manifest, "file_sha256": hashes}
+    staged.staged.commit("manifest.json", lambda path: storage.write_json_file(path, published))
+    return published
 
 
 def score_result(
