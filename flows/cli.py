@@ -57,6 +57,9 @@ EXIT_CODES = {
     "DataIntegrityError": 9,
     "RegistryError": 10,
     "AuditLogError": 11,
+    "LogTamperedError": 11,
+    "AccessError": 2,
+    "PullError": 13,
 }
 METRICS_DIFFER = 8
 
@@ -739,3 +742,7 @@ def show_state_dir() -> None:
 
 def main() -> None:
     app()
+
+
+# the pull service's commands (serve, tokens, access-log, pull) register themselves on `app`
+from flows import service_cli  # noqa: E402, F401

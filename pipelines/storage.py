@@ -177,6 +177,19 @@ def write_neutralised_csv(frame: pd.DataFrame, path: Path) -> None:
     neutralise_formulas(frame).to_csv(path, index=False, quoting=csv.QUOTE_ALL)
 
 
+def write_csv_stream(chunks: Iterable[pd.DataFrame], path: Path) -> Path:
+    """Write chunks to one CSV atomically, header once, every cell quoted and formulas
+    neutralised, for tables larger than memory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(path) as partial, open(partial, "w", encoding="utf-8", newline="") as out:
+        for index, chunk in enumerate(chunks):
+            neutralise_formulas(chunk).to_csv(
+                out, index=False, header=index == 0, quoting=csv.QUOTE_ALL
+            )
+    return path
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write a CSV for people to open, atomically, with formula injection neutralised."""
     path = Path(path)

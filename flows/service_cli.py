@@ -1,0 +1,149 @@
+"""Commands of the pull service: serve, tokens, access-log and pull."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from flows.cli import app, console, friendly_errors
+from pipelines.paths import state_dir
+
+tokens_app = typer.Typer(help="API tokens of the pull service: one or more per agency.")
+app.add_typer(tokens_app, name="tokens")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes it."),
+    port: int = typer.Option(8765, min=1, max=65535),
+) -> None:
+    """Start the pull service: agencies fetch their scored batches with their tokens.
+
+    The OpenAPI spec is at /openapi.json and the interactive docs at /docs."""
+    with friendly_errors():
+        import uvicorn
+
+        from pipelines.service import create_app
+
+        console.print(f"Serving {state_dir().outputs_dir} on http://{host}:{port} (docs: /docs)")
+        uvicorn.run(create_app(state_dir()), host=host, port=port, log_level="warning")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str = typer.Option(..., "--name", help="A label: who or what uses the token."),
+    agency: str | None = typer.Option(None, "--agency", "-a", help="The agency it belongs to."),
+    role: str = typer.Option("agency", help="agency, auditor or admin."),
+    read_rows: bool = typer.Option(
+        False, "--read-rows", help="Let an auditor token download row data too."
+    ),
+) -> None:
+    """Create a token. Its secret is shown once and only its hash is kept."""
+    with friendly_errors():
+        from pipelines import access
+
+        token, secret = access.create_token(
+            state_dir(),
+            role=role,
+            name=name,
+            agency=agency,
+            can_read_rows=True if read_rows else None,
+        )
+        console.print(f"Token {token.token_id} ({token.role}, {token.agency or 'all agencies'})")
+        console.print("Secret (shown once; keep it safe):", style="bold")
+        print(secret)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Every token with its agency, role and status; never the secrets."""
+    with friendly_errors():
+        from pipelines import access
+
+        table = Table(title="API tokens")
+        for column in ("id", "name", "agency", "role", "rows", "created", "revoked"):
+            table.add_column(column)
+        for token in access.list_tokens(state_dir()):
+            table.add_row(
+                token.token_id,
+                token.name,
+                token.agency or "-",
+                token.role,
+                "yes" if token.can_read_rows else "no",
+                token.created_at,
+                token.revoked_at or "-",
+            )
+        console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list` shows.")) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    with friendly_errors():
+        from pipelines import access
+
+        token = access.revoke_token(state_dir(), token_id)
+        console.print(f"Revoked {token.token_id} ({token.name}) at {token.revoked_at}")
+
+
+@app.command("access-log")
+def access_log(
+    agency: str | None = typer.Option(None, "--agency", "-a"),
+    since: datetime | None = typer.Option(None, help="Only requests from this time on (UTC)."),
+) -> None:
+    """Every request the pull service answered: who, what, when, the outcome and the bytes."""
+    with friendly_errors():
+        from pipelines import access
+
+        table = Table(title="Access log")
+        for column in ("at", "token", "agency", "role", "request", "status", "bytes", "client"):
+            table.add_column(column, overflow="fold")
+        for entry in access.read_access_log(state_dir(), agency=agency, since=since):
+            table.add_row(
+                entry["at"],
+                entry.get("token_id") or "-",
+                entry.get("agency") or "-",
+                entry.get("role") or "-",
+                f"{entry['method']} {entry['path']}",
+                str(entry["status"]),
+                f"{entry['bytes']:,}",
+                entry.get("client") or "",
+            )
+        console.print(table)
+
+
+@app.command()
+def pull(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    output: Path = typer.Option(..., "--output", "-o", help="The file to write."),
+    batch: str | None = typer.Option(None, "--batch", help="A batch id."),
+    latest: bool = typer.Option(False, "--latest", help="The agency's newest batch."),
+    use_case: str | None = typer.Option(None, "--use-case", "-u", help="With --latest."),
+    format: str = typer.Option("parquet", help="parquet or csv."),
+    url: str = typer.Option(
+        os.environ.get("AGENCYML_URL", "http://127.0.0.1:8765"), help="The service's address."
+    ),
+    token: str | None = typer.Option(
+        None, help="The agency's secret; default: the AGENCYML_TOKEN environment variable."
+    ),
+) -> None:
+    """Download a batch through the pull service and check its content hash."""
+    with friendly_errors():
+        from pipelines.pull import PullError, pull_batch
+
+        if (batch is None) == (not latest):
+            raise PullError("say which batch: --batch ID or --latest")
+        secret = token or os.environ.get("AGENCYML_TOKEN")
+        if not secret:
+            raise PullError("no token: pass --token or set AGENCYML_TOKEN")
+        pulled = pull_batch(
+            url, secret, agency, output, batch_id=batch, use_case=use_case, format=format
+        )
+        console.print(
+            f"Pulled {pulled.batch_id} to {pulled.path} ({pulled.bytes:,} bytes, "
+            f"sha256 {pulled.sha256} verified)"
+        )

@@ -1,0 +1,325 @@
+"""The pull service over real HTTP: `agencyml serve` in its own process on 127.0.0.1, two
+agencies with published batches, and every role against every endpoint of both agencies."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.score import score
+from flows.train import train
+from pipelines import access
+from pipelines.batches import write_holdout_batch
+from pipelines.config import load_use_case
+from pipelines.paths import PACKAGE_ROOT, state_dir
+from pipelines.pull import PullError, pull_batch
+from pipelines.storage import file_sha256
+
+FRAUD = ("business-aid", "fraud-risk")
+TRIAGE = ("product-safety", "risk-triage")
+ENDPOINTS = ("list", "manifest", "data", "lineage")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(prefect_server, tmp_path_factory, make_small_project):
+    """Both agencies scored once, tokens for every role, and the service in its own process."""
+    root = tmp_path_factory.mktemp("pull")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENCYML_PROJECT_ROOT", str(make_small_project(root / "project")))
+        patch.setenv("AGENCYML_HOME", str(root / "state"))
+        batches = {}
+        for agency, use_case in (FRAUD, TRIAGE):
+            train(agency, use_case)
+            holdout = write_holdout_batch(load_use_case(agency, use_case), state_dir())
+            batches[agency] = score(agency, use_case, str(holdout))
+        state = state_dir()
+        secrets = {
+            "fraud": access.create_token(state, role="agency", agency=FRAUD[0], name="a")[1],
+            "triage": access.create_token(state, role="agency", agency=TRIAGE[0], name="b")[1],
+            "auditor": access.create_token(state, role="auditor", name="audit")[1],
+            "auditor+rows": access.create_token(
+                state, role="auditor", name="audit rows", can_read_rows=True
+            )[1],
+            "admin": access.create_token(state, role="admin", name="ops")[1],
+        }
+        revoked, secrets["revoked"] = access.create_token(
+            state, role="agency", agency=FRAUD[0], name="old"
+        )
+        access.revoke_token(state, revoked.token_id)
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+        log = root / "serve.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flows", "serve", "--port", str(port)],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(url, process, log)
+            yield {"url": url, "secrets": secrets, "batches": batches, "state": state}
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the service did not start")
+
+
+def request(service, who: str | None, path: str, **options) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {service['secrets'][who]}"} if who else {}
+    return httpx.get(service["url"] + path, headers=headers, timeout=60, **options)
+
+
+def endpoint(service, name: str, agency: str) -> str:
+    batch_id = service["batches"][agency].batch_id
+    base = f"/v1/agencies/{agency}/batches"
+    return {
+        "list": base,
+        "manifest": f"{base}/{batch_id}/manifest",
+        "data": f"{base}/{batch_id}/data",
+        "lineage": f"{base}/{batch_id}/lineage",
+    }[name]
+
+
+# who -> (status against its own agency, against the other agency), per endpoint
+AGENCY_ONLY = {name: (200, 404) for name in ENDPOINTS}
+EXPECTED = {
+    "fraud": AGENCY_ONLY,
+    "triage": AGENCY_ONLY,
+    "auditor": {"list": (200, 200), "manifest": (200, 200), "data": (403, 403),
+                "lineage": (200, 200)},
+    "auditor+rows": {n: (200, 200) for n in ENDPOINTS},
+    "admin": {n: (200, 200) for n in ENDPOINTS},
+}  # fmt: skip
+OWN = {"fraud": FRAUD[0], "triage": TRIAGE[0]}
+
+
+@pytest.mark.parametrize("who", list(EXPECTED))
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_isolation_matrix(service, who: str, name: str) -> None:
+    own = OWN.get(who, FRAUD[0])
+    other = TRIAGE[0] if own == FRAUD[0] else FRAUD[0]
+    expected_own, expected_other = EXPECTED[who][name]
+
+    for agency, expected in ((own, expected_own), (other, expected_other)):
+        response = request(service, who, endpoint(service, name, agency))
+        assert response.status_code == expected, (who, name, agency, response.text)
+        if expected == 404:
+            # indistinguishable from a batch that does not exist
+            missing = endpoint(service, name, agency).replace(
+                service["batches"][agency].batch_id, "batch-" + "0" * 20
+            )
+            absent = request(service, who, missing)
+            assert (absent.status_code, absent.json()) == (404, response.json())
+
+
+def test_an_agency_lists_its_own_batches_with_their_manifest_summary(service) -> None:
+    listed = request(service, "fraud", f"/v1/agencies/{FRAUD[0]}/batches").json()
+    scored = service["batches"][FRAUD[0]]
+
+    assert [b["batch_id"] for b in listed] == [scored.batch_id]
+    assert listed[0]["rows"]["scored"] == scored.rows and listed[0]["use_case"] == FRAUD[1]
+
+
+@pytest.mark.parametrize("who", [None, "revoked"])
+def test_no_token_or_a_revoked_one_gets_401(service, who) -> None:
+    response = request(service, who, endpoint(service, "list", FRAUD[0]))
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer aml_not-a-token", "Basic YWxhZGRpbjpvcGVu", "aml_x", ""]
+)
+def test_malformed_tokens_get_401(service, header: str) -> None:
+    response = httpx.get(
+        service["url"] + endpoint(service, "list", FRAUD[0]),
+        headers={"Authorization": header},
+        timeout=30,
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/agencies/../batches",
+        "/v1/agencies/%2e%2e/batches",
+        "/v1/agencies/%2e%2e%2fproduct-safety/batches",
+        "/v1/agencies/business-aid%2f..%2fproduct-safety/batches",
+        "/v1/agencies/%2fetc%2fpasswd/batches",
+        "/v1/agencies/business-aid/batches/..%2f..%2fproduct-safety/manifest",
+        "/v1/agencies/business-aid/batches/batch-%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e/data",
+        "/v1/agencies/business-aid/batches/%2fetc%2fpasswd/manifest",
+    ],
+)
+def test_path_traversal_is_refused(service, path: str) -> None:
+    response = request(service, "admin", path)
+    assert response.status_code in (404, 422), response.text
+    assert "root:" not in response.text
+
+
+def test_a_symlinked_batch_is_never_listed_or_served(service) -> None:
+    state = service["state"]
+    other = service["batches"][TRIAGE[0]]
+    link = state.output_dir(*FRAUD) / ("batch-" + "f" * 20)
+    link.symlink_to(other.output_dir, target_is_directory=True)
+    try:
+        listed = request(service, "fraud", f"/v1/agencies/{FRAUD[0]}/batches").json()
+        assert link.name not in [b["batch_id"] for b in listed]
+        response = request(service, "fraud", f"/v1/agencies/{FRAUD[0]}/batches/{link.name}/data")
+        assert response.status_code == 404
+    finally:
+        link.unlink()
+
+
+def test_staging_folders_are_never_listed(service) -> None:
+    state = service["state"]
+    hidden = state.output_dir(*FRAUD) / f".batch-{'e' * 20}.x.staging"
+    hidden.mkdir()
+    try:
+        listed = request(service, "admin", f"/v1/agencies/{FRAUD[0]}/batches").json()
+        assert len(listed) == 1
+    finally:
+        hidden.rmdir()
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_a_pull_checks_the_content_hash_and_the_auditor_finds_the_lineage(
+    service, tmp_path: Path, format: str
+) -> None:
+    target = tmp_path / f"latest.{format}"
+    pulled = pull_batch(
+        service["url"], service["secrets"]["fraud"], FRAUD[0], target, format=format
+    )
+
+    assert pulled.batch_id == service["batches"][FRAUD[0]].batch_id
+    assert file_sha256(target) == pulled.sha256 and target.stat().st_size == pulled.bytes
+    assert list(tmp_path.glob(".*partial")) == []
+    if format == "parquet":
+        assert pulled.sha256 == file_sha256(
+            service["batches"][FRAUD[0]].output_dir / "scored.parquet"
+        )
+    # from the pulled file's batch id to its lineage, as an auditor
+    lineage = request(service, "auditor", endpoint(service, "lineage", FRAUD[0])).json()
+    assert lineage["batch_id"] == pulled.batch_id
+    kinds = {node["kind"] for node in walk(lineage["tree"])}
+    assert {"scored batch", "model version", "training run"} <= kinds
+
+
+def walk(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("children", []) for n in walk(child))]
+
+
+def test_a_pull_with_a_bad_token_or_batch_fails_cleanly(service, tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    with pytest.raises(PullError, match="HTTP 401"):
+        pull_batch(service["url"], "aml_wrong", FRAUD[0], target)
+    with pytest.raises(PullError, match="HTTP 404"):
+        pull_batch(
+            service["url"], service["secrets"]["fraud"], TRIAGE[0], target,
+            batch_id=service["batches"][TRIAGE[0]].batch_id,
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_request_is_in_the_access_log(service) -> None:
+    before = len(access.read_access_log(service["state"]))
+    data = request(service, "admin", endpoint(service, "data", FRAUD[0]))
+    request(service, "fraud", endpoint(service, "list", TRIAGE[0]))
+    request(service, None, endpoint(service, "list", FRAUD[0]))
+
+    entries = access.read_access_log(service["state"])[before:]
+    assert [(e["role"], e["status"]) for e in entries] == [
+        ("admin", 200),
+        ("agency", 404),
+        (None, 401),
+    ]
+    assert entries[0]["bytes"] == len(data.content) and entries[0]["method"] == "GET"
+    assert entries[1]["path"] == endpoint(service, "list", TRIAGE[0])
+    # the API has no way to change the log: no endpoint but GET, and the chain verifies
+    methods = {
+        m for p in request(service, None, "/openapi.json").json()["paths"].values() for m in p
+    }
+    assert methods == {"get"}
+
+
+@pytest.fixture(scope="module")
+def broken_service():
+    """A real HTTP server that misbehaves the two ways a download can go wrong: a body that
+    does not match its hash, and a connection that drops in the middle."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+    body = b"x" * 300_000
+
+    @app.get("/v1/agencies/{agency}/batches/{batch_id}/data")
+    def data(batch_id: str) -> StreamingResponse:
+        if batch_id == "batch-altered":
+            return StreamingResponse(iter([body]), headers={"X-Content-SHA256": "0" * 64})
+
+        def dropped():
+            yield body[:100_000]
+            raise ConnectionResetError("the connection dropped")
+
+        return StreamingResponse(
+            dropped(), headers={"X-Content-SHA256": "0" * 64, "Content-Length": str(len(body))}
+        )
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("batch_id", "problem"),
+    [("batch-altered", "arrived with sha256"), ("batch-dropped", "interrupted")],
+)
+def test_an_altered_or_interrupted_download_leaves_nothing_under_the_final_name(
+    broken_service, tmp_path: Path, batch_id: str, problem: str
+) -> None:
+    target = tmp_path / "batch.parquet"
+    target.write_bytes(b"an earlier pull")  # what the agency already had survives
+
+    with pytest.raises(PullError, match=problem):
+        pull_batch(broken_service, "aml_any", "business-aid", target, batch_id=batch_id)
+
+    assert target.read_bytes() == b"an earlier pull"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.parquet"]
