@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -65,8 +66,9 @@ def tokens_list() -> None:
         from pipelines import access
 
         table = Table(title="API tokens")
-        for column in ("id", "name", "agency", "role", "rows", "created", "revoked"):
-            table.add_column(column)
+        table.add_column("id", no_wrap=True)
+        for column in ("name", "agency", "role", "rows", "created", "revoked"):
+            table.add_column(column, overflow="fold")
         for token in access.list_tokens(state_dir()):
             table.add_row(
                 token.token_id,
@@ -94,15 +96,21 @@ def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list`
 def access_log(
     agency: str | None = typer.Option(None, "--agency", "-a"),
     since: datetime | None = typer.Option(None, help="Only requests from this time on (UTC)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Every request the pull service answered: who, what, when, the outcome and the bytes."""
     with friendly_errors():
         from pipelines import access
 
+        entries = access.read_access_log(state_dir(), agency=agency, since=since)
+        if as_json:
+            for entry in entries:
+                print(json.dumps(entry, sort_keys=True))
+            return
         table = Table(title="Access log")
         for column in ("at", "token", "agency", "role", "request", "status", "bytes", "client"):
             table.add_column(column, overflow="fold")
-        for entry in access.read_access_log(state_dir(), agency=agency, since=since):
+        for entry in entries:
             table.add_row(
                 entry["at"],
                 entry.get("token_id") or "-",

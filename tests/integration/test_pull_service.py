@@ -3,6 +3,7 @@ agencies with published batches, and every role against every endpoint of both a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -375,3 +376,54 @@ def test_a_large_download_streams_in_bounded_server_memory(service, tmp_path: Pa
 
     assert pulled.bytes == size and pulled.sha256 == file_sha256(folder / "scored.parquet")
     assert peak_rss_mb(server) - before < 48, "the server held the file in memory"
+
+
+def test_the_commands_create_list_revoke_pull_and_show_the_log(service, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args))
+        return result.exit_code, result.output
+
+    code, output = invoke("tokens", "create", "--agency", FRAUD[0], "--name", "cli test")
+    assert code == 0, output
+    secret = output.split()[-1]
+    assert secret.startswith("aml_")
+    token_id = output.split()[1]
+
+    code, output = invoke("tokens", "list")
+    assert code == 0 and token_id in output and secret not in output
+
+    target = tmp_path / "latest.csv"
+    code, output = invoke(
+        "pull", "-a", FRAUD[0], "--latest", "--format", "csv", "-o", str(target),
+        "--url", service["url"], "--token", secret,
+    )  # fmt: skip
+    assert code == 0, output
+    assert "verified" in output and target.stat().st_size > 0
+
+    code, output = invoke("tokens", "revoke", token_id)
+    assert code == 0 and "Revoked" in output
+    code, output = invoke(
+        "pull", "-a", FRAUD[0], "--latest", "-o", str(tmp_path / "again.parquet"),
+        "--url", service["url"], "--token", secret,
+    )  # fmt: skip
+    assert code == 13 and "HTTP 401" in " ".join(output.split())
+    assert not (tmp_path / "again.parquet").exists()
+
+    code, output = invoke("pull", "-a", FRAUD[0], "-o", str(target))
+    assert code == 13 and "--batch ID or --latest" in output
+    code, output = invoke("tokens", "create", "--agency", "tax", "--name", "x")
+    assert code == 2 and "business-aid" in output
+
+    code, output = invoke("access-log", "--agency", FRAUD[0])
+    assert code == 0 and "Access log" in output
+    code, output = invoke("access-log", "--json")
+    entries = [json.loads(line) for line in output.splitlines()]
+    assert entries[-1]["path"] == "/v1/agencies/business-aid/batches"
+    assert entries[-1]["status"] == 401 and entries[-1]["token_id"] is None
+    assert any(e["token_id"] == token_id and e["bytes"] > 0 for e in entries)
