@@ -43,11 +43,11 @@ def score(
                     spec,
                     path,
                     model,
-                    batch_id,
-                    sha256,
-                    state,
-                    StreamOptions(chunk_rows, part_rows),
-                    on_rows,
+                    batch_id=batch_id,
+                    input_sha256=sha256,
+                    state=state,
+                    options=StreamOptions(chunk_rows, part_rows),
+                    on_rows=on_rows,
                 )
             quarantine_dir = tasks.publish_quarantine(spec, staged)
             stored_input = tasks.store_input(spec, path, sha256, store_input)

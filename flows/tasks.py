@@ -15,6 +15,7 @@ from pipelines import (
     quality,
     records,
     sources,
+    streaming,
     tracking,
     training,
     versioning,
@@ -75,7 +76,7 @@ record_evaluation = io_step(records.record_evaluation, "record-evaluation", dela
 open_input = io_step(batches.open_input, "open-input")
 batch_id_of = step(batches.batch_id_of, "batch-id")
 published_manifest = io_step(batches.published_manifest, "find-published-batch")
-score_stream = step(batches.score_stream, "read-validate-score")
+score_stream = step(streaming.score_to_staging, "read-validate-score")
 publish_quarantine = step(batches.publish_quarantine, "publish-quarantine")
 build_manifest = step(batches.build_manifest, "build-manifest")
 publish_batch = step(batches.publish, "publish-batch")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import config, hashlog, storage
+from pipelines.durable import file_lock
 from pipelines.paths import StateDir
 
 ROLES = ("agency", "auditor", "admin")
@@ -79,7 +80,7 @@ def create_token(
     Auditor tokens read no row data unless `can_read_rows=True` grants it."""
     _check_request(role, name, agency)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    with storage.exclusive_lock(_tokens_lock(state)):
+    with file_lock(_tokens_lock(state)):
         records = _read_records(state)
         taken = {record["token_id"] for record in records}
         token = Token(
@@ -103,7 +104,7 @@ def list_tokens(state: StateDir) -> list[Token]:
 
 def revoke_token(state: StateDir, token_id: str) -> Token:
     """Revoke a token for good; its secret stops working at the next request."""
-    with storage.exclusive_lock(_tokens_lock(state)):
+    with file_lock(_tokens_lock(state)):
         records = _read_records(state)
         record = next((r for r in records if r["token_id"] == token_id), None)
         if record is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,13 @@ import matplotlib.pyplot as plt
 from pipelines import quality, storage, tracking, versioning
 from pipelines.config import UseCaseSpec
 from pipelines.drift import DriftResult, drift_html, plot_drift
+from pipelines.durable import file_lock
 from pipelines.gate import gate_report
 from pipelines.paths import StateDir, project_root
 from pipelines.records import ScoreResult
 from pipelines.scoring import batch_id_for
 from pipelines.sources import training_table
-from pipelines.streaming import StagedBatch, StreamOptions, score_to_staging
+from pipelines.streaming import StagedBatch
 from pipelines.training import split_data
 
 
@@ -44,7 +45,7 @@ def batch_lock(spec: UseCaseSpec, batch_id: str, state: StateDir) -> Iterator[No
     same batch left in staging (hidden folders), so a crash leaves nothing behind for long."""
     output = state.output_dir(spec.agency, spec.name) / batch_id
     quarantine = state.quarantine(spec.agency, spec.name) / batch_id
-    with storage.exclusive_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
+    with file_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
         storage.remove_stale_staging(output)
         storage.remove_stale_staging(quarantine)
         try:
@@ -58,28 +59,6 @@ def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dic
     """The manifest of the batch if it is already published, else None."""
     manifest = state.output_dir(spec.agency, spec.name) / batch_id / "manifest.json"
     return storage.read_json_file(manifest) if manifest.is_file() else None
-
-
-def score_stream(
-    spec: UseCaseSpec,
-    path: Path,
-    model: tracking.LoadedModel,
-    batch_id: str,
-    sha256: str,
-    state: StateDir,
-    options: StreamOptions,
-    on_rows: Callable[[int], None] | None = None,
-) -> StagedBatch:
-    return score_to_staging(
-        spec,
-        path,
-        model,
-        batch_id=batch_id,
-        input_sha256=sha256,
-        state=state,
-        options=options,
-        on_rows=on_rows,
-    )
 
 
 def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:

@@ -10,15 +10,14 @@ existed, and its lines stay byte-for-byte the same."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipelines.durable import file_lock, fsync_dir
 
 SEQ = "seq"
 _TAIL_BLOCK = 4096
@@ -59,7 +58,7 @@ class Chain:
         self._check_fields(record)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path, fcntl.LOCK_EX):
+        with file_lock(path.with_suffix(".lock")):
             last = self._last_record(path)
             stored = {
                 SEQ: last[SEQ] + 1 if last else 1,
@@ -75,7 +74,7 @@ class Chain:
         path = Path(path)
         if not path.is_file():
             return []
-        with _locked(path, fcntl.LOCK_SH):
+        with file_lock(path.with_suffix(".lock"), shared=True):
             content = path.read_bytes()
         lines = content.split(b"\n")
         if lines[-1]:
@@ -155,17 +154,6 @@ def _parsed(path: Path, number: int, line: str) -> dict[str, Any]:
     return record
 
 
-@contextlib.contextmanager
-def _locked(path: Path, operation: int) -> Iterator[None]:
-    """A lock on a sibling file, so readers never see a half-written line and writers queue."""
-    descriptor = os.open(path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, operation)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
-
-
 def _append_line(path: Path, line: str) -> None:
     created = not path.exists()
     data = line.encode("utf-8")
@@ -177,7 +165,7 @@ def _append_line(path: Path, line: str) -> None:
     finally:
         os.close(descriptor)
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _last_line(path: Path) -> bytes | None:
@@ -201,11 +189,3 @@ def _count_lines(path: Path) -> int:
     """How many lines the file has, counting a last line without a break; for error messages."""
     content = path.read_bytes()
     return content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
-
-
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.durable import fsync_dir, fsync_file
+
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 
 
@@ -351,12 +353,12 @@ class StagedDirectory:
         try:
             for path in sorted(self.path.rglob("*")):
                 if path.is_file():
-                    _fsync_file(path)
+                    fsync_file(path)
             for folder in sorted(p for p in self.path.rglob("*") if p.is_dir()):
-                _fsync_dir(folder)
+                fsync_dir(folder)
             write_marker(self.path / marker)
-            _fsync_file(self.path / marker)
-            _fsync_dir(self.path)
+            fsync_file(self.path / marker)
+            fsync_dir(self.path)
             os.rename(self.path, self.target)
         except OSError:
             if (self.target / marker).is_file():
@@ -364,7 +366,7 @@ class StagedDirectory:
                 return self.target, False  # another run published the same folder first
             raise
         self.committed = True
-        _fsync_dir(self.target.parent)
+        fsync_dir(self.target.parent)
         return self.target, True
 
     def discard(self) -> None:
@@ -383,21 +385,6 @@ def remove_stale_staging(target: Path) -> list[Path]:
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     return stale
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """An OS file lock: held until the block ends or the process dies (a kill -9 frees it)."""
-    import fcntl
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class PartWriter:
@@ -478,6 +465,15 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write a small text file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return path
+
+
 def write_json_file(path: Path, payload: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)
@@ -502,20 +498,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

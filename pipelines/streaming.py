@@ -250,10 +250,6 @@ class StagedBatch:
     timings: dict[str, float]
     options: StreamOptions
 
-    def discard(self) -> None:
-        self.staged.discard()
-        self.quarantine.discard()
-
 
 def score_to_staging(
     spec: UseCaseSpec,

@@ -149,10 +149,6 @@ class ChunkedValidation:
         self.totals = ChunkTotals({c.name: c for c in per_chunk})
         self.data_docs = Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
 
-    @property
-    def rows(self) -> int:
-        return self.totals.rows
-
     def add(self, chunk: pd.DataFrame) -> list[CheckResult]:
         keyed = chunk.reset_index(drop=True)
         for column in keyed.select_dtypes(include=["string", "str"]).columns:

@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.durable import file_lock as exclusive_lock
 from pipelines.storage import (
     InputFileError,
     PartWriter,
     StagedDirectory,
     _rebatched,
     count_rows,
-    exclusive_lock,
     file_sha256,
     iter_record_batches,
     publish_batch,
