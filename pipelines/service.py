@@ -212,27 +212,40 @@ def agency_outputs(state: StateDir, agency: str) -> Path | None:
     return folder
 
 
-def published_batches(state: StateDir, agency: str) -> list[tuple[Path, dict[str, Any]]]:
-    """Complete batches only (staging folders are hidden and have no manifest), newest first."""
+def batch_folders(state: StateDir, agency: str, batch_id: str = "*") -> Iterator[Path]:
+    """Complete batch folders of the agency (staging folders are hidden and have no manifest;
+    symlinks are never followed), all of them or the one named."""
     root = agency_outputs(state, agency)
     if root is None:
-        return []
-    found = []
+        return
     for use_case in sorted(root.iterdir()):
         if use_case.name.startswith(".") or use_case.is_symlink() or not use_case.is_dir():
             continue
-        for folder in use_case.iterdir():
-            if not re.fullmatch(BATCH_PATTERN, folder.name) or folder.is_symlink():
-                continue
+        for folder in use_case.glob(batch_id):
             manifest = folder / "manifest.json"
-            if manifest.is_file() and not manifest.is_symlink():
-                found.append((folder, storage.read_json_file(manifest)))
+            if (
+                re.fullmatch(BATCH_PATTERN, folder.name)
+                and not folder.is_symlink()
+                and manifest.is_file()
+                and not manifest.is_symlink()
+            ):
+                yield folder
+
+
+def published_batches(state: StateDir, agency: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The agency's complete batches with their manifests, newest first."""
+    found = [
+        (folder, storage.read_json_file(folder / "manifest.json"))
+        for folder in batch_folders(state, agency)
+    ]
     return sorted(found, key=lambda item: str(item[1].get("created_at", "")), reverse=True)
 
 
 def find_batch(state: StateDir, agency: str, batch_id: str) -> tuple[Path, dict[str, Any]]:
-    for folder, manifest in published_batches(state, agency):
-        if folder.name == batch_id and manifest.get("batch_id") == batch_id:
+    """One batch, read alone (the id is checked against its pattern before it gets here)."""
+    for folder in batch_folders(state, agency, batch_id):
+        manifest = storage.read_json_file(folder / "manifest.json")
+        if manifest.get("batch_id") == batch_id:
             return folder, manifest
     raise HTTPException(404, "not found")
 
@@ -265,7 +278,8 @@ def download_file(
         return parts[0], recorded or storage.file_sha256(parts[0])
     cache = state.root / "cache" / "downloads" / manifest["agency"]
     target = cache / f"{manifest['batch_id']}.{format}"
-    if not target.is_file():
+    digest = target.with_name(target.name + ".sha256")
+    if not digest.is_file():
         chunks = (
             batch.to_pandas()
             for part in parts
@@ -275,7 +289,8 @@ def download_file(
             storage.write_parquet_stream(chunks, target)
         else:
             storage.write_csv_stream(chunks, target)
-    return target, storage.file_sha256(target)
+        storage.write_text(digest, storage.file_sha256(target))  # hashed once, when made
+    return target, digest.read_text().strip()
 
 
 def stream_file(path: Path) -> Iterator[bytes]:
