@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
+
+from pipelines.paths import PACKAGE_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +82,72 @@ def dvc_project(project_copy: Path, tmp_path: Path) -> DvcProject:
     project.git("add", "-A")
     project.git("commit", "-qm", "copy")
     return project
+
+
+@pytest.fixture(scope="session")
+def two_agencies(prefect_server, tmp_path_factory, make_small_project):
+    """business-aid fraud-risk and product-safety risk-triage trained, and their holdouts
+    scored, once for the pull service's tests: `env` points agencyml at this project."""
+    from flows.score import score
+    from flows.train import train
+    from pipelines.batches import write_holdout_batch
+    from pipelines.config import load_use_case
+    from pipelines.paths import state_dir
+
+    root = tmp_path_factory.mktemp("two-agencies")
+    env = {
+        "AGENCYML_PROJECT_ROOT": str(make_small_project(root / "project")),
+        "AGENCYML_HOME": str(root / "state"),
+    }
+    batches = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for agency, use_case in (("business-aid", "fraud-risk"), ("product-safety", "risk-triage")):
+            train(agency, use_case)
+            holdout = write_holdout_batch(load_use_case(agency, use_case), state_dir())
+            batches[agency] = score(agency, use_case, str(holdout))
+    return {"root": root, "env": env, "batches": batches}
+
+
+@contextlib.contextmanager
+def agencyml_service(log: Path) -> Iterator[dict[str, Any]]:
+    """`agencyml serve` in its own process on a free port of 127.0.0.1, for the current
+    environment's state; yields its url and pid, and stops it afterwards."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows", "serve", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the service did not start"
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield {"url": url, "pid": process.pid}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def serve():
+    """agencyml_service, for fixtures that start the pull service."""
+    return agencyml_service

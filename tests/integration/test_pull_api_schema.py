@@ -17,11 +17,6 @@ reproduces exactly and the file stays well within a CI run's time."""
 from __future__ import annotations
 
 import copy
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +27,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from flows.score import score
-from flows.train import train
 from pipelines import access
-from pipelines.batches import write_holdout_batch
-from pipelines.config import load_use_case
-from pipelines.paths import PACKAGE_ROOT, StateDir, state_dir
+from pipelines.paths import StateDir, state_dir
 from pipelines.service import create_app
 
 FRAUD = ("business-aid", "fraud-risk")
-TRIAGE = ("product-safety", "risk-triage")
 # who calls: an admin sees every agency, an agency token only its own
 CALLERS = ("admin", FRAUD[0])
 
@@ -58,62 +48,21 @@ BOUNDED = settings(max_examples=30, deadline=None, derandomize=True, database=No
 TIMEOUT = 60  # seconds for one request; a hung service fails the test instead of stalling it
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def service(prefect_server, tmp_path_factory, make_small_project):
+def service(two_agencies, serve):
     """Both agencies scored once, an admin and an agency token, and the service in its own
     process."""
-    root = tmp_path_factory.mktemp("pull-schema")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AGENCYML_PROJECT_ROOT", str(make_small_project(root / "project")))
-        patch.setenv("AGENCYML_HOME", str(root / "state"))
-        batches = {}
-        for agency, use_case in (FRAUD, TRIAGE):
-            train(agency, use_case)
-            holdout = write_holdout_batch(load_use_case(agency, use_case), state_dir())
-            batches[agency] = score(agency, use_case, str(holdout)).batch_id
+        for name, value in two_agencies["env"].items():
+            patch.setenv(name, value)
         state = state_dir()
         secrets = {
             "admin": access.create_token(state, role="admin", name="ops")[1],
             FRAUD[0]: access.create_token(state, role="agency", agency=FRAUD[0], name="a")[1],
         }
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
-        log = root / "serve.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flows", "serve", "--port", str(port)],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_up(url, process, log)
-            yield {"url": url, "secrets": secrets, "batches": batches}
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("the service did not start")
+        batches = {agency: result.batch_id for agency, result in two_agencies["batches"].items()}
+        with serve(two_agencies["root"] / "serve-schema.log") as running:
+            yield {"url": running["url"], "secrets": secrets, "batches": batches}
 
 
 def bearer(service: dict[str, Any], who: str) -> dict[str, str]:

@@ -4,22 +4,14 @@ agencies with published batches, and every role against every endpoint of both a
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from flows.score import score
-from flows.train import train
 from pipelines import access
-from pipelines.batches import write_holdout_batch
-from pipelines.config import load_use_case
-from pipelines.paths import PACKAGE_ROOT, state_dir
+from pipelines.paths import state_dir
 from pipelines.pull import PullError, pull_batch
 from pipelines.storage import file_sha256
 
@@ -28,24 +20,12 @@ TRIAGE = ("product-safety", "risk-triage")
 ENDPOINTS = ("list", "manifest", "data", "lineage")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def service(prefect_server, tmp_path_factory, make_small_project):
+def service(two_agencies, serve):
     """Both agencies scored once, tokens for every role, and the service in its own process."""
-    root = tmp_path_factory.mktemp("pull")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AGENCYML_PROJECT_ROOT", str(make_small_project(root / "project")))
-        patch.setenv("AGENCYML_HOME", str(root / "state"))
-        batches = {}
-        for agency, use_case in (FRAUD, TRIAGE):
-            train(agency, use_case)
-            holdout = write_holdout_batch(load_use_case(agency, use_case), state_dir())
-            batches[agency] = score(agency, use_case, str(holdout))
+        for name, value in two_agencies["env"].items():
+            patch.setenv(name, value)
         state = state_dir()
         secrets = {
             "fraud": access.create_token(state, role="agency", agency=FRAUD[0], name="a")[1],
@@ -60,44 +40,13 @@ def service(prefect_server, tmp_path_factory, make_small_project):
             state, role="agency", agency=FRAUD[0], name="old"
         )
         access.revoke_token(state, revoked.token_id)
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
-        log = root / "serve.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flows", "serve", "--port", str(port)],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_up(url, process, log)
+        with serve(two_agencies["root"] / "serve-pull.log") as running:
             yield {
-                "url": url,
+                **running,
                 "secrets": secrets,
-                "batches": batches,
+                "batches": two_agencies["batches"],
                 "state": state,
-                "pid": process.pid,
             }
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("the service did not start")
 
 
 def request(service, who: str | None, path: str, **options) -> httpx.Response:
@@ -304,12 +253,12 @@ def broken_service():
             dropped(), headers={"X-Content-SHA256": "0" * 64, "Content-Length": str(len(body))}
         )
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
