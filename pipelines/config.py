@@ -287,6 +287,76 @@ class Expectations(Strict):
     )
 
 
+class Orchestration(Strict):
+    """When the deployed flows run, and for how long: prefect.yaml is written from this."""
+
+    train_cron: str | None = Field(
+        default=None, description="Cron for the training deployment; none: on demand only."
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone the cron is read in.")
+    inbox_poll_seconds: int = Field(
+        default=60, ge=5, description="How often the inbox deployment looks for new batches."
+    )
+    inbox_settle_seconds: float = Field(
+        default=10,
+        ge=0,
+        description="A batch file must be unchanged this long before it is picked up.",
+    )
+    train_timeout_minutes: float = Field(default=120, gt=0)
+    score_timeout_minutes: float = Field(default=120, gt=0)
+    score_concurrency: int = Field(
+        default=2, ge=1, description="Scoring runs of this use case at once (training: one)."
+    )
+
+    @model_validator(mode="after")
+    def _schedule_is_valid(self) -> Orchestration:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone '{self.timezone}' is not an IANA time zone like 'Europe/Copenhagen'"
+            ) from None
+        if self.train_cron is not None:
+            from prefect.client.schemas.schedules import CronSchedule
+
+            try:
+                CronSchedule(cron=self.train_cron, timezone=self.timezone)
+            except ValueError:
+                raise ValueError(
+                    f"train_cron '{self.train_cron}' is not a 5-field cron like '0 3 * * 1' "
+                    "(minute hour day month weekday)"
+                ) from None
+        return self
+
+
+class Execution(Strict):
+    """Where the heavy work runs: in the flow's own process, or on a Dask cluster."""
+
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(
+        default=None,
+        description="Dask only: the scheduler's address (tcp://host:8786); "
+        "none starts a LocalCluster for the run.",
+    )
+    workers: int = Field(
+        default=2, ge=1, description="Dask without a scheduler: worker processes to start."
+    )
+
+    @model_validator(mode="after")
+    def _scheduler_fits_engine(self) -> Execution:
+        if self.scheduler is not None:
+            if self.engine != "dask":
+                raise ValueError("execution.scheduler applies to engine 'dask' only")
+            if not re.match(r"^(tcp|tls|inproc|ucx)://\S+$", self.scheduler):
+                raise ValueError(
+                    f"execution.scheduler '{self.scheduler}' is not a Dask address like "
+                    "'tcp://10.0.0.5:8786'"
+                )
+        return self
+
+
 class UseCase(Strict):
     """One model: its data, columns, task, hyper-parameters, split and decision policy."""
 
@@ -308,6 +378,8 @@ class UseCase(Strict):
     drift: Drift = Drift()
     min_training_rows: int = Field(default=100, ge=10)
     expectations: Expectations = Expectations()
+    orchestration: Orchestration = Orchestration()
+    execution: Execution = Execution()
 
     @property
     def primary_metric(self) -> str:
