@@ -60,6 +60,8 @@ EXIT_CODES = {
     "LogTamperedError": 11,
     "AccessError": 2,
     "PullError": 13,
+    "OrchestrationError": 14,
+    "InboxError": 14,
 }
 METRICS_DIFFER = 8
 
@@ -744,5 +746,6 @@ def main() -> None:
     app()
 
 
-# the pull service's commands (serve, tokens, access-log, pull) register themselves on `app`
-from flows import service_cli  # noqa: E402, F401
+# the pull service's commands (serve, tokens, access-log, pull) and the unattended ones (server,
+# deploy, worker, inbox) register themselves on `app`
+from flows import orchestration_cli, service_cli  # noqa: E402, F401

@@ -152,7 +152,7 @@ def build_manifest(
         "scores": staged.summary,
         "drift": {**drift.as_dict(), "metrics": drift.metrics()} if drift is not None else None,
         "scoring": {
-            "engine": f"LightGBM booster (native), {staged.options.threads} thread(s)",
+            **staged.scoring,
             "chunk_rows": staged.options.chunk_rows,
             "part_rows": staged.options.part_rows,
         },
@@ -201,8 +201,9 @@ def score_result(
 
 
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:
-    """Write the use case's holdout rows, target removed, as an incoming batch for the demo."""
+    """Write the use case's holdout rows, target removed, as a sample batch for the demo (not
+    into the inbox, which scores what lands there)."""
     split = split_data(training_table(spec), spec.params)
     batch = split.holdout[spec.params.required_columns(with_target=False)]
-    path = state.inbox_dir / spec.agency / spec.name / "holdout-batch.parquet"
+    path = state.samples_dir / spec.agency / spec.name / "holdout-batch.parquet"
     return storage.write_parquet(batch, path)

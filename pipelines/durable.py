@@ -12,14 +12,16 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+def file_lock(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[None]:
     """An OS lock on `path` (created with its folders): exclusive, or shared among readers.
-    Held until the block ends or the process dies (a kill -9 frees it)."""
+    Held until the block ends or the process dies (a kill -9 frees it). With wait=False, a
+    lock another process holds raises BlockingIOError at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fcntl.flock(descriptor, mode if wait else mode | fcntl.LOCK_NB)
         yield
     finally:
         os.close(descriptor)  # closing releases the lock

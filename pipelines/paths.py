@@ -46,6 +46,18 @@ class StateDir:
         return self.root / "inbox"
 
     @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
+    def inbox(self, agency: str, use_case: str) -> Path:
+        """Where batch files for a use case are dropped to be scored automatically."""
+        return self.inbox_dir / agency / use_case
+
+    def inbox_lock(self, agency: str, use_case: str) -> Path:
+        """The lock one inbox poll holds while it works through a use case's inbox."""
+        return self.root / "locks" / "inbox" / agency / f"{use_case}.lock"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.root / "quarantine"
 

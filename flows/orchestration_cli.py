@@ -1,0 +1,147 @@
+"""Commands that run agencyml unattended: server, deploy, worker and inbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict
+
+import typer
+from rich.table import Table
+
+from flows.cli import app, console, friendly_errors
+from pipelines import config, deployments, orchestration
+from pipelines.paths import project_root
+
+
+@app.command()
+def server(
+    host: str = typer.Option(orchestration.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
+    port: int = typer.Option(orchestration.DEFAULT_PORT, min=1, max=65535),
+    ui: bool = typer.Option(True, help="Serve Prefect's UI as well as its API."),
+) -> None:
+    """Start a local Prefect server (API and UI), its database in the state directory.
+
+    Deployments, schedules and workers need one; `agencyml deploy` and `agencyml worker` find
+    it at http://127.0.0.1:4200/api unless PREFECT_API_URL says otherwise."""
+    environment = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
+    environment.pop("PREFECT_API_URL", None)
+    console.print(
+        f"Prefect server on http://{host}:{port} (API: /api"
+        + (", UI: /" if ui else "")
+        + f"), database in {environment['PREFECT_HOME']}. Ctrl+C stops it."
+    )
+    raise typer.Exit(subprocess.call(orchestration.server_command(host, port), env=environment))
+
+
+@app.command()
+def deploy(
+    write: bool = typer.Option(
+        False, "--write", help="First rewrite prefect.yaml from params/ (schedules, limits)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only check (or --write) prefect.yaml; contact no server."
+    ),
+    crash_after: int = typer.Option(
+        90,
+        min=45,
+        help="Seconds without a heartbeat after which a running flow run is marked Crashed.",
+    ),
+) -> None:
+    """Register every agency's training, scoring and inbox deployments on the Prefect server.
+
+    prefect.yaml is written from the params, so a schedule is changed in params/ and then
+    `agencyml deploy --write`. Also creates the process work pool and the automation that
+    marks runs of a killed worker Crashed."""
+    with friendly_errors():
+        root = project_root()
+        path = root / deployments.PREFECT_YAML
+        specs = config.list_use_cases()
+        if write:
+            path.write_text(deployments.render(specs), encoding="utf-8")
+            console.print(f"wrote {path} from params/ ({len(specs) * 3} deployments)")
+        elif deployments.out_of_date(path, specs):
+            raise orchestration.OrchestrationError(
+                f"{path} does not match params/ (a schedule or limit changed): run "
+                "`agencyml deploy --write` to rewrite it, then commit it"
+            )
+        if dry_run:
+            console.print(f"{path} matches params/; nothing registered (--dry-run)")
+            return
+        url = orchestration.api_url()
+        orchestration.require_server(url)
+        os.environ["PREFECT_API_URL"] = url
+        if orchestration.ensure_work_pool():
+            console.print(f"created work pool {deployments.WORK_POOL} (process)")
+        orchestration.deploy_all(root, url)
+        orchestration.ensure_crash_automation(crash_after)
+        table = Table(title=f"Deployments on {url}")
+        for column in ("deployment", "schedule", "concurrency", "work pool"):
+            table.add_column(column, overflow="fold")
+        for item in orchestration.registered_deployments():
+            table.add_row(
+                item["name"],
+                ", ".join(item["schedules"]) or "on demand",
+                str(item["concurrency"] or "-"),
+                item["work_pool"] or "-",
+            )
+        console.print(table)
+        console.print(f"Start a worker to run them: agencyml worker (pool {deployments.WORK_POOL})")
+
+
+@app.command()
+def worker(
+    pool: str = typer.Option(deployments.WORK_POOL, help="The work pool to take runs from."),
+    limit: int | None = typer.Option(
+        None, min=1, help="Flow runs this worker runs at once (default: no limit)."
+    ),
+) -> None:
+    """Start a worker that runs the deployments' flow runs in subprocesses of this machine."""
+    with friendly_errors():
+        url = orchestration.api_url()
+        orchestration.require_server(url)
+        environment = {**os.environ, "PREFECT_API_URL": url}
+        console.print(f"Worker for pool {pool} on {url}. Ctrl+C stops it.")
+        raise typer.Exit(
+            subprocess.call(orchestration.worker_command(pool, limit), env=environment)
+        )
+
+
+@app.command("inbox")
+def inbox_command(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    settle_seconds: float | None = typer.Option(
+        None, min=0, help="Override how long a file must be unchanged (default: from params)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Poll a use case's inbox once, here and now: what the inbox deployment does on its
+    schedule. Prints the folder to drop files in when it is empty."""
+    with friendly_errors():
+        spec = config.load_use_case(agency, use_case)
+        from flows.deployed import inbox_of, inbox_poll
+
+        result = inbox_poll(agency, use_case, settle_seconds)
+        if as_json:
+            print(json.dumps(asdict(result), indent=2, default=str))
+            return
+        box = inbox_of(spec)
+        if result.busy:
+            console.print(f"another poll is working through {box.root}; nothing done")
+            return
+        table = Table(title=f"Inbox {box.root}")
+        for column in ("file", "outcome", "batch or reason"):
+            table.add_column(column, overflow="fold")
+        for item in result.scored:
+            outcome = "scored" if item["newly_published"] else "already published"
+            table.add_row(item["file"], outcome, item["batch_id"])
+        for item in result.quarantined:
+            table.add_row(item["file"], "[red]quarantined[/]", item["reason"])
+        for name in result.waiting:
+            table.add_row(name, "[yellow]waiting[/]", "still being written or not settled")
+        if table.row_count:
+            console.print(table)
+        else:
+            console.print(f"nothing to score; drop parquet or CSV batches in {box.root}")
