@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+import requests
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from pipelines import (
     batches,
@@ -23,22 +27,40 @@ from pipelines import (
 from pipelines.evaluation import evaluate
 
 
-def retry_on(*errors: type[BaseException]) -> Callable[..., bool]:
-    """Retry a failed task only when its exception is one of `errors` (I/O, tracking server)."""
+def is_transient(error: BaseException, depth: int = 0) -> bool:
+    """An error worth retrying: I/O that may work next time, a tracking server that did not
+    answer, a database another process holds locked. MLflow wraps the first cause it met,
+    so the causes are followed too."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return True
+    if getattr(error, "error_code", None) in TRANSIENT_CODES:  # MlflowException
+        return True
+    cause = error.__cause__ or error.__context__
+    return depth < 5 and cause is not None and is_transient(cause, depth + 1)
 
-    def should_retry(task: Any, task_run: Any, state: Any) -> bool:
-        try:
-            state.result()
-        except errors:
-            return True
-        except Exception:
-            return False
-        return False
 
-    return should_retry
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: retry a failed task only when its error is transient."""
+    try:
+        state.result()
+    except Exception as error:
+        return is_transient(error)
+    return False
 
 
-IO_ERRORS = (TimeoutError, ConnectionError, BlockingIOError, InterruptedError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    BlockingIOError,
+    InterruptedError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    httpx.TransportError,
+)
+TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+RETRIES = 3
 
 
 def step(fn: Callable[..., Any], name: str) -> Any:
@@ -47,14 +69,16 @@ def step(fn: Callable[..., Any], name: str) -> Any:
 
 
 def io_step(fn: Callable[..., Any], name: str, delay_seconds: float = 2) -> Any:
-    """A step that reads files or calls the tracking server: retried on I/O errors only."""
+    """A step that reads files or calls the tracking server: retried on transient errors
+    only, after delay_seconds, then twice and four times that (with jitter)."""
     return task(
         fn,
         name=name,
         cache_policy=NO_CACHE,
-        retries=2,
-        retry_delay_seconds=delay_seconds,
-        retry_condition_fn=retry_on(*IO_ERRORS),
+        retries=RETRIES,
+        retry_delay_seconds=exponential_backoff(backoff_factor=delay_seconds),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=retry_transient,
     )
 
 

@@ -834,3 +834,72 @@ def test_target_precision_is_binary_only(tmp_path: Path) -> None:
     _, message = params_error(tmp_path, params)
 
     assert "a target_precision policy applies to binary use cases only" in message
+
+
+# --- orchestration and execution ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "key", "message"),
+    [
+        ("orchestration", {"train_cron": "61 * * * *"}, "orchestration", "is not a 5-field cron"),
+        ("orchestration", {"train_cron": "H 3 * * *"}, "orchestration", "is not a 5-field cron"),
+        ("orchestration", {"timezone": "Mars/Olympus"}, "orchestration", "not an IANA time zone"),
+        (
+            "orchestration",
+            {"inbox_poll_seconds": 1},
+            "orchestration.inbox_poll_seconds",
+            "greater than or equal to 5",
+        ),
+        (
+            "orchestration",
+            {"train_timeout_minutes": 0},
+            "orchestration.train_timeout_minutes",
+            "greater than 0",
+        ),
+        (
+            "execution",
+            {"scheduler": "tcp://10.0.0.5:8786"},
+            "execution",
+            "execution.scheduler applies to engine 'dask' only",
+        ),
+        (
+            "execution",
+            {"engine": "dask", "scheduler": "10.0.0.5:8786"},
+            "execution",
+            "is not a Dask address like 'tcp://10.0.0.5:8786'",
+        ),
+        ("execution", {"engine": "spark"}, "execution.engine", "Input should be 'local' or"),
+    ],
+)
+def test_bad_orchestration_or_execution_names_the_key(
+    tmp_path: Path, section: str, value: dict[str, Any], key: str, message: str
+) -> None:
+    params = minimal_params()
+    params["use_cases"]["triage"][section] = value
+
+    _, text = params_error(tmp_path, params)
+
+    assert f"  - use_cases.triage.{key}: " in text
+    assert message in text
+
+
+def test_orchestration_and_execution_defaults_and_a_dask_scheduler(tmp_path: Path) -> None:
+    params = minimal_params()
+    case = params["use_cases"]["triage"]
+    case["orchestration"] = {"train_cron": "0 2 * * 1", "timezone": "Europe/Copenhagen"}
+    case["execution"] = {"engine": "dask", "scheduler": "tcp://scheduler:8786"}
+    write_params(tmp_path, "demo", params)
+
+    loaded = load_params("demo", directory=tmp_path).use_cases["triage"]
+
+    assert loaded.orchestration.train_cron == "0 2 * * 1"
+    assert loaded.orchestration.inbox_poll_seconds == 60
+    assert loaded.orchestration.score_concurrency == 2
+    assert loaded.execution.scheduler == "tcp://scheduler:8786"
+    assert minimal_use_case_defaults(tmp_path).execution.engine == "local"
+
+
+def minimal_use_case_defaults(tmp_path: Path) -> Any:
+    write_params(tmp_path / "defaults", "demo", minimal_params())
+    return load_params("demo", directory=tmp_path / "defaults").use_cases["triage"]
