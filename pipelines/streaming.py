@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import quality, storage, tracking
-from pipelines.config import CapacityPolicy, UseCaseSpec
+from pipelines.config import CapacityPolicy, Execution, UseCaseSpec
 from pipelines.decisions import apply_policy
 from pipelines.drift import DriftAccumulator, DriftResult, DriftThresholds
 from pipelines.expectations import column_kinds, scoring_checks
@@ -58,6 +58,15 @@ class StreamOptions:
             )
 
 
+def model_scores(bundle: ModelBundle, conformed: pd.DataFrame, threads: int) -> np.ndarray:
+    """The bundle's transform, booster and calibrator on conformed rows: the one scoring code
+    path, run in this process (NativeScorer) or on a Dask worker (DaskScorer)."""
+    raw = np.asarray(
+        bundle.booster.predict(bundle.transform.transform(conformed), num_threads=threads)
+    )
+    return raw if bundle.calibrator is None else bundle.calibrator.apply(raw)
+
+
 class NativeScorer:
     """The model's own transform and LightGBM booster on float32 features with every core.
 
@@ -71,14 +80,20 @@ class NativeScorer:
 
     def scores(self, conformed: pd.DataFrame) -> np.ndarray:
         """(n,) probabilities for binary, (n, classes) for multiclass, calibrated if asked."""
-        bundle = self.bundle
-        raw = np.asarray(
-            bundle.booster.predict(bundle.transform.transform(conformed), num_threads=self.threads)
-        )
-        scores = raw if bundle.calibrator is None else bundle.calibrator.apply(raw)
+        scores = self.predict(conformed)
         if len(conformed):
             self.check_against_pyfunc(conformed, scores)
         return scores
+
+    def predict(self, conformed: pd.DataFrame) -> np.ndarray:
+        return model_scores(self.bundle, conformed, self.threads)
+
+    def describe(self) -> dict[str, Any]:
+        """What scored the batch, for the manifest."""
+        return {
+            "engine": f"LightGBM booster (native), {self.threads} thread(s)",
+            "execution": {"engine": "local"},
+        }
 
     def check_against_pyfunc(self, conformed: pd.DataFrame, scores: np.ndarray) -> None:
         checked = tracking.predict(self.model, conformed.iloc[:1])  # BatchSchemaError if off
@@ -89,6 +104,22 @@ class NativeScorer:
                 f"{self.model.name} v{self.model.version}: the booster scored the first row of a "
                 f"chunk {got.tolist()} but the logged model scored it {expected.tolist()}"
             )
+
+
+def open_scorer(
+    execution: Execution,
+    model: tracking.LoadedModel,
+    threads: int,
+    resources: contextlib.ExitStack,
+) -> NativeScorer:
+    """The scorer the use case's engine asks for. A Dask scorer's client (and the LocalCluster
+    it may start) is entered on `resources`, so it lives as long as the stream."""
+    if execution.engine == "local":
+        return NativeScorer(model, threads)
+    from pipelines import dask_engine  # dask is imported only when a use case asks for it
+
+    client = resources.enter_context(dask_engine.dask_client(execution))
+    return dask_engine.DaskScorer(model, client)
 
 
 class ScoreSummary:
@@ -249,6 +280,7 @@ class StagedBatch:
     drift: DriftResult | None
     timings: dict[str, float]
     options: StreamOptions
+    scoring: dict[str, Any]  # what scored it: engine, and the cluster for Dask
 
 
 def score_to_staging(
@@ -267,16 +299,18 @@ def score_to_staging(
     A batch the gate rejects is quarantined whole, with its report, and raises; so does a file
     that cannot be read to its end. Either way nothing is left in the output area."""
     options = options or StreamOptions()
-    stream = BatchStream(spec, path, model, batch_id, state, options)
-    try:
-        stream.run(on_rows or (lambda rows: None))
-        return stream.finish(input_sha256)
-    except storage.InputFileError as error:
-        stream.discard()
-        raise quality.reject_unreadable(spec, Path(path), error, state) from error
-    except BaseException:
-        stream.discard()
-        raise
+    with contextlib.ExitStack() as resources:  # a Dask client, closed on the way out
+        scorer = open_scorer(spec.params.execution, model, options.threads, resources)
+        stream = BatchStream(spec, path, model, batch_id, state, options, scorer)
+        try:
+            stream.run(on_rows or (lambda rows: None))
+            return stream.finish(input_sha256)
+        except storage.InputFileError as error:
+            stream.discard()
+            raise quality.reject_unreadable(spec, Path(path), error, state) from error
+        except BaseException:
+            stream.discard()
+            raise
 
 
 class BatchStream:
@@ -290,11 +324,12 @@ class BatchStream:
         batch_id: str,
         state: StateDir,
         options: StreamOptions,
+        scorer: NativeScorer | None = None,
     ) -> None:
         self.spec, self.path, self.model, self.batch_id = spec, Path(path), model, batch_id
         self.state, self.options = state, options
         self.bundle = model.bundle
-        self.scorer = NativeScorer(model, options.threads)
+        self.scorer = scorer or NativeScorer(model, options.threads)
         self.clock = Clock()
         self.staged = storage.StagedDirectory(state.output_dir(spec.agency, spec.name) / batch_id)
         self.quarantine = QuarantineStage(state.quarantine(spec.agency, spec.name) / batch_id)
@@ -438,6 +473,7 @@ class BatchStream:
             drift=drift,
             timings=self.clock.as_dict(),
             options=self.options,
+            scoring=self.scorer.describe(),
         )
 
     def close_parts(self) -> list[str]:

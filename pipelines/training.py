@@ -7,14 +7,17 @@ from dataclasses import dataclass, field, replace
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
 from pipelines.decisions import resolve_policy
 from pipelines.drift import DriftReference, build_reference
 from pipelines.expectations import derive_profile
-from pipelines.features import fit_transform_spec
+from pipelines.features import FeatureTransform, fit_transform_spec
 from pipelines.model import ModelBundle
+
+Matrix = np.ndarray | sp.csr_matrix  # what FeatureTransform.transform returns
 
 
 class TrainingError(ValueError):
@@ -160,30 +163,14 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
         raise TrainingError("the training split holds only one class; a model cannot be fitted")
     transform = fit_transform_spec(split.train, params.features)
     booster_params = lightgbm_params(params, len(classes))
-    common = {
-        "feature_name": transform.feature_names,
-        "categorical_feature": transform.categorical_indices,
-        "free_raw_data": False,
-    }
-    train_set = lgb.Dataset(transform.transform(split.train), y_train, **common)
-    valid_set = lgb.Dataset(
-        transform.transform(split.validation), y_valid, reference=train_set, **common
-    )
-    booster = lgb.train(
-        booster_params,
-        train_set,
-        num_boost_round=params.lightgbm.num_iterations,
-        valid_sets=[valid_set],
-        valid_names=["validation"],
-        # stop on log loss alone: AUC can peak after a tree or two while probabilities are poor
-        callbacks=[
-            lgb.early_stopping(
-                params.lightgbm.early_stopping_round, first_metric_only=True, verbose=False
-            )
-        ],
-    )
-    booster.best_iteration = booster.best_iteration or booster.current_iteration()
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    train = (transform.transform(split.train), y_train)
+    validation = (transform.transform(split.validation), y_valid)
+    if params.execution.engine == "dask":
+        from pipelines import dask_engine  # dask is imported only when a use case asks for it
+
+        booster = dask_engine.fit_booster_dask(transform, train, validation, params, booster_params)
+    else:
+        booster = fit_booster(transform, train, validation, params, booster_params)
     bundle = ModelBundle(
         task=params.task,
         classes=classes,
@@ -202,6 +189,38 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
     bundle = replace(bundle, policy=resolved)
     bundle = replace(bundle, drift_reference=drift_reference(bundle, split.validation, params))
     return TrainedModel(bundle, booster.current_iteration(), booster_params, policy_facts)
+
+
+def fit_booster(
+    transform: FeatureTransform,
+    train: tuple[Matrix, np.ndarray],
+    validation: tuple[Matrix, np.ndarray],
+    params: UseCase,
+    booster_params: dict[str, object],
+) -> lgb.Booster:
+    """LightGBM in this process with early stopping on validation, cut at its best iteration."""
+    common = {
+        "feature_name": transform.feature_names,
+        "categorical_feature": transform.categorical_indices,
+        "free_raw_data": False,
+    }
+    train_set = lgb.Dataset(*train, **common)
+    valid_set = lgb.Dataset(*validation, reference=train_set, **common)
+    booster = lgb.train(
+        booster_params,
+        train_set,
+        num_boost_round=params.lightgbm.num_iterations,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        # stop on log loss alone: AUC can peak after a tree or two while probabilities are poor
+        callbacks=[
+            lgb.early_stopping(
+                params.lightgbm.early_stopping_round, first_metric_only=True, verbose=False
+            )
+        ],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
 def drift_reference(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> DriftReference:
