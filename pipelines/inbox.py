@@ -76,23 +76,28 @@ def looks_partial(name: str) -> bool:
     return name.startswith((".", "~")) or name.lower().endswith(PARTIAL_SUFFIXES)
 
 
-def parquet_is_complete(path: Path) -> bool:
-    """A parquet file ends with its footer and the magic bytes: a half-written one does not."""
+def looks_unfinished(path: Path) -> bool:
+    """Empty, or a parquet file that has its opening magic bytes but not yet its footer.
+    (A file that does not start like parquet at all is not being written: the gate says why.)"""
     try:
         with open(path, "rb") as handle:
-            if handle.read(4) != PARQUET_MAGIC:
+            head = handle.read(4)
+            if not head:
+                return True
+            if not path.name.lower().endswith(".parquet") or head != PARQUET_MAGIC:
                 return False
             handle.seek(-4, os.SEEK_END)
-            return handle.read(4) == PARQUET_MAGIC
+            return handle.read(4) != PARQUET_MAGIC
     except OSError:
-        return False
+        return True
 
 
 def scan(inbox: Inbox, settle_seconds: float, now: float | None = None) -> Scan:
     """The files ready to score, and the ones to leave for a later poll.
 
-    A parquet file without its footer waits until it is ten settle times (at least ten
-    minutes) old; after that it is handed on, so the gate quarantines it as unreadable."""
+    An empty file, or a parquet file without its footer, waits until it is ten settle times
+    (at least ten minutes) old; after that it is handed on, so the gate quarantines it as
+    unreadable."""
     now = time.time() if now is None else now
     ready: list[tuple[float, str, Path]] = []
     waiting: list[Path] = []
@@ -104,11 +109,7 @@ def scan(inbox: Inbox, settle_seconds: float, now: float | None = None) -> Scan:
         modified = entry.stat(follow_symlinks=False).st_mtime
         age = now - modified
         path = Path(entry.path)
-        if age < settle_seconds or (
-            entry.name.lower().endswith(".parquet")
-            and not parquet_is_complete(path)
-            and age < max(10 * settle_seconds, 600)
-        ):
+        if age < settle_seconds or (age < max(10 * settle_seconds, 600) and looks_unfinished(path)):
             waiting.append(path)
         else:
             ready.append((modified, entry.name, path))

@@ -52,7 +52,13 @@ def test_a_parquet_file_without_its_footer_waits_until_it_is_long_stale(box):
     assert inbox.scan(box, settle_seconds=5).waiting == [half]
     age(half, 3600)  # the writer is long gone: the gate will quarantine it as unreadable
     assert inbox.scan(box, settle_seconds=5).ready == [half]
-    assert inbox.parquet_is_complete(parquet(box.root / "whole.parquet"))
+    assert not inbox.looks_unfinished(parquet(box.root / "whole.parquet"))
+    empty = box.root / "empty.csv"
+    empty.touch()
+    assert inbox.looks_unfinished(empty)
+    garbage = box.root / "garbage.parquet"
+    garbage.write_bytes(b"not parquet")
+    assert not inbox.looks_unfinished(garbage)  # nobody is writing it: the gate says why
 
 
 def test_folders_and_symlinks_are_never_picked(box, tmp_path):
