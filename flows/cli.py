@@ -62,6 +62,7 @@ EXIT_CODES = {
     "PullError": 13,
     "OrchestrationError": 14,
     "InboxError": 14,
+    "FlowRunTimeoutError": 14,
 }
 METRICS_DIFFER = 8
 
@@ -172,10 +173,12 @@ def train(
         None, help="Also write the registered version and model hash to this JSON file (DVC)."
     ),
 ) -> None:
-    """Train, evaluate and register one use case's model."""
+    """Train, evaluate and register one use case's model (within its time limit)."""
     with friendly_errors():
-        config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
-        from flows.train import train as train_flow
+        spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        from flows.deployed import timed
+
+        train_flow = timed(spec, "train")
 
         result = run_with_spinner(
             f"Training {agency}.{use_case}", lambda: train_flow(agency, use_case)
@@ -284,10 +287,10 @@ def score(
     progress bar, and appears in the output area only when complete. Scoring the same file
     with the same model again returns the published batch."""
     with friendly_errors():
-        config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
-        from flows.score import score as score_flow
+        spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        from flows.deployed import timed
 
-        result = score_flow(
+        result = timed(spec, "score")(
             agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
         )
         console.print(score_table(result))

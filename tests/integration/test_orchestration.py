@@ -175,8 +175,9 @@ def platform(tmp_path_factory, make_small_project) -> Iterator[Platform]:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("AGENCYML_PROJECT_ROOT", str(platform.project))
             patch.setenv("AGENCYML_HOME", str(platform.state))
-            trained = platform.run("train")
-            platform.training = platform.wait_for(trained.id, TERMINAL)
+            # two trainings asked for at once: the deployment's limit runs them one by one
+            runs = [platform.run("train"), platform.run("train")]
+            platform.trainings = [platform.wait_for(run.id, TERMINAL) for run in runs]
             yield platform
     finally:
         platform.stop()
@@ -211,12 +212,15 @@ def test_deployments_carry_the_params_schedules_limits_and_pool(platform):
     assert "business-aid-fraud-risk-train" in platform.deploy_output
 
 
-def test_the_worker_runs_the_training_deployment_to_completed(platform):
-    assert platform.training.state_type.value == "COMPLETED", platform.log("worker")
+def test_the_worker_runs_the_training_deployment_to_completed_one_at_a_time(platform):
+    first, second = sorted(platform.trainings, key=lambda run: run.start_time)
+    for run in (first, second):
+        assert run.state_type.value == "COMPLETED", platform.log("worker")
+    assert first.end_time <= second.start_time  # never two trainings of one model at once
     uri = f"sqlite:///{platform.state / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(uri, uri)
     versions = client.search_model_versions("name='business-aid.fraud-risk'")
-    assert len(versions) == 1
+    assert len(versions) == 2
     assert client.get_model_version_by_alias("business-aid.fraud-risk", "champion").version in (
         1,
         "1",
