@@ -27,7 +27,23 @@ class StateDir:
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        """MLflow's tracking and registry store: AGENCYML_TRACKING_URI (a shared MLflow server,
+        e.g. http://mlflow:5000), or SQLite in the state directory."""
+        return (
+            os.environ.get("AGENCYML_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        )
+
+    def artifact_location(self, agency: str, purpose: str = "") -> str | None:
+        """Where a new experiment keeps its artifacts: under AGENCYML_ARTIFACT_ROOT (e.g.
+        s3://bucket/agencyml), else the tracking server's own default, else the state
+        directory."""
+        parts = [agency, purpose] if purpose else [agency]
+        root = os.environ.get("AGENCYML_ARTIFACT_ROOT")
+        if root:
+            return "/".join([root.rstrip("/"), *parts])
+        if os.environ.get("AGENCYML_TRACKING_URI", "").startswith(("http://", "https://")):
+            return None  # the server stores (or proxies) artifacts where it is told to
+        return self.artifact_root.joinpath(*parts).as_uri()
 
     @property
     def artifact_root(self) -> Path:

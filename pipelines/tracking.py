@@ -55,7 +55,8 @@ class LoadedModel:
 
 
 def configure(state: StateDir) -> None:
-    """Point MLflow at the state directory's SQLite store (call at run time, never at import)."""
+    """Point MLflow at the tracking store (the state directory's SQLite unless
+    AGENCYML_TRACKING_URI names a server); call at run time, never at import."""
     state.mlflow_dir.mkdir(parents=True, exist_ok=True)
     state.artifact_root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(state.tracking_uri)
@@ -64,15 +65,14 @@ def configure(state: StateDir) -> None:
 
 def use_experiment(agency: str, state: StateDir, purpose: str = "") -> str:
     """An agency's experiment (training and evaluation), or one beside it for a purpose such
-    as scoring, with artifacts under the state directory."""
+    as scoring, with artifacts where StateDir.artifact_location says."""
     name = f"agencyml/{agency}" + (f"/{purpose}" if purpose else "")
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (
-        state.artifact_root / agency / purpose if purpose else state.artifact_root / agency
-    ).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(
+        name, artifact_location=state.artifact_location(agency, purpose)
+    )
 
 
 @dataclass

@@ -349,3 +349,95 @@ def test_what_dvc_does_not_verify_agencyml_refuses(project):
         pytest.raises(DataIntegrityError, match=f"{md5} was recorded"),
     ):
         restore_file(tree, project.root, DATA, md5, STAGE)
+
+
+def test_a_shared_mlflow_server_keeps_runs_and_models_with_artifacts_on_s3(
+    project, s3_endpoint, tmp_path
+):
+    """docs/scaling.md's settings: an MLflow server (its own database) that proxies artifacts
+    to an S3-compatible bucket, and agencyml pointed at it with AGENCYML_TRACKING_URI. The
+    clients need no S3 credentials; the model, its files and the scoring run land there."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.business_aid import generate_applications
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prefix = f"mlflow-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "mlflow-server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{tmp_path / 'server.db'}",
+                "--artifacts-destination",
+                f"s3://{BUCKET}/{prefix}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.3)
+        env = {**project.env, "AGENCYML_TRACKING_URI": url}
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.pop(name, None)  # only the server holds the bucket's keys
+        batch = tmp_path / "batch.parquet"
+        generate_applications(400, seed=3).drop(columns=["is_fraud", "review_track"]).to_parquet(
+            batch
+        )
+        for command in (
+            ["train", "-a", "business-aid", "-u", "fraud-risk"],
+            ["score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(batch)],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "flows", *command],
+                cwd=project.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+        client = MlflowClient(url, url)
+        champion = client.get_model_version_by_alias("business-aid.fraud-risk", "champion")
+        assert champion.source.startswith("mlflow-artifacts:/") or "models" in champion.source
+        scoring = client.get_experiment_by_name("agencyml/business-aid/scoring")
+        (run,) = client.search_runs([scoring.experiment_id])
+        assert run.data.tags["agencyml.model_version"] == str(champion.version)
+        keys = [
+            item["Key"]
+            for page in s3_client(s3_endpoint)
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=BUCKET, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+        assert any(key.endswith("MLmodel") for key in keys), keys[:20]
+        assert any(key.endswith("manifest.json") for key in keys), keys[:20]
+        assert not (project.state / "mlflow" / "mlflow.db").exists()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
