@@ -43,6 +43,11 @@ def deploy(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only check (or --write) prefect.yaml; contact no server."
     ),
+    run_dir: str | None = typer.Option(
+        None,
+        help="Where runs start on the workers (default: this checkout); on a cluster, the "
+        "project's folder in the image, e.g. /opt/agencyml.",
+    ),
     crash_after: int = typer.Option(
         90,
         min=45,
@@ -74,7 +79,9 @@ def deploy(
         os.environ["PREFECT_API_URL"] = url
         if orchestration.ensure_work_pool():
             console.print(f"created work pool {deployments.WORK_POOL} (process)")
-        orchestration.deploy_all(root, url)
+        else:
+            console.print(f"work pool {deployments.WORK_POOL} exists; its type is kept")
+        orchestration.deploy_all(root, url, run_dir)
         orchestration.ensure_crash_automation(crash_after)
         table = Table(title=f"Deployments on {url}")
         for column in ("deployment", "schedule", "concurrency", "work pool"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipelines.config import UseCaseSpec
 
-WORK_POOL = "agencyml-local"
+WORK_POOL = "agencyml"  # a process pool here; a kubernetes pool of the same name on a cluster
 PREFECT_YAML = "prefect.yaml"
 HEARTBEAT_SECONDS = 30  # the least Prefect allows; a run silent for longer is a zombie
 FLOWS = {
@@ -36,6 +36,7 @@ HEADER = f"""\
 # Register them on a Prefect server with `agencyml deploy`, or by hand from the project root:
 #   prefect work-pool create {WORK_POOL} --type process
 #   PWD=$(pwd) prefect --no-prompt deploy --all
+# (PWD is where runs start; on a cluster, the project's folder in the image: docs/scaling.md)
 # then start a worker: `agencyml worker` (or prefect worker start --pool {WORK_POOL}).
 name: agencyml
 prefect-version: 3.9.1
@@ -48,7 +49,7 @@ pull:
 
 definitions:
   work_pools:
-    local: &local_pool
+    agencyml: &pool
       name: {WORK_POOL}
       work_queue_name: default
       job_variables:
@@ -85,7 +86,7 @@ def _deployment(spec: UseCaseSpec, kind: str, description: str, extra: list[str]
         f"    parameters: {{agency: {spec.agency}, use_case: {spec.name}}}",
         f"    tags: [agencyml, {spec.agency}, {spec.name}, {kind}]",
         *extra,
-        "    work_pool: *local_pool",
+        "    work_pool: *pool",
     ]
     return "\n".join(lines) + "\n"
 

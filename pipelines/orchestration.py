@@ -70,9 +70,10 @@ def ensure_work_pool(name: str = WORK_POOL) -> bool:
             return True
 
 
-def deploy_all(project_root: Path, url: str) -> str:
-    """`prefect deploy --all` from the project root: prefect.yaml is what gets registered."""
-    environment = {**os.environ, "PREFECT_API_URL": url, "PWD": str(project_root)}
+def deploy_all(project_root: Path, url: str, run_dir: str | None = None) -> str:
+    """`prefect deploy --all` from the project root: prefect.yaml is what gets registered.
+    Runs start in `run_dir` (default: this checkout), which prefect.yaml reads as $PWD."""
+    environment = {**os.environ, "PREFECT_API_URL": url, "PWD": run_dir or str(project_root)}
     done = subprocess.run(
         [PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_YAML],
         cwd=project_root,

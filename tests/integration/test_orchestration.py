@@ -205,6 +205,10 @@ def test_deployments_carry_the_params_schedules_limits_and_pool(platform):
     assert train.global_concurrency_limit.limit == 1
     assert train.work_pool_name == WORK_POOL
     assert train.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+    (pull,) = train.pull_steps  # runs start in the checkout that deployed them
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == str(
+        platform.project
+    )
     score = deployments["business-aid-fraud-risk-score"]
     assert score.schedules == [] and score.global_concurrency_limit.limit == 2
     (poll,) = deployments["business-aid-fraud-risk-inbox"].schedules
