@@ -26,13 +26,13 @@ def server(
     Deployments, schedules and workers need one; `agencyml deploy` and `agencyml worker` find
     it at http://127.0.0.1:4200/api unless PREFECT_API_URL says otherwise."""
     environment = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
-    environment.pop("PREFECT_API_URL", None)
+    environment.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
     console.print(
         f"Prefect server on http://{host}:{port} (API: /api"
         + (", UI: /" if ui else "")
         + f"), database in {environment['PREFECT_HOME']}. Ctrl+C stops it."
     )
-    raise typer.Exit(subprocess.call(orchestration.server_command(host, port), env=environment))
+    raise typer.Exit(subprocess.call(orchestration.server_command(host, port, ui), env=environment))
 
 
 @app.command()

@@ -42,8 +42,9 @@ def require_server(url: str, timeout: float = 5.0) -> None:
         )
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [PREFECT, "server", "start", "--host", host, "--port", str(port)]
+def server_command(host: str, port: int, ui: bool = True) -> list[str]:
+    command = [PREFECT, "server", "start", "--host", host, "--port", str(port)]
+    return [*command, "--ui" if ui else "--no-ui"]
 
 
 def worker_command(pool: str, limit: int | None) -> list[str]:
