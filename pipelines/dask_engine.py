@@ -78,6 +78,8 @@ def dask_client(execution: Execution) -> Iterator[Client]:
 
 @contextlib.contextmanager
 def connect(address: str) -> Iterator[Client]:
+    """A client of a running scheduler with at least one worker, within Dask's connect
+    timeout (distributed.comm.timeouts.connect)."""
     timeout = dask.config.get("distributed.comm.timeouts.connect")
     try:
         client = Client(address, set_as_default=False)
