@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import flow
+import contextlib
+from collections.abc import Iterator
+
+from prefect import flow, get_run_logger
 
 from flows import tasks
+from pipelines.durable import file_lock
 from pipelines.paths import state_dir
 from pipelines.records import TrainResult
 
@@ -12,15 +16,32 @@ from pipelines.records import TrainResult
 @flow(name="train", flow_run_name="train-{agency}-{use_case}", log_prints=False)
 def train(agency: str, use_case: str) -> TrainResult:
     """Validate, featurize, train, evaluate and register one use case's model; the promotion
-    gate then decides whether the new version replaces the champion."""
+    gate then decides whether the new version replaces the champion. One training of a model
+    runs at a time: a second one waits for the first."""
     spec = tasks.load_use_case(agency, use_case)
-    data = tasks.load_training_data(spec)
-    outcome = tasks.validate_training_data(spec, data, state_dir())
-    split = tasks.split_data(data, spec.params)
-    trained = tasks.fit_model(split, spec.params)
-    evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
-    baselines = tasks.evaluate_baselines(trained.bundle, split, spec.params)
-    registered = tasks.register_model(
-        spec, trained, evaluation, split, outcome, state_dir(), data, baselines
-    )
-    return tasks.promotion_gate(spec, registered, split, evaluation, state_dir())
+    with one_training_at_a_time(agency, use_case):
+        data = tasks.load_training_data(spec)
+        outcome = tasks.validate_training_data(spec, data, state_dir())
+        split = tasks.split_data(data, spec.params)
+        trained = tasks.fit_model(split, spec.params)
+        evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
+        baselines = tasks.evaluate_baselines(trained.bundle, split, spec.params)
+        registered = tasks.register_model(
+            spec, trained, evaluation, split, outcome, state_dir(), data, baselines
+        )
+        return tasks.promotion_gate(spec, registered, split, evaluation, state_dir())
+
+
+@contextlib.contextmanager
+def one_training_at_a_time(agency: str, use_case: str) -> Iterator[None]:
+    """Hold the model's training lock (state dir), waiting, with a log line, if it is taken."""
+    lock = state_dir().training_lock(agency, use_case)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(lock, wait=False))
+        except BlockingIOError:
+            get_run_logger().info(
+                "another training of %s.%s is running; waiting for it to finish", agency, use_case
+            )
+            held.enter_context(file_lock(lock))
+        yield

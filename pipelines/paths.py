@@ -69,6 +69,10 @@ class StateDir:
         """Where batch files for a use case are dropped to be scored automatically."""
         return self.inbox_dir / agency / use_case
 
+    def training_lock(self, agency: str, use_case: str) -> Path:
+        """The lock a training holds: one training of a model at a time, however started."""
+        return self.root / "locks" / "training" / agency / f"{use_case}.lock"
+
     def inbox_lock(self, agency: str, use_case: str) -> Path:
         """The lock one inbox poll holds while it works through a use case's inbox."""
         return self.root / "locks" / "inbox" / agency / f"{use_case}.lock"

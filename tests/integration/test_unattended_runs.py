@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -151,6 +152,38 @@ def test_a_scoring_run_over_its_time_limit_publishes_nothing(env, trained):
     assert published() == before
     outputs = state_dir().output_dir(*FRAUD)
     assert not list(outputs.glob(".*.staging"))
+
+
+def test_a_second_training_of_a_model_waits_for_the_first(env, tmp_path):
+    """However it is started (here the CLI), a training waits while another holds the lock."""
+    from mlflow.tracking import MlflowClient
+    from prefect.settings import PREFECT_API_URL
+
+    uri = state_dir().tracking_uri
+    registry = MlflowClient(uri, uri)
+    before = len(registry.search_model_versions("name='business-aid.fraud-risk'"))
+    log = tmp_path / "train.log"
+    with file_lock(state_dir().training_lock(*FRAUD)), open(log, "wb") as output:  # "running"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows", "--verbose", "train", "-a", FRAUD[0], "-u", FRAUD[1]],
+            env={
+                **os.environ,
+                "PYTHONPATH": str(PACKAGE_ROOT),
+                "PREFECT_API_URL": PREFECT_API_URL.value(),
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while "waiting for it to finish" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)
+        assert process.poll() is None  # still waiting
+        assert len(registry.search_model_versions("name='business-aid.fraud-risk'")) == before
+    assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert len(registry.search_model_versions("name='business-aid.fraud-risk'")) == before + 1
 
 
 # --- retries ------------------------------------------------------------------------------------
