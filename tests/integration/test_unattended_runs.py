@@ -283,3 +283,21 @@ def test_deploy_refuses_a_prefect_yaml_the_params_no_longer_match(trained, tmp_p
     assert written.returncode == 0, written.stderr
     assert "# x" not in (project / "prefect.yaml").read_text()
     assert agencyml("deploy", "--dry-run", AGENCYML_PROJECT_ROOT=str(project)).returncode == 0
+
+
+def test_the_inbox_command_polls_once_and_says_where_to_drop_files(env):
+    from prefect.settings import PREFECT_API_URL
+
+    folder = inbox_dir()
+    batch(400, seed=8).to_parquet(folder / "from-the-cli.parquet")
+    server = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    polled = agencyml(
+        "inbox", "-a", FRAUD[0], "-u", FRAUD[1], "--settle-seconds", "0", "--json", **server
+    )
+    assert polled.returncode == 0, polled.stderr
+    result = json.loads(polled.stdout)
+    assert [item["file"] for item in result["scored"]] == ["from-the-cli.parquet"]
+    assert result["scored"][0]["batch_id"] in published()
+    empty = agencyml("inbox", "-a", FRAUD[0], "-u", FRAUD[1], **server)
+    assert empty.returncode == 0, empty.stderr
+    assert "nothing to score; drop parquet or CSV batches in" in " ".join(empty.stdout.split())
