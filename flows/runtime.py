@@ -29,6 +29,8 @@ def prepare_environment(state: StateDir, *, verbose: bool = False) -> None:
     os.environ.setdefault("PREFECT_HOME", str(state.prefect_home))
     for name, value in QUIET_DEFAULTS.items():
         if verbose and ("LOGGING" in name or "PROGRESS" in name):
+            if os.environ.get(name) == value:  # inherited from a quiet agencyml process
+                del os.environ[name]
             continue
         os.environ.setdefault(name, value)
     for name in ("mlflow", "alembic", "urllib3", "git"):
