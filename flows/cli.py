@@ -461,6 +461,12 @@ def demo() -> None:
             "Open the MLflow UI with: [bold]make ui[/] or [bold]agencyml ui[/], "
             "then browse http://127.0.0.1:5000"
         )
+        console.print(
+            "Run it unattended: [bold]agencyml server[/], [bold]agencyml deploy[/], "
+            f"[bold]agencyml worker[/]; then drop batches in {state_dir().inbox_dir}/<agency>/"
+            "<use-case>/ (README: Running unattended)",
+            soft_wrap=True,
+        )
 
 
 def demo_table(results: list[tuple[Any, Any]]) -> Table:
