@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
+from servers import free_port, stop, wait_until_up
 
 from pipelines.paths import PACKAGE_ROOT
 
@@ -114,11 +113,7 @@ def two_agencies(prefect_server, tmp_path_factory, make_small_project):
 def agencyml_service(log: Path) -> Iterator[dict[str, Any]]:
     """`agencyml serve` in its own process on a free port of 127.0.0.1, for the current
     environment's state; yields its url and pid, and stops it afterwards."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -129,22 +124,10 @@ def agencyml_service(log: Path) -> Iterator[dict[str, Any]]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not start"
-            try:
-                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_up(f"{url}/openapi.json", process, log)
         yield {"url": url, "pid": process.pid}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from pathlib import Path
 
 import dask
@@ -16,6 +15,7 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster
 from mlflow.tracking import MlflowClient
+from servers import free_port
 
 from flows.score import score
 from flows.train import train
@@ -130,9 +130,7 @@ def test_training_on_the_workers_registers_a_sound_model_that_scores(project, cl
 
 
 def test_an_unreachable_scheduler_fails_clearly_and_nothing_is_published(project):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     use_execution(project, {"engine": "dask", "scheduler": address})
     state = state_dir()
     outputs, quarantine = state.output_dir(*FRAUD), state.quarantine(*FRAUD)

@@ -18,12 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +27,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from servers import free_port, stop, wait_until_up
 
 from pipelines.versioning import DataIntegrityError, restore_file, temporary_worktree
 
@@ -71,9 +68,7 @@ def s3_client(endpoint: str):
 @pytest.fixture(scope="module")
 def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto S3 server process on a free local port, holding the bucket BUCKET."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
@@ -84,26 +79,11 @@ def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answered
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.1)
+        wait_until_up(f"{endpoint}/moto-api/", server, log_path, timeout=60, any_status=True)
         s3_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout=15)
 
 
 @pytest.fixture
@@ -359,9 +339,7 @@ def test_a_shared_mlflow_server_keeps_runs_and_models_with_artifacts_on_s3(
 
     from pipelines.business_aid import generate_applications
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     prefix = f"mlflow-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "mlflow-server.log"
     with open(log_path, "wb") as log:
@@ -386,15 +364,7 @@ def test_a_shared_mlflow_server_keeps_runs_and_models_with_artifacts_on_s3(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.3)
+        wait_until_up(f"{url}/health", server, log_path)
         env = {**project.env, "AGENCYML_TRACKING_URI": url}
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.pop(name, None)  # only the server holds the bucket's keys
@@ -433,9 +403,4 @@ def test_a_shared_mlflow_server_keeps_runs_and_models_with_artifacts_on_s3(
         assert any(key.endswith("manifest.json") for key in keys), keys[:20]
         assert not (project.state / "mlflow" / "mlflow.db").exists()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout=15)

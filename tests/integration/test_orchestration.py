@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 import yaml
@@ -25,8 +23,10 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
+from servers import free_port, wait_until_up
 
 from pipelines.business_aid import generate_applications
+from pipelines.config import load_use_case
 from pipelines.deployments import WORK_POOL, full_name
 from pipelines.orchestration import CRASH_AUTOMATION
 from pipelines.paths import PACKAGE_ROOT
@@ -35,12 +35,6 @@ from pipelines.storage import read_json_file, read_table
 BIN = Path(sys.executable).parent
 FRAUD = ("business-aid", "fraud-risk")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def kill_tree(process: subprocess.Popen[bytes]) -> None:
@@ -123,7 +117,7 @@ class Platform:
 
     def run(self, kind: str, **parameters: Any) -> Any:
         """Create a flow run of this deployment through the API; the worker picks it up."""
-        name = full_name(_spec(), kind)
+        name = full_name(load_use_case(*FRAUD), kind)
         with temporary_settings(updates={PREFECT_API_URL: self.url}):
             return run_deployment(
                 name, parameters={"agency": FRAUD[0], "use_case": FRAUD[1], **parameters}, timeout=0
@@ -147,12 +141,6 @@ class Platform:
                 kill_tree(process)
 
 
-def _spec() -> Any:
-    from pipelines.config import load_use_case
-
-    return load_use_case(*FRAUD)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, make_small_project) -> Iterator[Platform]:
     """Server started, deployments registered, a worker running and the fraud-risk model
@@ -160,14 +148,7 @@ def platform(tmp_path_factory, make_small_project) -> Iterator[Platform]:
     platform = Platform(tmp_path_factory.mktemp("orchestration"), make_small_project)
     try:
         server = platform.start("server", "server", "--port", str(platform.port), "--no-ui")
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, platform.log("server")
-            assert time.monotonic() < deadline, platform.log("server")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{platform.url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
+        wait_until_up(f"{platform.url}/health", server, platform.logs / "server.log")
         deployed = platform.agencyml("deploy", "--write", "--crash-after", "45")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         platform.deploy_output = deployed.stdout
