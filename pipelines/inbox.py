@@ -27,7 +27,6 @@ from typing import Any
 
 from pipelines.durable import file_lock, fsync_dir, fsync_file
 
-BATCH_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp", ".lock")
 PARQUET_MAGIC = b"PAR1"
 
@@ -68,10 +67,6 @@ class Scan:
     leftovers: list[Path]  # claimed by a poll that died before filing them
 
 
-def is_batch_name(name: str) -> bool:
-    return name.lower().endswith(BATCH_SUFFIXES)
-
-
 def looks_partial(name: str) -> bool:
     return name.startswith((".", "~")) or name.lower().endswith(PARTIAL_SUFFIXES)
 
@@ -102,14 +97,17 @@ def scan(inbox: Inbox, settle_seconds: float, now: float | None = None) -> Scan:
     ready: list[tuple[float, str, Path]] = []
     waiting: list[Path] = []
     for entry in os.scandir(inbox.root):
-        if not entry.is_file(follow_symlinks=False) or looks_partial(entry.name):
-            if entry.is_file(follow_symlinks=False):
-                waiting.append(Path(entry.path))
-            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue  # folders and symlinks are never picked
+        path = Path(entry.path)
         modified = entry.stat(follow_symlinks=False).st_mtime
         age = now - modified
-        path = Path(entry.path)
-        if age < settle_seconds or (age < max(10 * settle_seconds, 600) and looks_unfinished(path)):
+        waits = (
+            looks_partial(entry.name)
+            or age < settle_seconds
+            or (age < max(10 * settle_seconds, 600) and looks_unfinished(path))
+        )
+        if waits:
             waiting.append(path)
         else:
             ready.append((modified, entry.name, path))
