@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from flows.errors import EXIT_CODES
 from flows.runtime import prepare_environment
 from pipelines import config
 from pipelines.paths import state_dir
@@ -36,34 +37,6 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-# Exit codes a scheduler or script can branch on; the README lists them.
-EXIT_CODES = {
-    "ParamsError": 2,
-    "UnknownAgencyError": 2,
-    "UnknownUseCaseError": 2,
-    "UnknownDatasetError": 2,
-    "InputFileError": 3,
-    "DataValidationError": 4,
-    "BatchRejectedError": 4,
-    "BatchSchemaError": 4,
-    "FeatureError": 4,
-    "SourceError": 4,
-    "TrainingError": 5,
-    "ModelNotFoundError": 6,
-    "BatchNotFoundError": 6,
-    "ReproductionError": 7,
-    "CheckoutError": 7,
-    "DvcError": 9,
-    "DataIntegrityError": 9,
-    "RegistryError": 10,
-    "AuditLogError": 11,
-    "LogTamperedError": 11,
-    "AccessError": 2,
-    "PullError": 13,
-    "OrchestrationError": 14,
-    "InboxError": 14,
-    "FlowRunTimeoutError": 14,
-}
 METRICS_DIFFER = 8
 
 

@@ -10,23 +10,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.errors import is_bad_input
 from flows.score import score
 from flows.train import train
 from pipelines import config, inbox
 from pipelines.paths import state_dir
 from pipelines.records import ScoreResult, TrainResult
 from pipelines.streaming import StreamOptions
-
-# What a bad batch raises: the file is filed in the inbox's quarantine with the reason. Anything
-# else (the tracking server is down, no champion yet) leaves it claimed for the next poll.
-INPUT_PROBLEMS = {
-    "InputFileError",
-    "DataValidationError",
-    "BatchRejectedError",
-    "BatchSchemaError",
-    "FeatureError",
-    "FlowRunTimeoutError",
-}
 
 
 def timed(spec: config.UseCaseSpec, kind: str) -> Any:
@@ -140,7 +130,9 @@ def score_claimed(
         scored = timed(spec, "score")(spec.agency, spec.name, str(claimed), chunk_rows=chunk_rows)
     except Exception as error:
         kind = type(error).__name__
-        if kind not in INPUT_PROBLEMS:
+        # a bad batch, or one past the time limit, is filed in the inbox's quarantine with the
+        # reason; anything else (no champion yet, the tracking server down) stays claimed
+        if not (is_bad_input(error) or kind == "FlowRunTimeoutError"):
             logger.warning("%s stays claimed: %s: %s", claimed.name, kind, error)
             result.failed.append({"file": claimed.name, "error": f"{kind}: {error}"})
             return

@@ -1,0 +1,39 @@
+"""What each known failure means to a caller: the CLI's exit codes (the README lists them),
+and which failures are the input's fault rather than the platform's."""
+
+from __future__ import annotations
+
+# Exit codes a scheduler or script can branch on, by exception class name.
+EXIT_CODES = {
+    "ParamsError": 2,
+    "UnknownAgencyError": 2,
+    "UnknownUseCaseError": 2,
+    "UnknownDatasetError": 2,
+    "InputFileError": 3,
+    "DataValidationError": 4,
+    "BatchRejectedError": 4,
+    "BatchSchemaError": 4,
+    "FeatureError": 4,
+    "SourceError": 4,
+    "TrainingError": 5,
+    "ModelNotFoundError": 6,
+    "BatchNotFoundError": 6,
+    "ReproductionError": 7,
+    "CheckoutError": 7,
+    "DvcError": 9,
+    "DataIntegrityError": 9,
+    "RegistryError": 10,
+    "AuditLogError": 11,
+    "LogTamperedError": 11,
+    "AccessError": 2,
+    "PullError": 13,
+    "OrchestrationError": 14,
+    "InboxError": 14,
+    "FlowRunTimeoutError": 14,
+}
+INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
+
+
+def is_bad_input(error: BaseException) -> bool:
+    """The batch itself is at fault (unreadable, rejected): another try gives the same."""
+    return EXIT_CODES.get(type(error).__name__) in INPUT_CODES
