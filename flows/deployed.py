@@ -6,24 +6,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows.errors import is_bad_input
+from flows.errors import is_bad_input, is_over_time_limit
 from flows.score import score
 from flows.train import train
 from pipelines import config, inbox
+from pipelines.deadline import backstop_seconds, run_deadline
 from pipelines.paths import state_dir
 from pipelines.records import ScoreResult, TrainResult
 from pipelines.streaming import StreamOptions
 
 
-def timed(spec: config.UseCaseSpec, kind: str) -> Any:
-    """The train or score flow with the use case's time limit."""
-    run = spec.params.orchestration
-    minutes = run.train_timeout_minutes if kind == "train" else run.score_timeout_minutes
-    return (train if kind == "train" else score).with_options(timeout_seconds=minutes * 60)
+def timed(spec: config.UseCaseSpec, kind: Literal["train", "score"]) -> Any:
+    """The train or score flow with Prefect's timeout as a backstop: the flow keeps the use
+    case's time limit itself, and Prefect stops it only if a step hangs well past it."""
+    limit = run_deadline(spec, kind).limit_seconds
+    flow_fn = train if kind == "train" else score
+    return flow_fn.with_options(timeout_seconds=backstop_seconds(limit))
 
 
 @flow(name="deployed-train", flow_run_name="deployed-train-{agency}-{use_case}")
@@ -132,7 +134,7 @@ def score_claimed(
         kind = type(error).__name__
         # a bad batch, or one past the time limit, is filed in the inbox's quarantine with the
         # reason; anything else (no champion yet, the tracking server down) stays claimed
-        if not (is_bad_input(error) or kind == "FlowRunTimeoutError"):
+        if not (is_bad_input(error) or is_over_time_limit(error)):
             logger.warning("%s stays claimed: %s: %s", claimed.name, kind, error)
             result.failed.append({"file": claimed.name, "error": f"{kind}: {error}"})
             return

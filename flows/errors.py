@@ -29,7 +29,8 @@ EXIT_CODES = {
     "PullError": 13,
     "OrchestrationError": 14,
     "InboxError": 14,
-    "FlowRunTimeoutError": 14,
+    "FlowRunTimeoutError": 14,  # Prefect's backstop, well after the run's own limit
+    "TimeLimitError": 14,  # the run stopped itself past its use case's time limit
 }
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 
@@ -37,3 +38,8 @@ INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 def is_bad_input(error: BaseException) -> bool:
     """The batch itself is at fault (unreadable, rejected): another try gives the same."""
     return EXIT_CODES.get(type(error).__name__) in INPUT_CODES
+
+
+def is_over_time_limit(error: BaseException) -> bool:
+    """The run went past its use case's time limit (its own check, or Prefect's backstop)."""
+    return type(error).__name__ in ("TimeLimitError", "FlowRunTimeoutError")

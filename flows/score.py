@@ -9,6 +9,7 @@ from prefect import flow
 from flows import tasks
 from flows.progress import row_progress
 from pipelines import batches
+from pipelines.deadline import run_deadline
 from pipelines.paths import state_dir
 from pipelines.records import ScoreResult
 from pipelines.streaming import StreamOptions
@@ -27,8 +28,10 @@ def score(
     """Stream the batch through the gate and the model into staging, then publish it whole.
 
     The same input and model version give the same batch id: a rerun returns the published
-    batch, and records its scoring run if a crash lost it."""
+    batch, and records its scoring run if a crash lost it. Past the use case's time limit
+    (checked after every chunk and before publishing) the run stops and publishes nothing."""
     spec = tasks.load_use_case(agency, use_case)
+    deadline = run_deadline(spec, "score")
     state = state_dir()
     path = Path(input).expanduser().resolve()
     sha256 = tasks.open_input(spec, path, state)
@@ -48,9 +51,11 @@ def score(
                     state=state,
                     options=StreamOptions(chunk_rows, part_rows),
                     on_rows=on_rows,
+                    deadline=deadline,
                 )
-            quarantine_dir = tasks.publish_quarantine(spec, staged)
             stored_input = tasks.store_input(spec, path, sha256, store_input)
+            tasks.check_time_left(staged, deadline)
+            quarantine_dir = tasks.publish_quarantine(spec, staged)
             manifest = tasks.build_manifest(
                 spec, staged, model, quarantine_dir=quarantine_dir, stored_input=stored_input
             )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prefect import flow, get_run_logger
 
 from flows import tasks
+from pipelines.deadline import run_deadline
 from pipelines.durable import file_lock
 from pipelines.paths import state_dir
 from pipelines.records import TrainResult
@@ -17,8 +18,10 @@ from pipelines.records import TrainResult
 def train(agency: str, use_case: str) -> TrainResult:
     """Validate, featurize, train, evaluate and register one use case's model; the promotion
     gate then decides whether the new version replaces the champion. One training of a model
-    runs at a time: a second one waits for the first."""
+    runs at a time: a second one waits for the first. Past the use case's time limit the run
+    stops before registering a version, or before the gate could change the champion."""
     spec = tasks.load_use_case(agency, use_case)
+    deadline = run_deadline(spec, "train")
     with one_training_at_a_time(agency, use_case):
         data = tasks.load_training_data(spec)
         outcome = tasks.validate_training_data(spec, data, state_dir())
@@ -26,8 +29,13 @@ def train(agency: str, use_case: str) -> TrainResult:
         trained = tasks.fit_model(split, spec.params)
         evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
         baselines = tasks.evaluate_baselines(trained.bundle, split, spec.params)
+        deadline.check("before registering a version (trained and evaluated; none registered)")
         registered = tasks.register_model(
             spec, trained, evaluation, split, outcome, state_dir(), data, baselines
+        )
+        deadline.check(
+            f"before the promotion gate (version {registered.model_version} is registered without "
+            "an alias; the champion is unchanged)"
         )
         return tasks.promotion_gate(spec, registered, split, evaluation, state_dir())
 

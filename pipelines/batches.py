@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from pipelines import quality, storage, tracking, versioning
 from pipelines.config import UseCaseSpec
+from pipelines.deadline import Deadline, TimeLimitError
 from pipelines.drift import DriftResult, drift_html, plot_drift
 from pipelines.durable import file_lock
 from pipelines.gate import gate_report
@@ -59,6 +60,19 @@ def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dic
     """The manifest of the batch if it is already published, else None."""
     manifest = state.output_dir(spec.agency, spec.name) / batch_id / "manifest.json"
     return storage.read_json_file(manifest) if manifest.is_file() else None
+
+
+def check_time_left(staged: StagedBatch, deadline: Deadline) -> None:
+    """The last check before anything of the batch is published: past the deadline, the
+    staged batch and its quarantined rows are removed and the run stops."""
+    try:
+        deadline.check(
+            f"with all {staged.counts['in']:,} rows scored, just before publishing; the staged "
+            "batch was removed and nothing was published"
+        )
+    except TimeLimitError:
+        staged.discard()
+        raise
 
 
 def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:

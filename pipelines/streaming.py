@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pipelines import quality, storage, tracking
 from pipelines.config import CapacityPolicy, Execution, UseCaseSpec
+from pipelines.deadline import Deadline
 from pipelines.decisions import apply_policy
 from pipelines.drift import DriftAccumulator, DriftResult, DriftThresholds
 from pipelines.expectations import column_kinds, scoring_checks
@@ -282,6 +283,11 @@ class StagedBatch:
     options: StreamOptions
     scoring: dict[str, Any]  # what scored it: engine, and the cluster for Dask
 
+    def discard(self) -> None:
+        """Remove the staged batch and its staged quarantine rows; nothing was published."""
+        self.staged.discard()
+        self.quarantine.discard()
+
 
 def score_to_staging(
     spec: UseCaseSpec,
@@ -293,15 +299,17 @@ def score_to_staging(
     state: StateDir,
     options: StreamOptions | None = None,
     on_rows: Callable[[int], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> StagedBatch:
     """Read, validate, score and write the batch chunk by chunk into a staging folder.
 
     A batch the gate rejects is quarantined whole, with its report, and raises; so does a file
-    that cannot be read to its end. Either way nothing is left in the output area."""
+    that cannot be read to its end, and a run past its deadline (checked after every chunk).
+    Either way nothing is left in the output area."""
     options = options or StreamOptions()
     with contextlib.ExitStack() as resources:  # a Dask client, closed on the way out
         scorer = open_scorer(spec.params.execution, model, options.threads, resources)
-        stream = BatchStream(spec, path, model, batch_id, state, options, scorer)
+        stream = BatchStream(spec, path, model, batch_id, state, options, scorer, deadline)
         try:
             stream.run(on_rows or (lambda rows: None))
             return stream.finish(input_sha256)
@@ -325,11 +333,13 @@ class BatchStream:
         state: StateDir,
         options: StreamOptions,
         scorer: NativeScorer | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.spec, self.path, self.model, self.batch_id = spec, Path(path), model, batch_id
         self.state, self.options = state, options
         self.bundle = model.bundle
         self.scorer = scorer or NativeScorer(model, options.threads)
+        self.deadline = deadline
         self.clock = Clock()
         self.staged = storage.StagedDirectory(state.output_dir(spec.agency, spec.name) / batch_id)
         self.quarantine = QuarantineStage(state.quarantine(spec.agency, spec.name) / batch_id)
@@ -384,6 +394,11 @@ class BatchStream:
                 self.score_chunk(record_batch, conformed, keep)
             self.rows_in += len(frame)
             on_rows(len(frame))
+            if self.deadline is not None:
+                self.deadline.check(
+                    f"after {self.rows_in:,} rows were read, validated and scored; nothing was "
+                    "published"
+                )
 
     def can_score(self) -> bool:
         return not self.cast_problems and self.scoring_problem is None

@@ -1,7 +1,6 @@
 """The inbox and the run rules in one process against real MLflow and Prefect: bad files are
 quarantined with a receipt, a file a dead poll claimed is finished, a platform failure keeps the
-file for the next poll, a flow over its time limit publishes nothing, and transient errors are
-retried with backoff while others are not."""
+file for the next poll, and transient errors are retried with backoff while others are not."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from prefect import flow
@@ -131,27 +129,6 @@ def test_a_platform_failure_keeps_the_file_claimed_for_the_next_poll(env):
 
     assert (folder / ".claimed" / "early.parquet").is_file()
     assert not list((folder / "quarantine").iterdir())
-
-
-def test_a_scoring_run_over_its_time_limit_publishes_nothing(env, trained):
-    params_file = trained["project"] / "params" / "business-aid.yaml"
-    original = params_file.read_text()
-    params = yaml.safe_load(original)
-    params["use_cases"]["fraud-risk"]["orchestration"]["score_timeout_minutes"] = 0.02
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    folder = inbox_dir()
-    batch(60_000, seed=6).to_parquet(folder / "too-slow.parquet")
-    before = published()
-    try:
-        result = inbox_poll(*FRAUD, settle_seconds=0, chunk_rows=1_000)
-    finally:
-        params_file.write_text(original)
-
-    (item,) = result.quarantined
-    assert item["file"] == "too-slow.parquet" and "Timeout" in item["error"]
-    assert published() == before
-    outputs = state_dir().output_dir(*FRAUD)
-    assert not list(outputs.glob(".*.staging"))
 
 
 def test_a_second_training_of_a_model_waits_for_the_first(env, tmp_path):
