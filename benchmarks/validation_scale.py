@@ -24,9 +24,9 @@ def measure(mode: str, path: Path, state: Path, chunk_rows: int) -> dict[str, fl
     import pyarrow.parquet as pq
 
     from pipelines import storage
+    from pipelines.columns import conform_columns
     from pipelines.config import load_use_case
     from pipelines.expectations import column_kinds, derive_profile, scoring_checks
-    from pipelines.features import conform_columns
     from pipelines.paths import StateDir
     from pipelines.validation import run_checks_in_chunks
 

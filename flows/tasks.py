@@ -15,11 +15,11 @@ from prefect.tasks import exponential_backoff
 from pipelines import (
     batches,
     config,
+    engines,
     evaluation,
     quality,
     records,
     sources,
-    streaming,
     tracking,
     training,
     versioning,
@@ -87,9 +87,9 @@ ingest_dataset = io_step(sources.ingest, "ingest-dataset")
 follow_state_remote = step(versioning.follow_state_remote, "dvc-remote-in-state-dir")
 commit_with_dvc = io_step(versioning.commit_outputs, "dvc-commit-and-push")
 load_training_data = io_step(sources.training_table, "load-training-data")
-validate_training_data = step(quality.validate_training_data, "validate-data")
+validate_training_data = step(records.validate_training_data, "validate-data")
 split_data = step(training.split_data, "split-data")
-fit_model = step(training.fit_model, "fit-model")
+fit_model = step(engines.fit_model, "fit-model")
 evaluate_model = step(evaluate, "evaluate-holdout")
 evaluate_baselines = step(evaluation.baselines_for, "evaluate-baselines")
 register_model = io_step(records.record_training_run, "log-and-register", delay_seconds=5)
@@ -100,11 +100,12 @@ record_evaluation = io_step(records.record_evaluation, "record-evaluation", dela
 open_input = io_step(batches.open_input, "open-input")
 batch_id_of = step(batches.batch_id_of, "batch-id")
 published_manifest = io_step(batches.published_manifest, "find-published-batch")
-score_stream = step(streaming.score_to_staging, "read-validate-score")
+score_stream = step(engines.score_to_staging, "read-validate-score")
 check_time_left = step(batches.check_time_left, "check-time-left")
 publish_quarantine = step(batches.publish_quarantine, "publish-quarantine")
 build_manifest = step(batches.build_manifest, "build-manifest")
 publish_batch = step(batches.publish, "publish-batch")
+champion_profile = io_step(records.champion_profile, "find-champion-profile")
 check_batch = step(quality.check_batch, "check-batch")
 store_input = io_step(batches.store_input, "store-input-with-dvc")
 record_scoring = io_step(records.record_scoring_run, "record-scoring", delay_seconds=5)

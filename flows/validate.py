@@ -16,7 +16,9 @@ from pipelines.validation import ValidationOutcome
 def validate(agency: str, use_case: str, input: str) -> BatchCheck:
     """Check a batch against its use case's suite and report what would be rejected."""
     spec = tasks.load_use_case(agency, use_case)
-    return tasks.check_batch(spec, Path(input).expanduser().resolve(), state_dir())
+    profile, against = tasks.champion_profile(spec, state_dir())
+    path = Path(input).expanduser().resolve()
+    return tasks.check_batch(spec, path, state_dir(), profile=profile, against=against)
 
 
 @flow(name="validate-training-data", flow_run_name="validate-training-{agency}-{use_case}")

@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MaxAbsScaler, OneHotEncoder
 
 from pipelines.config import LOWER_IS_BETTER
+from pipelines.metrics import binary_score_metrics, multiclass_score_metrics
 
 Matrix = np.ndarray | sp.csr_matrix
 
@@ -43,9 +44,6 @@ def evaluate_baselines(
     pr_auc, log_loss, brier; multiclass accuracy, macro_f1, weighted_f1, log_loss.
     `categorical_indices` (the transform's) are one-hot encoded for the regression: a linear
     model cannot use category codes as numbers."""
-    # imported here so evaluation.py may import this module at its top without a cycle
-    from pipelines.evaluation import binary_score_metrics, multiclass_score_metrics
-
     if task not in ("binary", "multiclass"):
         raise ValueError(f"unknown task '{task}'; use 'binary' or 'multiclass'")
     train_y, holdout_y = np.asarray(train_y), np.asarray(holdout_y)

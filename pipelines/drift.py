@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipelines.features import numeric_column, text_column
+from pipelines.columns import numeric_column, text_column
 from pipelines.slices import sanitise
 from pipelines.storage import current_umask
 

@@ -18,10 +18,12 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
+from pipelines.baselines import evaluate_baselines
 from pipelines.calibration import reliability
 from pipelines.config import ParamsError, UseCase
 from pipelines.decisions import apply_policy
 from pipelines.features import DATE_PARTS
+from pipelines.metrics import binary_score_metrics, both_classes, multiclass_score_metrics
 from pipelines.model import ModelBundle
 from pipelines.slices import SliceReport, plot_slices, slice_report
 from pipelines.training import DataSplit, encode_target
@@ -132,8 +134,6 @@ def probability_quality(
 def baselines_for(bundle: ModelBundle, split: DataSplit, params: UseCase) -> dict[str, Any]:
     """The class prior and a logistic regression on the model's own features, trained on the
     training rows and measured on the same holdout as the model."""
-    from pipelines.baselines import evaluate_baselines
-
     train_y = encode_target(split.train[params.target], params, bundle.classes)
     holdout_y = encode_target(split.holdout[params.target], params, bundle.classes)
     train_known, holdout_known = train_y >= 0, holdout_y >= 0
@@ -166,7 +166,7 @@ def evaluate_binary(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBundle)
         "feature_importance.png": plot_importance(bundle),
     }
     curves = {"confusion": confusion_rows(y_true, flagged.astype(int), bundle.classes)}
-    if _both(y_true):
+    if both_classes(y_true):
         fpr, tpr, _ = skm.roc_curve(y_true, scores)
         precision, recall, _ = skm.precision_recall_curve(y_true, scores)
         curves["roc"] = thinned({"fpr": fpr, "tpr": tpr})
@@ -210,32 +210,6 @@ def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBun
     )
 
 
-def binary_score_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The threshold-free binary metrics, one way for the model and its baselines alike.
-    ROC AUC is NaN when the rows hold one class only."""
-    return {
-        "roc_auc": float(skm.roc_auc_score(y_true, scores)) if _both(y_true) else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y_true, scores)),
-        "log_loss": float(skm.log_loss(y_true, scores, labels=[0, 1])),
-        "brier": float(skm.brier_score_loss(y_true, scores)),
-    }
-
-
-def multiclass_score_metrics(
-    y_true: np.ndarray, scores: np.ndarray, n_classes: int
-) -> dict[str, float]:
-    """Accuracy, macro and weighted F1 of the top class, and log loss over all n_classes
-    (class indices 0..n_classes-1), so a class absent from these rows still counts."""
-    predicted = scores.argmax(axis=1)
-    labels = list(range(n_classes))
-    return {
-        "accuracy": float(skm.accuracy_score(y_true, predicted)),
-        "macro_f1": float(skm.f1_score(y_true, predicted, average="macro", labels=labels)),
-        "weighted_f1": float(skm.f1_score(y_true, predicted, average="weighted", labels=labels)),
-        "log_loss": float(skm.log_loss(y_true, scores, labels=labels)),
-    }
-
-
 def per_class_report(
     y_true: np.ndarray, predicted: np.ndarray, classes: list[str]
 ) -> dict[str, dict[str, float]]:
@@ -260,13 +234,9 @@ def per_class_report(
     }
 
 
-def _both(y_true: np.ndarray) -> bool:
-    return len(np.unique(y_true)) == 2
-
-
 def plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float) -> Figure:
     figure, axes = plt.subplots(figsize=(5, 5))
-    if _both(y_true):
+    if both_classes(y_true):
         fpr, tpr, _ = skm.roc_curve(y_true, scores)
         axes.plot(fpr, tpr, label=f"model (AUC {auc:.3f})")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")

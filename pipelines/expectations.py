@@ -13,8 +13,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pipelines.columns import text_column
 from pipelines.config import UseCase
-from pipelines.features import text_column
 
 Level = Literal["batch", "row"]
 STRING_TYPES = ["object", "str", "string"]

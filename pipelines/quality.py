@@ -1,4 +1,5 @@
-"""The validation gate end to end: check, decide, quarantine, and leave evidence in MLflow."""
+"""The validation gate end to end: check, decide, quarantine, and leave evidence of a rejection
+through the recorder the caller hands in (the registry's FAILED runs)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
-from pipelines import records, storage, tracking
+from pipelines import storage
+from pipelines.columns import conform_columns
 from pipelines.config import UseCaseSpec
 from pipelines.expectations import column_kinds, scoring_checks, training_checks
-from pipelines.features import conform_columns
 from pipelines.gate import BatchRejectedError, gate_report, judge
 from pipelines.paths import StateDir
 from pipelines.validation import (
@@ -21,6 +22,21 @@ from pipelines.validation import (
     ValidationOutcome,
     run_checks_in_chunks,
 )
+
+
+class FailureRecorder(Protocol):
+    """Records rejected data as evidence (a FAILED run) and returns the record's id."""
+
+    def __call__(
+        self,
+        spec: UseCaseSpec,
+        outcome: ValidationOutcome,
+        state: StateDir,
+        *,
+        kind: str,
+        tags: dict[str, str] | None = None,
+        documents: dict[str, dict[str, Any]] | None = None,
+    ) -> str: ...
 
 
 def validate_stage(
@@ -43,7 +59,7 @@ def validate_stage(
 
 
 def validate_training_data(
-    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir
+    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir, *, record_failure: FailureRecorder
 ) -> ValidationOutcome:
     """Training data must pass its whole suite; if not, a FAILED run shows why, no model."""
     kinds = {**column_kinds(spec.params), spec.params.target: "text"}
@@ -59,7 +75,7 @@ def validate_training_data(
     ]
     problems += target_problems(frame, spec)
     if problems:
-        run_id = records.record_failed_validation(spec, outcome, state, kind="train")
+        run_id = record_failure(spec, outcome, state, kind="train")
         raise DataValidationError(
             f"the training data of {spec.model_name} (MLflow run {run_id}; no model registered)",
             problems,
@@ -109,6 +125,8 @@ def reject_batch(
     outcome: ValidationOutcome,
     problems: list[str],
     state: StateDir,
+    *,
+    record_failure: FailureRecorder,
 ) -> BatchRejectedError:
     """A batch the gate rejects as a whole: its input and report go to quarantine and a FAILED
     run records why. Returns the error to raise."""
@@ -121,7 +139,7 @@ def reject_batch(
     folder = storage.quarantine_input(
         path, report, state.quarantine(spec.agency, spec.name) / batch_id
     )
-    records.record_failed_validation(
+    record_failure(
         spec,
         outcome,
         state,
@@ -144,17 +162,19 @@ class BatchCheck:
 
 
 def check_batch(
-    spec: UseCaseSpec, path: Path, state: StateDir, chunk_rows: int = 250_000
+    spec: UseCaseSpec,
+    path: Path,
+    state: StateDir,
+    chunk_rows: int = 250_000,
+    *,
+    profile: dict[str, Any],
+    against: str,
 ) -> BatchCheck:
     """Run the gate alone, chunk by chunk so batches larger than memory can be checked.
 
-    Checks use the champion's training profile when one exists, else the params alone."""
+    `profile` is the champion's training profile ({} without one); `against` says which, for
+    the report."""
     path = Path(path)
-    try:
-        model = tracking.load_model(spec.model_name, state)
-        profile, against = model.bundle.profile, f"{model.name} v{model.version} and the params"
-    except tracking.ModelNotFoundError:
-        profile, against = {}, "the params only (no champion model yet)"
     kinds = column_kinds(spec.params)
     cast_problems: dict[str, str] = {}
 

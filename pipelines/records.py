@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipelines import registry, tracking
+from pipelines import quality, registry, tracking
 from pipelines.baselines import baseline_metrics, plot_baselines
 from pipelines.config import UseCaseSpec
 from pipelines.evaluation import Evaluation, evaluate
@@ -217,6 +217,25 @@ def evaluation_slices(evaluation: Evaluation) -> tuple[bool, str] | None:
     if report.passed:
         return True, "slice disparity within limits"
     return False, f"slice disparity too large for {', '.join(report.flagged_columns)}"
+
+
+def champion_profile(spec: UseCaseSpec, state: StateDir) -> tuple[dict[str, Any], str]:
+    """The champion's training profile, which batches are checked against, and what it is, for
+    the report; the params alone while there is no champion yet."""
+    try:
+        model = tracking.load_model(spec.model_name, state)
+    except tracking.ModelNotFoundError:
+        return {}, "the params only (no champion model yet)"
+    return model.bundle.profile, f"{model.name} v{model.version} and the params"
+
+
+def validate_training_data(
+    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir
+) -> ValidationOutcome:
+    """The training suite on the table; rejected data leaves a FAILED run showing why."""
+    return quality.validate_training_data(
+        spec, frame, state, record_failure=record_failed_validation
+    )
 
 
 def record_failed_validation(

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from pipelines.features import text_column
+from pipelines.columns import text_column
 
 MISSING = "(missing)"
 OTHER = "(other)"

@@ -12,20 +12,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import quality, storage, tracking
-from pipelines.config import CapacityPolicy, Execution, UseCaseSpec
+from pipelines import quality, records, storage, tracking
+from pipelines.columns import FeatureError, conform_columns
+from pipelines.config import CapacityPolicy, UseCaseSpec
 from pipelines.deadline import Deadline
 from pipelines.decisions import apply_policy
 from pipelines.drift import DriftAccumulator, DriftResult, DriftThresholds
 from pipelines.expectations import column_kinds, scoring_checks
-from pipelines.features import FeatureError, conform_columns
 from pipelines.gate import QUARANTINE_REASON, BatchRejectedError, judge
 from pipelines.model import ModelBundle
 from pipelines.paths import StateDir
@@ -68,6 +68,15 @@ def model_scores(bundle: ModelBundle, conformed: pd.DataFrame, threads: int) -> 
     return raw if bundle.calibrator is None else bundle.calibrator.apply(raw)
 
 
+class Scorer(Protocol):
+    """What scores a chunk: this process (NativeScorer) or a cluster's workers (the Dask
+    engine's DaskScorer, handed in by pipelines.engines)."""
+
+    def scores(self, conformed: pd.DataFrame) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class NativeScorer:
     """The model's own transform and LightGBM booster on float32 features with every core.
 
@@ -105,22 +114,6 @@ class NativeScorer:
                 f"{self.model.name} v{self.model.version}: the booster scored the first row of a "
                 f"chunk {got.tolist()} but the logged model scored it {expected.tolist()}"
             )
-
-
-def open_scorer(
-    execution: Execution,
-    model: tracking.LoadedModel,
-    threads: int,
-    resources: contextlib.ExitStack,
-) -> NativeScorer:
-    """The scorer the use case's engine asks for. A Dask scorer's client (and the LocalCluster
-    it may start) is entered on `resources`, so it lives as long as the stream."""
-    if execution.engine == "local":
-        return NativeScorer(model, threads)
-    from pipelines import dask_engine  # dask is imported only when a use case asks for it
-
-    client = resources.enter_context(dask_engine.dask_client(execution))
-    return dask_engine.DaskScorer(model, client)
 
 
 class ScoreSummary:
@@ -300,25 +293,25 @@ def score_to_staging(
     options: StreamOptions | None = None,
     on_rows: Callable[[int], None] | None = None,
     deadline: Deadline | None = None,
+    scorer: Scorer | None = None,
 ) -> StagedBatch:
-    """Read, validate, score and write the batch chunk by chunk into a staging folder.
+    """Read, validate, score and write the batch chunk by chunk into a staging folder, scored
+    by `scorer` (default: this process).
 
     A batch the gate rejects is quarantined whole, with its report, and raises; so does a file
     that cannot be read to its end, and a run past its deadline (checked after every chunk).
     Either way nothing is left in the output area."""
     options = options or StreamOptions()
-    with contextlib.ExitStack() as resources:  # a Dask client, closed on the way out
-        scorer = open_scorer(spec.params.execution, model, options.threads, resources)
-        stream = BatchStream(spec, path, model, batch_id, state, options, scorer, deadline)
-        try:
-            stream.run(on_rows or (lambda rows: None))
-            return stream.finish(input_sha256)
-        except storage.InputFileError as error:
-            stream.discard()
-            raise quality.reject_unreadable(spec, Path(path), error, state) from error
-        except BaseException:
-            stream.discard()
-            raise
+    stream = BatchStream(spec, path, model, batch_id, state, options, scorer, deadline)
+    try:
+        stream.run(on_rows or (lambda rows: None))
+        return stream.finish(input_sha256)
+    except storage.InputFileError as error:
+        stream.discard()
+        raise quality.reject_unreadable(spec, Path(path), error, state) from error
+    except BaseException:
+        stream.discard()
+        raise
 
 
 class BatchStream:
@@ -332,7 +325,7 @@ class BatchStream:
         batch_id: str,
         state: StateDir,
         options: StreamOptions,
-        scorer: NativeScorer | None = None,
+        scorer: Scorer | None = None,
         deadline: Deadline | None = None,
     ) -> None:
         self.spec, self.path, self.model, self.batch_id = spec, Path(path), model, batch_id
@@ -463,6 +456,7 @@ class BatchStream:
                 outcome,
                 rejection.problems,
                 self.state,
+                record_failure=records.record_failed_validation,
             ) from None
         if self.scoring_problem is not None:
             raise self.scoring_problem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -154,8 +155,32 @@ def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
     return {**declared, **task, "verbosity": -1, "feature_pre_filter": False}
 
 
-def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
-    """Fit the transform on training rows, then LightGBM with early stopping on validation."""
+class BoosterFitter(Protocol):
+    """Fits LightGBM on transformed rows with early stopping on validation: fit_booster in this
+    process, or the Dask engine's on a cluster (handed in by pipelines.engines)."""
+
+    def __call__(
+        self,
+        transform: FeatureTransform,
+        train: tuple[Matrix, np.ndarray],
+        validation: tuple[Matrix, np.ndarray],
+        params: UseCase,
+        booster_params: dict[str, object],
+    ) -> lgb.Booster: ...
+
+
+def fit_model(
+    split: DataSplit, params: UseCase, booster_fitter: BoosterFitter | None = None
+) -> TrainedModel:
+    """Fit the transform on training rows, then LightGBM with early stopping on validation.
+
+    Without a `booster_fitter`, LightGBM runs in this process; a use case whose engine is dask
+    needs the Dask engine's fitter (pipelines.engines.fit_model hands it in)."""
+    if booster_fitter is None and params.execution.engine != "local":
+        raise TrainingError(
+            f"execution.engine is {params.execution.engine}, but no fitter for it was given; "
+            "train through pipelines.engines.fit_model"
+        )
     classes = target_classes(pd.concat([split.train, split.validation]), params)
     y_train = encode_target(split.train[params.target], params, classes)
     y_valid = encode_target(split.validation[params.target], params, classes)
@@ -165,12 +190,8 @@ def fit_model(split: DataSplit, params: UseCase) -> TrainedModel:
     booster_params = lightgbm_params(params, len(classes))
     train = (transform.transform(split.train), y_train)
     validation = (transform.transform(split.validation), y_valid)
-    if params.execution.engine == "dask":
-        from pipelines import dask_engine  # dask is imported only when a use case asks for it
-
-        booster = dask_engine.fit_booster_dask(transform, train, validation, params, booster_params)
-    else:
-        booster = fit_booster(transform, train, validation, params, booster_params)
+    fitter = booster_fitter or fit_booster
+    booster = fitter(transform, train, validation, params, booster_params)
     bundle = ModelBundle(
         task=params.task,
         classes=classes,

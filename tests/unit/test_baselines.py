@@ -14,7 +14,7 @@ from pipelines.baselines import (
     evaluate_baselines,
     plot_baselines,
 )
-from pipelines.evaluation import binary_score_metrics
+from pipelines.metrics import binary_score_metrics
 
 BINARY_KEYS = {"roc_auc", "pr_auc", "log_loss", "brier"}
 MULTICLASS_KEYS = {"accuracy", "macro_f1", "weighted_f1", "log_loss"}

@@ -15,13 +15,12 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from sklearn.metrics import classification_report
 
+from pipelines.columns import FeatureError
 from pipelines.config import ParamsError, UseCase
 from pipelines.evaluation import (
     Evaluation,
     baselines_for,
-    binary_score_metrics,
     evaluate,
-    multiclass_score_metrics,
     per_class_report,
     plot_confusion,
     plot_reliability,
@@ -30,7 +29,7 @@ from pipelines.evaluation import (
     shap_importance,
     shap_values,
 )
-from pipelines.features import FeatureError
+from pipelines.metrics import binary_score_metrics, multiclass_score_metrics
 from pipelines.model import ModelBundle
 from pipelines.training import DataSplit, encode_target, fit_model, split_data
 

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from pipelines.columns import FeatureError, numeric_column
 from pipelines.config import Features
 from pipelines.features import (
-    FeatureError,
     FeatureTransform,
     category_codes,
     fit_transform_spec,
     frequent_categories,
-    numeric_column,
 )
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from pipelines.columns import conform_columns
 from pipelines.expectations import Check
-from pipelines.features import conform_columns
 from pipelines.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
 from pipelines.streaming import failing_rows, row_reasons
 from pipelines.validation import CheckResult, DataValidationError, ValidationOutcome

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pipelines.columns import FeatureError
 from pipelines.config import UseCase
-from pipelines.features import FeatureError
 from pipelines.model import ModelBundle
 from pipelines.training import (
     DataSplit,

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines.columns import conform_columns
 from pipelines.config import UseCase
 from pipelines.expectations import Check, column_kinds, scoring_checks
-from pipelines.features import conform_columns
 from pipelines.paths import StateDir
 from pipelines.validation import (
     CheckResult,
