@@ -16,9 +16,9 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.config import load_use_case
-from pipelines.evaluation import evaluate
-from pipelines.sources import training_table
-from pipelines.training import encode_target, fit_model, split_data
+from pipelines.data.sources import training_table
+from pipelines.modeling.evaluation import evaluate
+from pipelines.modeling.training import encode_target, fit_model, split_data
 
 RAW_COLUMNS = ["type", "product_category", "origin_country", "product", "hazard"]
 

@@ -71,7 +71,7 @@ def measure(engine: str, batch: Path, state: Path) -> dict[str, object]:
     os.environ["AGENCYML_HOME"] = str(state)
     from flows.runtime import prepare_environment
     from flows.score import score
-    from pipelines import storage
+    from pipelines.data import storage
     from pipelines.paths import StateDir
 
     prepare_environment(StateDir(state), verbose=False)

@@ -2,8 +2,8 @@
 
 Trains business-aid fraud-risk into a scratch state, scores a generated batch of --rows rows,
 starts `agencyml serve` in its own process on 127.0.0.1, then runs --clients clients at once,
-each pulling the batch --pulls times with `pipelines.pull.pull_batch` (download, sha256 check,
-rename). Reports throughput, latency percentiles, errors and the server's peak memory.
+each pulling the batch --pulls times with `pipelines.service.pull.pull_batch` (download, sha256
+check, rename). Reports throughput, latency percentiles, errors and the server's peak memory.
 Run: python benchmarks/pull_load.py [--rows 100000 --clients 50 --pulls 4] [--out RESULTS.md]
 """
 
@@ -67,7 +67,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def load(url: str, secret: str, work: Path, clients: int, pulls: int) -> dict[str, object]:
-    from pipelines.pull import PullError, pull_batch
+    from pipelines.service.pull import PullError, pull_batch
 
     def one_client(number: int) -> list[tuple[float, int, str | None]]:
         done = []

@@ -35,8 +35,9 @@ MODES = {
 def measure(mode: str, batch: Path, state: Path) -> dict[str, float]:
     """One measurement in this process; returns rows, seconds and peak RSS in MB."""
     os.environ["AGENCYML_HOME"] = str(state)
-    from pipelines import storage, tracking
+    from pipelines.data import storage
     from pipelines.paths import StateDir
+    from pipelines.registry import tracking
 
     model = tracking.load_model("business-aid.fraud-risk", StateDir(state))
     bundle = model.bundle

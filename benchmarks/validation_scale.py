@@ -23,12 +23,12 @@ def measure(mode: str, path: Path, state: Path, chunk_rows: int) -> dict[str, fl
     """One measurement in this process: 'read' the whole file, or 'validate' it in chunks."""
     import pyarrow.parquet as pq
 
-    from pipelines import storage
-    from pipelines.columns import conform_columns
     from pipelines.config import load_use_case
-    from pipelines.expectations import column_kinds, derive_profile, scoring_checks
+    from pipelines.data import storage
+    from pipelines.data.columns import conform_columns
     from pipelines.paths import StateDir
-    from pipelines.validation import run_checks_in_chunks
+    from pipelines.validation.expectations import column_kinds, derive_profile, scoring_checks
+    from pipelines.validation.gx import run_checks_in_chunks
 
     started = time.perf_counter()
     if mode == "read":
@@ -76,8 +76,8 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.path, args.state, args.chunk_rows)))
         return
-    from pipelines.business_aid import iter_application_chunks
-    from pipelines.storage import write_parquet_stream
+    from pipelines.data.business_aid import iter_application_chunks
+    from pipelines.data.storage import write_parquet_stream
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

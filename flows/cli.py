@@ -177,7 +177,7 @@ def train(
             console.print(f"slice {name.split('.')[1]}: max/min recall ratio {ratio:.2f}")
         console.print("Plots, baselines, slices and the model card are on the MLflow run.")
         if model_out is not None:
-            from pipelines.storage import write_json
+            from pipelines.data.storage import write_json
 
             write_json(
                 model_out,
@@ -211,7 +211,7 @@ def evaluate(
     with friendly_errors():
         config.load_use_case(agency, use_case)
         if model_ref is not None:
-            from pipelines.storage import read_json_file
+            from pipelines.data.storage import read_json_file
 
             version = str(read_json_file(model_ref)["model_version"])
         from flows.evaluate import evaluate as evaluate_flow
@@ -223,13 +223,13 @@ def evaluate(
         same = "[green]yes[/]" if result.matches_training_run else "[yellow]no[/]"
         console.print(f"Equal to the metrics its training run logged: {same}")
         if metrics_out is not None:
-            from pipelines.storage import write_json
+            from pipelines.data.storage import write_json
 
             write_json(metrics_out, result.metrics)
         if plots_out is not None:
             import pandas as pd
 
-            from pipelines.storage import write_csv
+            from pipelines.data.storage import write_csv
 
             for name, rows in result.curves.items():
                 write_csv(pd.DataFrame(rows), plots_out / f"{name}.csv")
@@ -324,7 +324,7 @@ def validate_training(agency: str, use_case: str, report_out: Path | None) -> No
     )
     console.print(f"Data Docs: {outcome.data_docs / 'index.html'}", soft_wrap=True)
     if report_out is not None:
-        from pipelines.storage import write_json
+        from pipelines.data.storage import write_json
 
         write_json(report_out, outcome.as_dict())
 
@@ -375,9 +375,9 @@ def demo() -> None:
         from flows.ingest import ingest as ingest_flow
         from flows.score import score as score_flow
         from flows.train import train as train_flow
-        from pipelines.batches import write_holdout_batch
+        from pipelines.data.versioning import can_track, default_remote
         from pipelines.paths import project_root
-        from pipelines.versioning import can_track, default_remote
+        from pipelines.scoring.batches import write_holdout_batch
 
         agencies = config.list_agencies()
         specs = config.list_use_cases()
@@ -481,7 +481,7 @@ def reproduce(
 ) -> None:
     """Retrain a model version from its recorded commit and check its metrics match exactly."""
     with friendly_errors():
-        from pipelines.reproduce import COMPARED_TAGS, reproduce_model
+        from pipelines.registry.reproduce import COMPARED_TAGS, reproduce_model
 
         result = run_with_spinner(
             f"Reproducing {model} v{version} from its recorded commit",
@@ -519,9 +519,9 @@ def approve(
 ) -> None:
     """Approve a version that passed the promotion gate: it becomes champion."""
     with friendly_errors():
-        from pipelines import registry
+        from pipelines.registry import promotion
 
-        event = registry.approve(model, version, by, reason, state_dir())
+        event = promotion.approve(model, version, by, reason, state_dir())
         refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
 
@@ -535,9 +535,9 @@ def reject(
 ) -> None:
     """Reject a version: it loses the challenger alias and can never be approved."""
     with friendly_errors():
-        from pipelines import registry
+        from pipelines.registry import promotion
 
-        event = registry.reject(model, version, by, reason, state_dir())
+        event = promotion.reject(model, version, by, reason, state_dir())
         refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
 
@@ -550,16 +550,16 @@ def rollback(
 ) -> None:
     """Move champion back to the version it replaced most recently."""
     with friendly_errors():
-        from pipelines import registry
+        from pipelines.registry import promotion
 
-        event = registry.rollback(model, by or registry.current_user(), reason, state_dir())
+        event = promotion.rollback(model, by or promotion.current_user(), reason, state_dir())
         refreshed_cards(model, event)
         console.print(alias_change_line(model, event))
 
 
 def refreshed_cards(model: str, event: dict[str, Any]) -> None:
     """The cards of the versions an alias change touched now tell of it."""
-    from pipelines.records import refresh_model_card
+    from pipelines.registry.records import refresh_model_card
 
     for version in {event["from_version"], event["to_version"]} - {None}:
         refresh_model_card(model, str(version), state_dir())
@@ -583,9 +583,9 @@ def history(
 ) -> None:
     """The model's alias changes from the audit log, and the champion at a given time."""
     with friendly_errors():
-        from pipelines import registry
+        from pipelines.registry import promotion
 
-        events = registry.read_events(state_dir(), model)
+        events = promotion.read_events(state_dir(), model)
         table = Table(title=f"Alias history of {model}")
         for column in ("#", "time (UTC)", "action", "alias", "from", "to", "by", "reason"):
             table.add_column(column, overflow="fold")
@@ -602,8 +602,8 @@ def history(
             )
         console.print(table if events else f"No alias changes recorded for {model}.")
         if at is not None:
-            moment = registry.parse_moment(at)
-            champion = registry.champion_at(events, moment)
+            moment = promotion.parse_moment(at)
+            champion = promotion.champion_at(events, moment)
             shown = f"v{champion}" if champion else "no champion"
             console.print(f"Champion of {model} at {moment.isoformat()}: {shown}")
 
@@ -618,7 +618,7 @@ def lineage(
     """Trace a scored batch (or a model version) back to its run, model, training run, commit,
     params, DVC data and validation results; every node shows the MLflow ids to open."""
     with friendly_errors():
-        from pipelines import trace
+        from pipelines.registry import trace
 
         if (batch_id is None) == (model is None) or (model is not None and version is None):
             raise typer.BadParameter("give a BATCH_ID, or --model NAME --version V")
@@ -645,7 +645,7 @@ def card(
 ) -> None:
     """Print a version's model card (Markdown); it is also logged on the training run."""
     with friendly_errors():
-        from pipelines import model_card
+        from pipelines.registry import model_card
 
         facts = model_card.collect_card_facts(model, version, state_dir())
         markdown = model_card.render_markdown(facts)
@@ -664,8 +664,8 @@ def generate(
     chunk_rows: int = typer.Option(250_000, min=1, help="Rows generated and written at a time."),
 ) -> None:
     """Write synthetic business-aid applications in chunks (10M rows fit in bounded memory)."""
-    from pipelines.business_aid import iter_application_chunks
-    from pipelines.storage import write_parquet_stream
+    from pipelines.data.business_aid import iter_application_chunks
+    from pipelines.data.storage import write_parquet_stream
 
     with Progress(
         SpinnerColumn(),

@@ -13,11 +13,12 @@ from prefect import flow, get_run_logger
 from flows.errors import is_bad_input, is_over_time_limit
 from flows.score import score
 from flows.train import train
-from pipelines import config, inbox
+from pipelines import config
 from pipelines.deadline import backstop_seconds, run_deadline
+from pipelines.orchestration import inbox
 from pipelines.paths import state_dir
-from pipelines.records import ScoreResult, TrainResult
-from pipelines.streaming import StreamOptions
+from pipelines.registry.records import ScoreResult, TrainResult
+from pipelines.scoring.streaming import StreamOptions
 
 
 def timed(spec: config.UseCaseSpec, kind: Literal["train", "score"]) -> Any:

@@ -6,7 +6,7 @@ from prefect import flow
 
 from flows import tasks
 from pipelines.paths import state_dir
-from pipelines.records import EvaluateResult
+from pipelines.registry.records import EvaluateResult
 
 
 @flow(name="evaluate", flow_run_name="evaluate-{agency}-{use_case}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
-from pipelines import config, versioning
+from pipelines import config
+from pipelines.data import versioning
+from pipelines.data.sources import Ingested
 from pipelines.paths import project_root, state_dir
-from pipelines.sources import Ingested
 
 
 @flow(name="ingest", flow_run_name="ingest-{agency}")

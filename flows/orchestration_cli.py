@@ -11,14 +11,15 @@ import typer
 from rich.table import Table
 
 from flows.cli import app, console, friendly_errors
-from pipelines import config, deployments, orchestration
+from pipelines import config
+from pipelines.orchestration import deployments, prefect_server
 from pipelines.paths import project_root
 
 
 @app.command()
 def server(
-    host: str = typer.Option(orchestration.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
-    port: int = typer.Option(orchestration.DEFAULT_PORT, min=1, max=65535),
+    host: str = typer.Option(prefect_server.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
+    port: int = typer.Option(prefect_server.DEFAULT_PORT, min=1, max=65535),
     ui: bool = typer.Option(True, help="Serve Prefect's UI as well as its API."),
 ) -> None:
     """Start a local Prefect server (API and UI), its database in the state directory.
@@ -32,7 +33,9 @@ def server(
         + (", UI: /" if ui else "")
         + f"), database in {environment['PREFECT_HOME']}. Ctrl+C stops it."
     )
-    raise typer.Exit(subprocess.call(orchestration.server_command(host, port, ui), env=environment))
+    raise typer.Exit(
+        subprocess.call(prefect_server.server_command(host, port, ui), env=environment)
+    )
 
 
 @app.command()
@@ -67,26 +70,26 @@ def deploy(
             path.write_text(deployments.render(specs), encoding="utf-8")
             console.print(f"wrote {path} from params/ ({len(specs) * 3} deployments)")
         elif deployments.out_of_date(path, specs):
-            raise orchestration.OrchestrationError(
+            raise prefect_server.OrchestrationError(
                 f"{path} does not match params/ (a schedule or limit changed): run "
                 "`agencyml deploy --write` to rewrite it, then commit it"
             )
         if dry_run:
             console.print(f"{path} matches params/; nothing registered (--dry-run)")
             return
-        url = orchestration.api_url()
-        orchestration.require_server(url)
+        url = prefect_server.api_url()
+        prefect_server.require_server(url)
         os.environ["PREFECT_API_URL"] = url
-        if orchestration.ensure_work_pool():
+        if prefect_server.ensure_work_pool():
             console.print(f"created work pool {deployments.WORK_POOL} (process)")
         else:
             console.print(f"work pool {deployments.WORK_POOL} exists; its type is kept")
-        orchestration.deploy_all(root, url, run_dir)
-        orchestration.ensure_crash_automation(crash_after)
+        prefect_server.deploy_all(root, url, run_dir)
+        prefect_server.ensure_crash_automation(crash_after)
         table = Table(title=f"Deployments on {url}")
         for column in ("deployment", "schedule", "concurrency", "work pool"):
             table.add_column(column, overflow="fold")
-        for item in orchestration.registered_deployments():
+        for item in prefect_server.registered_deployments():
             table.add_row(
                 item["name"],
                 ", ".join(item["schedules"]) or "on demand",
@@ -106,12 +109,12 @@ def worker(
 ) -> None:
     """Start a worker that runs the deployments' flow runs in subprocesses of this machine."""
     with friendly_errors():
-        url = orchestration.api_url()
-        orchestration.require_server(url)
+        url = prefect_server.api_url()
+        prefect_server.require_server(url)
         environment = {**os.environ, "PREFECT_API_URL": url}
         console.print(f"Worker for pool {pool} on {url}. Ctrl+C stops it.")
         raise typer.Exit(
-            subprocess.call(orchestration.worker_command(pool, limit), env=environment)
+            subprocess.call(prefect_server.worker_command(pool, limit), env=environment)
         )
 
 

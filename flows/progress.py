@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pipelines.storage import count_rows
+from pipelines.data.storage import count_rows
 
 
 class RowsColumn(ProgressColumn):

@@ -8,11 +8,11 @@ from prefect import flow
 
 from flows import tasks
 from flows.progress import row_progress
-from pipelines import batches
 from pipelines.deadline import run_deadline
 from pipelines.paths import state_dir
-from pipelines.records import ScoreResult
-from pipelines.streaming import StreamOptions
+from pipelines.registry.records import ScoreResult
+from pipelines.scoring import batches
+from pipelines.scoring.streaming import StreamOptions
 
 
 @flow(name="score", flow_run_name="score-{agency}-{use_case}")

@@ -28,7 +28,7 @@ def serve(
     with friendly_errors():
         import uvicorn
 
-        from pipelines.service import create_app
+        from pipelines.service.api import create_app
 
         console.print(f"Serving {state_dir().outputs_dir} on http://{host}:{port} (docs: /docs)")
         uvicorn.run(create_app(state_dir()), host=host, port=port, log_level="warning")
@@ -45,7 +45,7 @@ def tokens_create(
 ) -> None:
     """Create a token. Its secret is shown once and only its hash is kept."""
     with friendly_errors():
-        from pipelines import access
+        from pipelines.service import access
 
         token, secret = access.create_token(
             state_dir(),
@@ -63,7 +63,7 @@ def tokens_create(
 def tokens_list() -> None:
     """Every token with its agency, role and status; never the secrets."""
     with friendly_errors():
-        from pipelines import access
+        from pipelines.service import access
 
         table = Table(title="API tokens")
         table.add_column("id", no_wrap=True)
@@ -86,7 +86,7 @@ def tokens_list() -> None:
 def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list` shows.")) -> None:
     """Revoke a token: it is refused from the next request on."""
     with friendly_errors():
-        from pipelines import access
+        from pipelines.service import access
 
         token = access.revoke_token(state_dir(), token_id)
         console.print(f"Revoked {token.token_id} ({token.name}) at {token.revoked_at}")
@@ -100,7 +100,7 @@ def access_log(
 ) -> None:
     """Every request the pull service answered: who, what, when, the outcome and the bytes."""
     with friendly_errors():
-        from pipelines import access
+        from pipelines.service import access
 
         entries = access.read_access_log(state_dir(), agency=agency, since=since)
         if as_json:
@@ -141,7 +141,7 @@ def pull(
 ) -> None:
     """Download a batch through the pull service and check its content hash."""
     with friendly_errors():
-        from pipelines.pull import PullError, pull_batch
+        from pipelines.service.pull import PullError, pull_batch
 
         if (batch is None) == (not latest):
             raise PullError("say which batch: --batch ID or --latest")

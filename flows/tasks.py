@@ -12,19 +12,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from pipelines import (
-    batches,
-    config,
-    engines,
-    evaluation,
-    quality,
-    records,
-    sources,
-    tracking,
-    training,
-    versioning,
-)
-from pipelines.evaluation import evaluate
+from pipelines import config
+from pipelines.data import sources, versioning
+from pipelines.modeling import evaluation, training
+from pipelines.modeling.evaluation import evaluate
+from pipelines.registry import records, tracking
+from pipelines.scoring import batches, engines
+from pipelines.validation import quality
 
 
 def is_transient(error: BaseException, depth: int = 0) -> bool:

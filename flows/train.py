@@ -11,7 +11,7 @@ from flows import tasks
 from pipelines.deadline import run_deadline
 from pipelines.durable import file_lock
 from pipelines.paths import state_dir
-from pipelines.records import TrainResult
+from pipelines.registry.records import TrainResult
 
 
 @flow(name="train", flow_run_name="train-{agency}-{use_case}", log_prints=False)

@@ -8,8 +8,8 @@ from prefect import flow
 
 from flows import tasks
 from pipelines.paths import state_dir
-from pipelines.quality import BatchCheck
-from pipelines.validation import ValidationOutcome
+from pipelines.validation.gx import ValidationOutcome
+from pipelines.validation.quality import BatchCheck
 
 
 @flow(name="validate", flow_run_name="validate-{agency}-{use_case}")

@@ -35,7 +35,7 @@ class Strict(BaseModel):
 
 
 class FileSource(Strict):
-    """A table shipped with the project, prepared by a named reader in pipelines.sources."""
+    """A table shipped with the project, prepared by a named reader in pipelines.data.sources."""
 
     kind: Literal["file"] = "file"
     reader: Literal["rasff", "parquet", "csv"]
@@ -46,7 +46,7 @@ class FileSource(Strict):
 
 
 class GeneratorSource(Strict):
-    """Synthetic data from a seeded generator in pipelines.sources."""
+    """Synthetic data from a seeded generator in pipelines.data.sources."""
 
     kind: Literal["generator"] = "generator"
     generator: Literal["business-aid"]

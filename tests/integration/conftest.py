@@ -89,9 +89,9 @@ def two_agencies(prefect_server, tmp_path_factory, make_small_project):
     scored, once for the pull service's tests: `env` points agencyml at this project."""
     from flows.score import score
     from flows.train import train
-    from pipelines.batches import write_holdout_batch
     from pipelines.config import load_use_case
     from pipelines.paths import state_dir
+    from pipelines.scoring.batches import write_holdout_batch
 
     root = tmp_path_factory.mktemp("two-agencies")
     env = {

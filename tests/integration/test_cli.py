@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.sources import SOURCE_KEY
-from pipelines.storage import parquet_metadata, write_parquet
+from pipelines.data.sources import SOURCE_KEY
+from pipelines.data.storage import parquet_metadata, write_parquet
 
 runner = CliRunner()
 
@@ -117,9 +117,9 @@ def test_console_script_runs_train_and_score_end_to_end(small_project, tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "Trained business-aid.fraud-risk" in trained.stdout and "roc_auc" in trained.stdout
     batch = tmp_path / "batch.csv"
-    from pipelines.batches import write_holdout_batch
     from pipelines.config import load_use_case
     from pipelines.paths import state_dir
+    from pipelines.scoring.batches import write_holdout_batch
 
     pd.read_parquet(
         write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())
@@ -151,9 +151,9 @@ def test_scoring_without_a_champion_exits_6_and_says_how_to_train(
 def test_validate_reports_without_scoring_and_exits_4_on_rejection(
     prefect_server, small_project, tmp_path
 ):
-    from pipelines.batches import write_holdout_batch
     from pipelines.config import load_use_case
     from pipelines.paths import state_dir
+    from pipelines.scoring.batches import write_holdout_batch
 
     holdout = pd.read_parquet(
         write_holdout_batch(load_use_case("business-aid", "fraud-risk"), state_dir())

@@ -19,12 +19,12 @@ from servers import free_port
 
 from flows.score import score
 from flows.train import train
-from pipelines import tracking
-from pipelines.business_aid import generate_applications
-from pipelines.dask_engine import DaskEngineError, DaskScorer
+from pipelines.data.business_aid import generate_applications
+from pipelines.data.storage import read_json_file
 from pipelines.paths import state_dir
-from pipelines.storage import read_json_file
-from pipelines.streaming import NativeScorer
+from pipelines.registry import tracking
+from pipelines.scoring.dask_engine import DaskEngineError, DaskScorer
+from pipelines.scoring.streaming import NativeScorer
 
 FRAUD = ("business-aid", "fraud-risk")
 ROWS, CHUNK_ROWS = 30_000, 4_000  # eight chunks

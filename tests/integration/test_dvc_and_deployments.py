@@ -189,7 +189,8 @@ def test_two_processes_using_dvc_at_once_both_succeed(dvc_project, tmp_path):
         source.write_text(f"application_id\nBA-{index}\n")
         sources.append(source)
     code = (
-        "import sys; from pathlib import Path; from pipelines.versioning import store_with_dvc; "
+        "import sys; from pathlib import Path; "
+        "from pipelines.data.versioning import store_with_dvc; "
         "print(store_with_dvc(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]).md5)"
     )
     commands = [
@@ -223,7 +224,7 @@ def test_two_processes_using_dvc_at_once_both_succeed(dvc_project, tmp_path):
 def test_score_with_store_input_keeps_the_exact_input_in_dvc(dvc_project, tmp_path):
     dvc_project.run(*CLI, "train", "-a", "business-aid", "-u", "fraud-risk")
     batch = tmp_path / "batch.csv"
-    from pipelines.business_aid import generate_applications
+    from pipelines.data.business_aid import generate_applications
 
     generate_applications(50, seed=3).drop(columns=["is_fraud", "review_track"]).to_csv(
         batch, index=False

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from servers import free_port, stop, wait_until_up
 
-from pipelines.versioning import DataIntegrityError, restore_file, temporary_worktree
+from pipelines.data.versioning import DataIntegrityError, restore_file, temporary_worktree
 
 BUCKET = "agencyml-dvc"
 STAGE = "ingest@business-aid-applications"
@@ -337,7 +337,7 @@ def test_a_shared_mlflow_server_keeps_runs_and_models_with_artifacts_on_s3(
     clients need no S3 credentials; the model, its files and the scoring run land there."""
     from mlflow.tracking import MlflowClient
 
-    from pipelines.business_aid import generate_applications
+    from pipelines.data.business_aid import generate_applications
 
     port = free_port()
     prefix = f"mlflow-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,7 @@ rejection, rollback, and which version was champion at any moment."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.train import train
 from pipelines.paths import state_dir
-from pipelines.registry import audit_path, read_events
+from pipelines.registry.promotion import audit_path, read_events
 
 MODEL = "business-aid.fraud-risk"
 runner = CliRunner()
@@ -147,3 +148,48 @@ def test_rollback_without_an_earlier_champion_says_so(prefect_server, small_proj
     assert code == 10 and "first champion on record" in output
     code, output = invoke("history", MODEL, "--at", "yesterday")
     assert code == 10 and "ISO 8601" in output
+
+
+def test_a_version_logged_before_the_move_to_wings_still_loads(
+    small_project, tmp_path, monkeypatch
+):
+    """A logged model runs its own copy of tracking_model.py; one logged by an older release
+    imports `pipelines.model`, which is now pipelines.modeling.model."""
+    import lightgbm as lgb
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.config import Features, ThresholdPolicy
+    from pipelines.modeling.features import fit_transform_spec
+    from pipelines.modeling.model import ModelBundle
+    from pipelines.registry import tracking
+
+    older_code = tmp_path / "tracking_model.py"
+    current = tracking.MODEL_CODE.read_text()
+    assert "from pipelines.modeling.model import" in current
+    older_code.write_text(current.replace("pipelines.modeling.model", "pipelines.model"))
+    monkeypatch.setattr(tracking, "MODEL_CODE", older_code)
+    frame = pd.DataFrame({"case_id": [f"c{i}" for i in range(60)], "x": np.arange(60.0)})
+    transform = fit_transform_spec(frame, Features(numeric=["x"]))
+    booster = lgb.train(
+        {"objective": "binary", "num_threads": 1, "min_data_in_leaf": 2, "verbosity": -1},
+        lgb.Dataset(transform.transform(frame), (np.arange(60) >= 30).astype(int)),
+        num_boost_round=3,
+    )
+    policy = ThresholdPolicy(threshold=0.5, flag_label="inspect", pass_label="release")
+    bundle = ModelBundle("binary", ["no", "yes"], "case_id", transform, booster, policy)
+    tracking.configure(state_dir())
+    with monkeypatch.context() as older_release:  # where the older release had the module
+        older_release.setitem(sys.modules, "pipelines.model", sys.modules[ModelBundle.__module__])
+        with mlflow.start_run():
+            logged = tracking._log_bundle(bundle, frame[["x"]].head(5))
+    mlflow.register_model(logged.model_uri, "older.release")
+    monkeypatch.delitem(sys.modules, "pipelines.model", raising=False)  # as in a new process
+
+    loaded = tracking.load_model("older.release", state_dir(), version="1")
+
+    assert loaded.bundle.classes == ["no", "yes"]
+    pd.testing.assert_frame_equal(
+        tracking.predict(loaded, frame), bundle.probability_frame(frame[["x"]])
+    )

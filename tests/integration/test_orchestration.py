@@ -25,12 +25,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 from servers import free_port, wait_until_up
 
-from pipelines.business_aid import generate_applications
 from pipelines.config import load_use_case
-from pipelines.deployments import WORK_POOL, full_name
-from pipelines.orchestration import CRASH_AUTOMATION
+from pipelines.data.business_aid import generate_applications
+from pipelines.data.storage import read_json_file, read_table
+from pipelines.orchestration.deployments import WORK_POOL, full_name
+from pipelines.orchestration.prefect_server import CRASH_AUTOMATION
 from pipelines.paths import PACKAGE_ROOT
-from pipelines.storage import read_json_file, read_table
 
 BIN = Path(sys.executable).parent
 FRAUD = ("business-aid", "fraud-risk")

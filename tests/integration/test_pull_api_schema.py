@@ -27,9 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from pipelines import access
 from pipelines.paths import StateDir, state_dir
-from pipelines.service import create_app
+from pipelines.service import access
+from pipelines.service.api import create_app
 
 FRAUD = ("business-aid", "fraud-risk")
 # who calls: an admin sees every agency, an agency token only its own

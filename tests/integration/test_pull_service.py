@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines import access
+from pipelines.data.storage import file_sha256
 from pipelines.paths import state_dir
-from pipelines.pull import PullError, pull_batch
-from pipelines.storage import file_sha256
+from pipelines.service import access
+from pipelines.service.pull import PullError, pull_batch
 
 FRAUD = ("business-aid", "fraud-risk")
 TRIAGE = ("product-safety", "risk-triage")

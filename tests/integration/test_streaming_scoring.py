@@ -19,12 +19,12 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.score import score
 from flows.train import train
-from pipelines import tracking
-from pipelines.business_aid import generate_applications
 from pipelines.config import load_use_case
-from pipelines.decisions import apply_policy
+from pipelines.data.business_aid import generate_applications
+from pipelines.data.storage import file_sha256, read_json_file
+from pipelines.modeling.decisions import apply_policy
 from pipelines.paths import PACKAGE_ROOT, state_dir
-from pipelines.storage import file_sha256, read_json_file
+from pipelines.registry import tracking
 
 FRAUD = ("business-aid", "fraud-risk")
 ROWS, CHUNK_ROWS, PART_ROWS = 120_000, 8_000, 50_000
@@ -180,7 +180,7 @@ def test_a_rerun_returns_the_batch_and_records_a_scoring_run_a_crash_lost(projec
 
 
 def test_lineage_follows_a_batch_in_parts_and_names_a_missing_part(project):
-    from pipelines.trace import trace_batch
+    from pipelines.registry.trace import trace_batch
 
     result = score(*FRAUD, str(project["batch"]), chunk_rows=CHUNK_ROWS, part_rows=PART_ROWS)
     [node] = trace_batch(result.batch_id, state_dir()).find("scored batch")

@@ -21,10 +21,10 @@ from flows import train as train_module
 from flows.cli import app
 from flows.deployed import inbox_poll
 from flows.train import train
-from pipelines.business_aid import generate_applications
+from pipelines.data.business_aid import generate_applications
 from pipelines.deadline import Deadline, TimeLimitError, run_deadline
 from pipelines.paths import state_dir
-from pipelines.streaming import available_cores
+from pipelines.scoring.streaming import available_cores
 
 FRAUD = ("business-aid", "fraud-risk")
 MODEL = "business-aid.fraud-risk"

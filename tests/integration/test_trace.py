@@ -16,19 +16,19 @@ from rich.console import Console
 
 from flows.score import score
 from flows.train import train
-from pipelines.batches import write_holdout_batch
 from pipelines.config import load_use_case
-from pipelines.gate import BatchRejectedError
-from pipelines.model_card import collect_card_facts, render_html, render_markdown
+from pipelines.data.storage import file_sha256
 from pipelines.paths import state_dir
-from pipelines.storage import file_sha256
-from pipelines.trace import (
+from pipelines.registry.model_card import collect_card_facts, render_html, render_markdown
+from pipelines.registry.trace import (
     BatchNotFoundError,
     render_tree,
     trace_batch,
     trace_model,
 )
-from pipelines.tracking import ModelNotFoundError
+from pipelines.registry.tracking import ModelNotFoundError
+from pipelines.scoring.batches import write_holdout_batch
+from pipelines.validation.gate import BatchRejectedError
 
 AGENCY, USE_CASE = "business-aid", "fraud-risk"
 MODEL = f"{AGENCY}.{USE_CASE}"

@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 
 from flows.score import score
 from flows.train import train
-from pipelines import tracking
-from pipelines.batches import write_holdout_batch
 from pipelines.config import UnknownUseCaseError, load_use_case
+from pipelines.data.storage import InputFileError, file_sha256
 from pipelines.paths import state_dir
-from pipelines.storage import InputFileError, file_sha256
-from pipelines.tracking import ModelNotFoundError
+from pipelines.registry import tracking
+from pipelines.registry.tracking import ModelNotFoundError
+from pipelines.scoring.batches import write_holdout_batch
 
 USE_CASES = [
     ("product-safety", "risk-triage"),

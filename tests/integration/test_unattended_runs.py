@@ -22,7 +22,7 @@ from prefect import flow
 from flows import tasks
 from flows.deployed import InboxError, inbox_poll
 from flows.train import train
-from pipelines.business_aid import generate_applications
+from pipelines.data.business_aid import generate_applications
 from pipelines.durable import file_lock
 from pipelines.paths import PACKAGE_ROOT, state_dir
 

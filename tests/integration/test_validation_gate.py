@@ -15,11 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from flows.score import score
 from flows.train import train
-from pipelines.batches import write_holdout_batch
 from pipelines.config import load_use_case
-from pipelines.gate import BatchRejectedError
 from pipelines.paths import state_dir
-from pipelines.validation import DataValidationError
+from pipelines.scoring.batches import write_holdout_batch
+from pipelines.validation.gate import BatchRejectedError
+from pipelines.validation.gx import DataValidationError
 
 FRAUD = ("business-aid", "fraud-risk")
 TRIAGE = ("product-safety", "risk-triage")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.access import (
+from pipelines.hashlog import LogTamperedError
+from pipelines.paths import PACKAGE_ROOT, StateDir
+from pipelines.service.access import (
     ROLES,
     AccessError,
     Token,
@@ -26,8 +28,6 @@ from pipelines.access import (
     revoke_token,
     tokens_path,
 )
-from pipelines.hashlog import LogTamperedError
-from pipelines.paths import PACKAGE_ROOT, StateDir
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_revoking_an_unknown_id_lists_the_known_ones(state: StateDir) -> None:
 MAKER = """
 import sys
 from pathlib import Path
-from pipelines.access import create_token
+from pipelines.service.access import create_token
 from pipelines.paths import StateDir
 for n in range(int(sys.argv[3])):
     token, _ = create_token(StateDir(Path(sys.argv[1])), role="admin", name=f"{sys.argv[2]}-{n}")

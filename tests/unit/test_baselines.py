@@ -8,13 +8,13 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
-from pipelines.baselines import (
+from pipelines.modeling.baselines import (
     baseline_metrics,
     class_prior_scores,
     evaluate_baselines,
     plot_baselines,
 )
-from pipelines.metrics import binary_score_metrics
+from pipelines.modeling.metrics import binary_score_metrics
 
 BINARY_KEYS = {"roc_auc", "pr_auc", "log_loss", "brier"}
 MULTICLASS_KEYS = {"accuracy", "macro_f1", "weighted_f1", "log_loss"}

@@ -6,7 +6,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score
 
-from pipelines.business_aid import (
+from pipelines.data.business_aid import (
     REVIEW_TRACKS,
     SCHEMES,
     generate_applications,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss
 
-from pipelines.calibration import Calibrator, fit_calibrator, reliability
 from pipelines.config import UseCase
-from pipelines.model import ModelBundle
-from pipelines.training import fit_model, split_data
+from pipelines.modeling.calibration import Calibrator, fit_calibrator, reliability
+from pipelines.modeling.model import ModelBundle
+from pipelines.modeling.training import fit_model, split_data
 
 
 def overconfident_binary(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import log_loss as sklearn_log_loss
 
 from pipelines.config import Execution, LightGBMParams
-from pipelines.dask_engine import (
+from pipelines.modeling.training import TrainingError
+from pipelines.scoring.dask_engine import (
     DaskEngineError,
     best_iteration,
     check_classes,
@@ -19,7 +20,6 @@ from pipelines.dask_engine import (
     validation_losses,
     without_run_ports,
 )
-from pipelines.training import TrainingError
 
 
 def model_parameters(booster: lgb.Booster) -> dict[str, str]:

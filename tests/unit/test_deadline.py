@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.batches import check_time_left
 from pipelines.config import load_use_case
+from pipelines.data.storage import StagedDirectory
 from pipelines.deadline import (
     BACKSTOP_GRACE_SECONDS,
     Deadline,
@@ -19,8 +19,8 @@ from pipelines.deadline import (
     backstop_seconds,
     run_deadline,
 )
-from pipelines.storage import StagedDirectory
-from pipelines.streaming import QuarantineStage, StagedBatch, StreamOptions
+from pipelines.scoring.batches import check_time_left
+from pipelines.scoring.streaming import QuarantineStage, StagedBatch, StreamOptions
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.config import CapacityPolicy, TargetPrecisionPolicy, ThresholdPolicy
-from pipelines.decisions import apply_policy, binary_flags, resolve_policy
+from pipelines.modeling.decisions import apply_policy, binary_flags, resolve_policy
 
 BINARY = ["not-serious", "serious"]
 TRACKS = ["fast", "standard", "deep"]

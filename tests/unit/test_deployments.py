@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines import deployments
 from pipelines.config import list_use_cases
+from pipelines.orchestration import deployments
 from pipelines.paths import PACKAGE_ROOT
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from pipelines.drift import (
+from pipelines.modeling.drift import (
     EPSILON,
     DriftAccumulator,
     DriftError,

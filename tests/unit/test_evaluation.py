@@ -15,9 +15,9 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from sklearn.metrics import classification_report
 
-from pipelines.columns import FeatureError
 from pipelines.config import ParamsError, UseCase
-from pipelines.evaluation import (
+from pipelines.data.columns import FeatureError
+from pipelines.modeling.evaluation import (
     Evaluation,
     baselines_for,
     evaluate,
@@ -29,9 +29,9 @@ from pipelines.evaluation import (
     shap_importance,
     shap_values,
 )
-from pipelines.metrics import binary_score_metrics, multiclass_score_metrics
-from pipelines.model import ModelBundle
-from pipelines.training import DataSplit, encode_target, fit_model, split_data
+from pipelines.modeling.metrics import binary_score_metrics, multiclass_score_metrics
+from pipelines.modeling.model import ModelBundle
+from pipelines.modeling.training import DataSplit, encode_target, fit_model, split_data
 
 BINARY_METRICS = {
     "holdout_rows",

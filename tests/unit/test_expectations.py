@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import UseCase
-from pipelines.expectations import (
+from pipelines.validation.expectations import (
     COLUMN_TYPES,
     MAX_PROFILED_CATEGORIES,
     Check,

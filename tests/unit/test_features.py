@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pipelines.columns import FeatureError, numeric_column
 from pipelines.config import Features
-from pipelines.features import (
+from pipelines.data.columns import FeatureError, numeric_column
+from pipelines.modeling.features import (
     FeatureTransform,
     category_codes,
     fit_transform_spec,

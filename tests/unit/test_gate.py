@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.columns import conform_columns
-from pipelines.expectations import Check
-from pipelines.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
-from pipelines.streaming import failing_rows, row_reasons
-from pipelines.validation import CheckResult, DataValidationError, ValidationOutcome
+from pipelines.data.columns import conform_columns
+from pipelines.scoring.streaming import failing_rows, row_reasons
+from pipelines.validation.expectations import Check
+from pipelines.validation.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
+from pipelines.validation.gx import CheckResult, DataValidationError, ValidationOutcome
 
 KINDS = {"case_id": "text", "amount": "numeric", "region": "text", "received": "date"}
 

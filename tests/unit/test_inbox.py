@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import inbox
 from pipelines.durable import file_lock
+from pipelines.orchestration import inbox
 
 
 @pytest.fixture

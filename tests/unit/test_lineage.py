@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_params
-from pipelines.lineage import table_digest, training_data_lineage
+from pipelines.data.lineage import table_digest, training_data_lineage
+from pipelines.data.sources import load_source
+from pipelines.data.storage import file_sha256
 from pipelines.paths import PACKAGE_ROOT
-from pipelines.sources import load_source
-from pipelines.storage import file_sha256
 
 
 def table() -> pd.DataFrame:

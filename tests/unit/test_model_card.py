@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.model_card import generated_limitations, render_html, render_markdown
+from pipelines.registry.model_card import generated_limitations, render_html, render_markdown
 
 
 def facts() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.config import UseCase
 from pipelines.paths import StateDir
-from pipelines.registry import (
+from pipelines.registry.promotion import (
     AuditLogError,
     RegistryError,
     append_event,

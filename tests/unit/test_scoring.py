@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import CapacityPolicy, DecisionPolicy, Features, ThresholdPolicy
-from pipelines.decisions import apply_policy
-from pipelines.features import fit_transform_spec
-from pipelines.model import ModelBundle
-from pipelines.scoring import batch_id_for
-from pipelines.storage import PartWriter
-from pipelines.streaming import ScoreSummary, TopK, flag_top_k, scored_table
+from pipelines.data.storage import PartWriter
+from pipelines.modeling.decisions import apply_policy
+from pipelines.modeling.features import fit_transform_spec
+from pipelines.modeling.model import ModelBundle
+from pipelines.scoring.batch_ids import batch_id_for
+from pipelines.scoring.streaming import ScoreSummary, TopK, flag_top_k, scored_table
 
 SCORED_AT = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 PROVENANCE = ["batch_id", "model_name", "model_version", "scored_at"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.slices import SliceReport, plot_slices, slice_report
+from pipelines.modeling.slices import SliceReport, plot_slices, slice_report
 
 
 def two_groups(

@@ -7,8 +7,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from pipelines.config import Source, load_params
-from pipelines.paths import PACKAGE_ROOT
-from pipelines.sources import (
+from pipelines.data.sources import (
     SourceError,
     clean_country,
     clean_rasff,
@@ -17,7 +16,8 @@ from pipelines.sources import (
     split_countries,
     training_table,
 )
-from pipelines.storage import InputFileError, file_md5
+from pipelines.data.storage import InputFileError, file_md5
+from pipelines.paths import PACKAGE_ROOT
 
 RASFF_FILE = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
 RAW_ROWS_IN_EXPORT = 34_322

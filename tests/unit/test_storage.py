@@ -18,8 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.durable import file_lock as exclusive_lock
-from pipelines.storage import (
+from pipelines.data.storage import (
     InputFileError,
     PartWriter,
     StagedDirectory,
@@ -36,6 +35,7 @@ from pipelines.storage import (
     write_parquet,
     write_parquet_stream,
 )
+from pipelines.durable import file_lock as exclusive_lock
 
 
 def frame(start: int = 0, rows: int = 3) -> pd.DataFrame:
@@ -345,7 +345,7 @@ def test_published_batch_directory_is_readable_like_a_plain_directory(
 
 import csv  # noqa: E402
 
-from pipelines.storage import (  # noqa: E402
+from pipelines.data.storage import (  # noqa: E402
     neutralise_formulas,
     publish_directory,
     quarantine_input,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipelines.columns import FeatureError
 from pipelines.config import UseCase
-from pipelines.model import ModelBundle
-from pipelines.training import (
+from pipelines.data.columns import FeatureError
+from pipelines.modeling.model import ModelBundle
+from pipelines.modeling.training import (
     DataSplit,
     TrainedModel,
     TrainingError,

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.columns import conform_columns
 from pipelines.config import UseCase
-from pipelines.expectations import Check, column_kinds, scoring_checks
+from pipelines.data.columns import conform_columns
 from pipelines.paths import StateDir
-from pipelines.validation import (
+from pipelines.validation.expectations import Check, column_kinds, scoring_checks
+from pipelines.validation.gx import (
     CheckResult,
     DataValidationError,
     ValidationOutcome,
@@ -292,7 +292,7 @@ def test_text_columns_in_the_pandas_string_dtype_pass_the_text_type_check(runs: 
 
 
 def test_chunked_validation_judges_the_newest_date_over_the_whole_batch(runs: Runs) -> None:
-    from pipelines.validation import run_checks_in_chunks
+    from pipelines.validation.gx import run_checks_in_chunks
 
     recent = [c for c in runs.clean_checks if c.kind == "recent"]
     dates = pd.to_datetime(["2024-01-02", "2024-01-03", "2024-05-01", "2024-05-02"])
@@ -311,7 +311,7 @@ def test_chunked_validation_judges_the_newest_date_over_the_whole_batch(runs: Ru
 
 
 def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None:
-    from pipelines.validation import run_checks_in_chunks
+    from pipelines.validation.gx import run_checks_in_chunks
 
     unique = Check("unique:case_id", "unique", "batch", "case_id")
     chunks = [["a", "b"], ["c", "a"], ["a", "d"]]  # each chunk alone has no repeat

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.storage import file_md5
-from pipelines.versioning import (
+from pipelines.data.storage import file_md5
+from pipelines.data.versioning import (
     CodeVersion,
     DvcError,
     can_track,

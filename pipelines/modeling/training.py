@@ -1,0 +1,271 @@
+"""Splitting, fitting and evaluating LightGBM: pure functions over tables and typed params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.model_selection import train_test_split
+
+from pipelines.config import RandomSplit, TimeSplit, UseCase
+from pipelines.modeling.decisions import resolve_policy
+from pipelines.modeling.drift import DriftReference, build_reference
+from pipelines.modeling.features import FeatureTransform, fit_transform_spec
+from pipelines.modeling.model import ModelBundle
+from pipelines.validation.expectations import derive_profile
+
+Matrix = np.ndarray | sp.csr_matrix  # what FeatureTransform.transform returns
+
+
+class TrainingError(ValueError):
+    """The data cannot train a model: too few rows, or a class missing from a split."""
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    calibration: pd.DataFrame | None = None  # only when the use case calibrates
+
+    def sizes(self) -> dict[str, int]:
+        sizes = {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "holdout": len(self.holdout),
+        }
+        if self.calibration is not None:
+            sizes["calibration"] = len(self.calibration)
+        return sizes
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    bundle: ModelBundle
+    best_iteration: int
+    params: dict[str, object]
+    policy_facts: dict[str, float] = field(default_factory=dict)
+
+
+def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
+    """Time-based when a date column is declared (rows without a date train), else random."""
+    split = params.split
+    if isinstance(split, TimeSplit):
+        dates = pd.to_datetime(frame[split.date_column], errors="coerce")
+        undated = frame[dates.isna()]
+        dated = frame[dates.notna()].iloc[
+            np.argsort(dates[dates.notna()].to_numpy(), kind="stable")
+        ]
+        n_holdout = round(len(dated) * split.holdout_fraction)
+        n_validation = round(len(dated) * split.validation_fraction)
+        cut = len(dated) - n_holdout - n_validation
+        train = pd.concat([undated, dated.iloc[:cut]])
+        validation, holdout = dated.iloc[cut : cut + n_validation], dated.iloc[cut + n_validation :]
+    else:
+        assert isinstance(split, RandomSplit)
+        train, validation, holdout = random_split(frame, split, params.target)
+    calibration = None
+    if params.calibration.method != "none":
+        train, calibration = carve_calibration(train, params)
+    result = DataSplit(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        holdout.reset_index(drop=True),
+        None if calibration is None else calibration.reset_index(drop=True),
+    )
+    for name, size in result.sizes().items():
+        if size == 0:
+            raise TrainingError(f"the {name} split is empty; {len(frame)} rows are too few")
+    return result
+
+
+def carve_calibration(train: pd.DataFrame, params: UseCase) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The calibration rows come out of the training rows: the newest ones for a time split
+    (train is in date order, undated rows first), a stratified sample for a random split."""
+    size = round(len(train) * params.calibration.fraction)
+    if isinstance(params.split, TimeSplit):
+        return train.iloc[: len(train) - size], train.iloc[len(train) - size :]
+    seed = params.split.seed
+    try:
+        kept, calibration = train_test_split(
+            train, test_size=size, random_state=seed, stratify=train[params.target]
+        )
+    except ValueError as error:
+        raise TrainingError(f"too few rows to set aside a calibration split: {error}") from error
+    return kept, calibration
+
+
+def random_split(
+    frame: pd.DataFrame, split: RandomSplit, target: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stratified, so each split keeps the class mix; every class needs a few rows for that."""
+    rarest = frame[target].value_counts()
+    if len(rarest) and rarest.min() < 3:
+        raise TrainingError(
+            f"{len(frame)} rows are too few for a stratified random split: class "
+            f"'{rarest.idxmin()}' of '{target}' has {rarest.min()} row(s), and each class needs "
+            "at least 3 (one per split)"
+        )
+    try:
+        rest, holdout = train_test_split(
+            frame,
+            test_size=split.holdout_fraction,
+            random_state=split.seed,
+            stratify=frame[target],
+        )
+        share = split.validation_fraction / (1 - split.holdout_fraction)
+        train, validation = train_test_split(
+            rest, test_size=share, random_state=split.seed, stratify=rest[target]
+        )
+    except ValueError as error:
+        raise TrainingError(
+            f"{len(frame)} rows are too few for a stratified random split: {error}"
+        ) from error
+    return train, validation, holdout
+
+
+def target_classes(frame: pd.DataFrame, params: UseCase) -> list[str]:
+    """Binary: [negative, positive] as text. Multiclass: the sorted labels."""
+    if params.task == "binary":
+        return [f"not-{params.positive_class}", str(params.positive_class)]
+    return sorted(frame[params.target].dropna().astype(str).unique())
+
+
+def encode_target(values: pd.Series, params: UseCase, classes: list[str]) -> np.ndarray:
+    as_text = values.astype(str)
+    if params.task == "binary":
+        return (as_text == str(params.positive_class)).to_numpy(dtype=np.int32)
+    lookup = {label: code for code, label in enumerate(classes)}
+    return as_text.map(lookup).fillna(-1).to_numpy(dtype=np.int32)
+
+
+def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
+    """The declared hyper-parameters plus what the task implies."""
+    declared = params.lightgbm.model_dump()
+    declared.pop("num_iterations")
+    declared.pop("early_stopping_round")
+    if params.task == "binary":
+        task = {"objective": "binary", "metric": ["binary_logloss", "auc"]}
+    else:
+        task = {"objective": "multiclass", "num_class": n_classes, "metric": ["multi_logloss"]}
+    return {**declared, **task, "verbosity": -1, "feature_pre_filter": False}
+
+
+class BoosterFitter(Protocol):
+    """Fits LightGBM on transformed rows with early stopping on validation: fit_booster in this
+    process, or the Dask engine's on a cluster (handed in by pipelines.scoring.engines)."""
+
+    def __call__(
+        self,
+        transform: FeatureTransform,
+        train: tuple[Matrix, np.ndarray],
+        validation: tuple[Matrix, np.ndarray],
+        params: UseCase,
+        booster_params: dict[str, object],
+    ) -> lgb.Booster: ...
+
+
+def fit_model(
+    split: DataSplit, params: UseCase, booster_fitter: BoosterFitter | None = None
+) -> TrainedModel:
+    """Fit the transform on training rows, then LightGBM with early stopping on validation.
+
+    Without a `booster_fitter`, LightGBM runs in this process; a use case whose engine is dask
+    needs the Dask engine's fitter (pipelines.scoring.engines.fit_model hands it in)."""
+    if booster_fitter is None and params.execution.engine != "local":
+        raise TrainingError(
+            f"execution.engine is {params.execution.engine}, but no fitter for it was given; "
+            "train through pipelines.scoring.engines.fit_model"
+        )
+    classes = target_classes(pd.concat([split.train, split.validation]), params)
+    y_train = encode_target(split.train[params.target], params, classes)
+    y_valid = encode_target(split.validation[params.target], params, classes)
+    if len(np.unique(y_train[y_train >= 0])) < 2:
+        raise TrainingError("the training split holds only one class; a model cannot be fitted")
+    transform = fit_transform_spec(split.train, params.features)
+    booster_params = lightgbm_params(params, len(classes))
+    train = (transform.transform(split.train), y_train)
+    validation = (transform.transform(split.validation), y_valid)
+    fitter = booster_fitter or fit_booster
+    booster = fitter(transform, train, validation, params, booster_params)
+    bundle = ModelBundle(
+        task=params.task,
+        classes=classes,
+        id_column=params.id_column,
+        transform=transform,
+        booster=booster,
+        policy=params.decision,
+        profile=derive_profile(split.train, params),
+    )
+    if split.calibration is not None:
+        bundle = calibrate(bundle, split.calibration, params)
+    # the policy's threshold is chosen on the validation rows, with calibrated scores
+    resolved, policy_facts = resolve_policy(
+        bundle.policy, y_valid, bundle.predict_proba(split.validation)
+    )
+    bundle = replace(bundle, policy=resolved)
+    bundle = replace(bundle, drift_reference=drift_reference(bundle, split.validation, params))
+    return TrainedModel(bundle, booster.current_iteration(), booster_params, policy_facts)
+
+
+def fit_booster(
+    transform: FeatureTransform,
+    train: tuple[Matrix, np.ndarray],
+    validation: tuple[Matrix, np.ndarray],
+    params: UseCase,
+    booster_params: dict[str, object],
+) -> lgb.Booster:
+    """LightGBM in this process with early stopping on validation, cut at its best iteration."""
+    common = {
+        "feature_name": transform.feature_names,
+        "categorical_feature": transform.categorical_indices,
+        "free_raw_data": False,
+    }
+    train_set = lgb.Dataset(*train, **common)
+    valid_set = lgb.Dataset(*validation, reference=train_set, **common)
+    booster = lgb.train(
+        booster_params,
+        train_set,
+        num_boost_round=params.lightgbm.num_iterations,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        # stop on log loss alone: AUC can peak after a tree or two while probabilities are poor
+        callbacks=[
+            lgb.early_stopping(
+                params.lightgbm.early_stopping_round, first_metric_only=True, verbose=False
+            )
+        ],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def drift_reference(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> DriftReference:
+    """What scored batches are compared with: the validation rows (the newest the model was
+    tuned on, and scored out of sample) bucketed per numeric and categorical feature."""
+    return build_reference(
+        bundle.transform.conform(rows),
+        numeric=list(bundle.transform.numeric),
+        categorical=list(bundle.transform.categories),
+        scores=bundle.predict_proba(rows),
+        bins=params.drift.bins,
+    )
+
+
+def calibrate(bundle: ModelBundle, rows: pd.DataFrame, params: UseCase) -> ModelBundle:
+    """Fit the use case's calibration method on the calibration rows' raw scores."""
+    from pipelines.modeling.calibration import fit_calibrator
+
+    y_true = encode_target(rows[params.target], params, bundle.classes)
+    known = y_true >= 0
+    try:
+        calibrator = fit_calibrator(
+            bundle.raw_proba(rows)[known], y_true[known], params.calibration.method, params.task
+        )
+    except ValueError as error:
+        raise TrainingError(f"cannot calibrate on {len(rows)} calibration rows: {error}") from error
+    return replace(bundle, calibrator=calibrator)

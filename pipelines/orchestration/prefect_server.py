@@ -1,0 +1,158 @@
+"""The Prefect server side: where it is, the work pool, the deployments and the automation that
+marks a run whose worker died Crashed. The deployments themselves are prefect.yaml's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipelines.orchestration.deployments import PREFECT_YAML, WORK_POOL
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+CRASH_AUTOMATION = "agencyml: mark runs that stopped sending heartbeats Crashed"
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+class OrchestrationError(RuntimeError):
+    """No Prefect server, an out-of-date prefect.yaml, or a deployment Prefect refused."""
+
+
+def api_url() -> str:
+    """The Prefect API to talk to: PREFECT_API_URL, or the one `agencyml server` starts."""
+    return os.environ.get("PREFECT_API_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
+
+
+def require_server(url: str, timeout: float = 5.0) -> None:
+    try:
+        healthy = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        healthy = False
+    if not healthy:
+        raise OrchestrationError(
+            f"no Prefect server answers at {url}. Start one with `agencyml server` (in another "
+            "terminal), or point PREFECT_API_URL at yours."
+        )
+
+
+def server_command(host: str, port: int, ui: bool = True) -> list[str]:
+    command = [PREFECT, "server", "start", "--host", host, "--port", str(port)]
+    return [*command, "--ui" if ui else "--no-ui"]
+
+
+def worker_command(pool: str, limit: int | None) -> list[str]:
+    command = [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+    return [*command, "--limit", str(limit)] if limit else command
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> bool:
+    """Create the process work pool unless it exists; True if it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+            return True
+
+
+def deploy_all(project_root: Path, url: str, run_dir: str | None = None) -> str:
+    """`prefect deploy --all` from the project root: prefect.yaml is what gets registered.
+    Runs start in `run_dir` (default: this checkout), which prefect.yaml reads as $PWD."""
+    environment = {**os.environ, "PREFECT_API_URL": url, "PWD": run_dir or str(project_root)}
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_YAML],
+        cwd=project_root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise OrchestrationError(
+            f"prefect deploy --all failed (exit {done.returncode}):\n"
+            f"{(done.stdout + done.stderr)[-3000:]}"
+        )
+    return done.stdout
+
+
+def ensure_crash_automation(within_seconds: int) -> Any:
+    """The automation Prefect documents for zombie runs: a running flow run that sends no
+    heartbeat (and no final state) for `within_seconds` is set to Crashed. Replaced if it
+    exists, so its window follows the setting."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    with contextlib.suppress(ValueError):  # ValueError: not there yet
+        Automation.read(name=CRASH_AUTOMATION).delete()
+    return Automation(
+        name=CRASH_AUTOMATION,
+        description="A flow run whose process died (a killed worker) stops sending "
+        "heartbeats; this marks it Crashed instead of Running forever.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within_seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {within_seconds} s: its worker or machine stopped.",
+            )
+        ],
+    ).create()
+
+
+def registered_deployments() -> list[dict[str, Any]]:
+    """Every deployment on the server, with its schedules and concurrency limit."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flows = {flow.id: flow.name for flow in client.read_flows()}
+        return [
+            {
+                "name": f"{flows.get(d.flow_id, '?')}/{d.name}",
+                "schedules": [_describe(s.schedule) for s in d.schedules],
+                "concurrency": d.global_concurrency_limit.limit
+                if d.global_concurrency_limit
+                else None,
+                "work_pool": d.work_pool_name,
+            }
+            for d in client.read_deployments()
+        ]
+
+
+def _describe(schedule: Any) -> str:
+    if getattr(schedule, "cron", None):
+        return f"cron {schedule.cron} ({schedule.timezone})"
+    if getattr(schedule, "interval", None):
+        return f"every {int(schedule.interval.total_seconds())} s"
+    return str(schedule)

@@ -1,0 +1,389 @@
+"""The model registry's rules: the promotion gate, approvals, rollbacks and the audit trail.
+
+A new version is registered as `challenger`. The gate compares it with the current `champion` on
+the same holdout and promotes it only when it wins by the configured margin and passes the floors
+and slice limits; otherwise it stays challenger with the reason as a tag. Every alias change is
+an event in an append-only, hash-chained log (`<state>/registry/audit.jsonl`) and a tag on the
+model version, so `history --at` can say which version was champion at any moment."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pipelines import hashlog
+from pipelines.config import LOWER_IS_BETTER, UseCase
+from pipelines.paths import StateDir
+from pipelines.registry import tracking
+
+CHAMPION = tracking.CHAMPION
+CHALLENGER = "challenger"
+CHAMPION_ACTIONS = ("promote", "approve", "rollback")
+
+
+class RegistryError(RuntimeError):
+    """A registry action that the rules do not allow; the message says why and what to do."""
+
+
+class AuditLogError(hashlog.LogTamperedError):
+    """The audit log was edited: a line no longer chains to the one before it."""
+
+    entry = "event"
+
+
+# The audit log's field names predate pipelines.hashlog; existing logs must keep verifying.
+AUDIT_CHAIN = hashlog.Chain(prev="prev_sha256", hash="sha256", first_prev=None)
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    decision: Literal["promote", "hold", "await-approval"]
+    primary_metric: str
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reason(self) -> str:
+        failed = [check.detail for check in self.checks if not check.passed]
+        if failed:
+            return "; ".join(failed)
+        summary = "; ".join(check.detail for check in self.checks)
+        if self.decision == "await-approval":
+            return f"passed the gate ({summary}); awaiting approval"
+        return f"passed the gate ({summary})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed, "reason": self.reason}
+
+
+def better_by(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is; positive means better, whichever way the metric runs."""
+    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+
+
+def judge(
+    params: UseCase,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    champion_version: str | None = None,
+    slices: tuple[bool, str] | None = None,
+) -> GateResult:
+    """The gate's decision from metrics measured on one holdout; pure, so it is easy to test."""
+    metric = params.primary_metric
+    checks = [_beats(metric, params.promotion.min_improvement, challenger, champion)]
+    for name, limit in sorted(params.promotion.floors.items()):
+        value = challenger.get(name, math.nan)
+        lower = name in LOWER_IS_BETTER
+        ok = not math.isnan(value) and (value <= limit if lower else value >= limit)
+        bound = "at most" if lower else "at least"
+        verdict = "within" if ok else "below" if not lower else "above"
+        checks.append(
+            Check(
+                f"floor:{name}",
+                ok,
+                f"{name} {value:.4f} is {verdict} its floor ({bound} {limit})",
+            )
+        )
+    if slices is not None:
+        passed, detail = slices
+        checks.append(Check("slices", passed, detail))
+    if not all(check.passed for check in checks):
+        decision: Literal["promote", "hold", "await-approval"] = "hold"
+    elif params.promotion.require_approval:
+        decision = "await-approval"
+    else:
+        decision = "promote"
+    return GateResult(decision, metric, challenger, champion, champion_version, checks)
+
+
+def _beats(
+    metric: str,
+    margin: float,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+) -> Check:
+    value = challenger.get(metric, math.nan)
+    if math.isnan(value):
+        return Check("beats-champion", False, f"the challenger has no {metric}")
+    if champion is None:
+        return Check("beats-champion", True, f"no champion yet; {metric} {value:.4f}")
+    current = champion.get(metric, math.nan)
+    if math.isnan(current):
+        return Check("beats-champion", True, f"the champion has no {metric}; {value:.4f}")
+    gain = better_by(metric, value, current)
+    ok = gain > margin
+    verb = "beats" if ok else "does not beat"
+    return Check(
+        "beats-champion",
+        ok,
+        f"{metric} {value:.4f} {verb} the champion's {current:.4f} by more than {margin:g} "
+        f"(difference {gain:+.4f})",
+    )
+
+
+# --- the audit log -------------------------------------------------------------------------
+
+
+def audit_path(state: StateDir) -> Path:
+    return state.root / "registry" / "audit.jsonl"
+
+
+def append_event(state: StateDir, event: dict[str, Any]) -> dict[str, Any]:
+    """Append one event; each line carries the hash of the line before it, so an edit or a
+    deleted line breaks the chain and `read_events` says where. A log that was already edited
+    is refused rather than extended."""
+    read_events(state)
+    record = {
+        "time": event.get("time") or datetime.now(UTC).isoformat(),
+        **{k: v for k, v in event.items() if k != "time"},
+    }
+    return AUDIT_CHAIN.append(audit_path(state), record)
+
+
+def read_events(state: StateDir, model_name: str | None = None) -> list[dict[str, Any]]:
+    """Every event in order (of one model, if named), after checking the whole chain."""
+    try:
+        events = AUDIT_CHAIN.read(audit_path(state))
+    except hashlog.LogTamperedError as error:
+        raise AuditLogError(error.path, error.line, error.detail) from error
+    return [e for e in events if model_name is None or e.get("model") == model_name]
+
+
+def record_alias_change(
+    state: StateDir,
+    *,
+    model_name: str,
+    action: str,
+    alias: str,
+    from_version: str | None,
+    to_version: str | None,
+    by: str,
+    reason: str,
+    gate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One alias change: appended to the registry log and tagged on the versions it touches."""
+    event = append_event(
+        state,
+        {
+            "model": model_name,
+            "action": action,
+            "alias": alias,
+            "from_version": from_version,
+            "to_version": to_version,
+            "by": by,
+            "reason": reason,
+            "gate": gate,
+        },
+    )
+    summary = {k: event[k] for k in ("time", "action", "alias", "from_version", "to_version")}
+    summary.update(by=by, reason=reason[:500])
+    tag = {f"agencyml.audit.{event['seq']:06d}": json.dumps(summary, sort_keys=True)}
+    for version in {from_version, to_version} - {None}:
+        tracking.set_version_tags(model_name, str(version), tag, state)
+    return event
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+def apply_gate(model_name: str, version: str, result: GateResult, state: StateDir) -> list[str]:
+    """Register the version as challenger, record the gate's verdict, promote if it says so;
+    returns the version's aliases afterwards."""
+    previous = tracking.alias_version(model_name, CHALLENGER, state)
+    tracking.set_alias(model_name, CHALLENGER, version, state)
+    tracking.set_version_tags(
+        model_name,
+        version,
+        {
+            "agencyml.gate.decision": result.decision,
+            "agencyml.gate.reason": result.reason,
+            "agencyml.gate.result": json.dumps(result.as_dict(), sort_keys=True, default=str),
+        },
+        state,
+    )
+    record_alias_change(
+        state,
+        model_name=model_name,
+        action="register",
+        alias=CHALLENGER,
+        from_version=previous,
+        to_version=version,
+        by="gate",
+        reason=result.reason,
+        gate=result.as_dict(),
+    )
+    if result.decision == "promote":
+        promote(
+            model_name,
+            version,
+            state,
+            action="promote",
+            by="gate",
+            reason=result.reason,
+            gate=result.as_dict(),
+        )
+    return tracking.version_aliases(model_name, version, state)
+
+
+def promote(
+    model_name: str,
+    version: str,
+    state: StateDir,
+    *,
+    action: str,
+    by: str,
+    reason: str,
+    gate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Move champion to `version`; a challenger alias on it is removed (it has won)."""
+    before = tracking.alias_version(model_name, CHAMPION, state)
+    tracking.set_alias(model_name, CHAMPION, version, state)
+    if tracking.alias_version(model_name, CHALLENGER, state) == str(version):
+        tracking.remove_alias(model_name, CHALLENGER, state)
+    return record_alias_change(
+        state,
+        model_name=model_name,
+        action=action,
+        alias=CHAMPION,
+        from_version=before,
+        to_version=str(version),
+        by=by,
+        reason=reason,
+        gate=gate,
+    )
+
+
+def approve(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
+    """A person approves a version the gate passed; it becomes champion."""
+    tags = tracking.model_version_tags(model_name, version, state)
+    decision = tags.get("agencyml.gate.decision")
+    if tracking.alias_version(model_name, CHAMPION, state) == str(version):
+        raise RegistryError(f"{model_name} v{version} is already the champion")
+    if tags.get("agencyml.rejected"):
+        raise RegistryError(f"{model_name} v{version} was rejected; train a new version instead")
+    if decision != "await-approval":
+        why = tags.get("agencyml.gate.reason", "it never went through the gate")
+        raise RegistryError(
+            f"{model_name} v{version} cannot be approved: the gate's decision was "
+            f"'{decision or 'none'}' ({why}). Only a version that passed the gate and awaits "
+            "approval can be approved."
+        )
+    _check_person(by, reason)
+    tracking.set_version_tags(
+        model_name,
+        version,
+        {"agencyml.approval": json.dumps({"by": by, "reason": reason, "time": _now()})},
+        state,
+    )
+    return promote(model_name, version, state, action="approve", by=by, reason=reason)
+
+
+def reject(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
+    """A person rejects a version: it loses the challenger alias and can never be approved."""
+    tracking.model_version_tags(model_name, version, state)  # exists, or ModelNotFoundError
+    if tracking.alias_version(model_name, CHAMPION, state) == str(version):
+        raise RegistryError(
+            f"{model_name} v{version} is the champion; use `agencyml rollback {model_name}` to "
+            "put the previous champion back"
+        )
+    _check_person(by, reason)
+    tracking.set_version_tags(
+        model_name,
+        version,
+        {"agencyml.rejected": json.dumps({"by": by, "reason": reason, "time": _now()})},
+        state,
+    )
+    was_challenger = tracking.alias_version(model_name, CHALLENGER, state) == str(version)
+    if was_challenger:
+        tracking.remove_alias(model_name, CHALLENGER, state)
+    return record_alias_change(
+        state,
+        model_name=model_name,
+        action="reject",
+        alias=CHALLENGER,
+        from_version=str(version) if was_challenger else None,
+        to_version=None,
+        by=by,
+        reason=reason,
+    )
+
+
+def rollback(model_name: str, by: str, reason: str, state: StateDir) -> dict:
+    """Champion goes back to the version it replaced most recently."""
+    current = tracking.alias_version(model_name, CHAMPION, state)
+    if current is None:
+        raise RegistryError(f"{model_name} has no champion to roll back")
+    moves = [
+        e
+        for e in read_events(state, model_name)
+        if e["alias"] == CHAMPION and e["action"] in CHAMPION_ACTIONS and e["to_version"] == current
+    ]
+    previous = moves[-1]["from_version"] if moves else None
+    if previous is None:
+        raise RegistryError(
+            f"{model_name} v{current} is the first champion on record; there is nothing to roll "
+            "back to"
+        )
+    _check_person(by, reason)
+    return promote(model_name, previous, state, action="rollback", by=by, reason=reason)
+
+
+def champion_at(events: list[dict[str, Any]], moment: datetime) -> str | None:
+    """Which version was champion at `moment`, from the log alone."""
+    champion = None
+    for event in events:
+        if event["alias"] != CHAMPION or event["action"] not in CHAMPION_ACTIONS:
+            continue
+        if datetime.fromisoformat(event["time"]) > moment:
+            break
+        champion = event["to_version"]
+    return champion
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date or date-time; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise RegistryError(
+            f"'{text}' is not a date or time; use ISO 8601, e.g. 2026-11-29 or "
+            "2026-11-29T14:30:00+01:00"
+        ) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_person(by: str, reason: str) -> None:
+    if not by.strip() or not reason.strip():
+        raise RegistryError("say who decides (--by) and why (--reason); both go in the audit log")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,352 @@
+"""MLflow adapter: the only module that logs runs, registers models and loads them by alias."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from matplotlib import pyplot as plt
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from pipelines.data.lineage import DataLineage
+from pipelines.modeling.model import ModelBundle
+from pipelines.paths import StateDir
+
+CHAMPION = "champion"
+MODEL_CODE = Path(__file__).with_name("tracking_model.py")
+
+
+class ModelNotFoundError(LookupError):
+    """No registered model, or no version under the alias asked for."""
+
+
+class BatchSchemaError(ValueError):
+    """A batch does not match the input schema its model was logged with."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    run_id: str
+    name: str
+    version: str
+    aliases: list[str]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    run_id: str
+    pyfunc: Any
+    bundle: ModelBundle
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def configure(state: StateDir) -> None:
+    """Point MLflow at the tracking store (the state directory's SQLite unless
+    AGENCYML_TRACKING_URI names a server); call at run time, never at import."""
+    state.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    state.artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(state.tracking_uri)
+    mlflow.set_registry_uri(state.tracking_uri)
+
+
+def use_experiment(agency: str, state: StateDir, purpose: str = "") -> str:
+    """An agency's experiment (training and evaluation), or one beside it for a purpose such
+    as scoring, with artifacts where StateDir.artifact_location says."""
+    name = f"agencyml/{agency}" + (f"/{purpose}" if purpose else "")
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(
+        name, artifact_location=state.artifact_location(agency, purpose)
+    )
+
+
+@dataclass
+class RunRecord:
+    """Everything one run records besides a model."""
+
+    run_name: str
+    tags: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifact_dirs: dict[str, Path] = field(default_factory=dict)
+    inputs: list[tuple[pd.DataFrame, DataLineage]] = field(default_factory=list)
+    files: list[FileInput] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileInput:
+    """A file logged as a run's input dataset by its digest, without loading it."""
+
+    path: str
+    name: str
+    digest: str
+    context: str
+
+    def dataset(self) -> Any:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            source = resolve_dataset_source(self.path)
+        # MLflow keeps a short digest; the full sha256 is in the run's tags
+        return MetaDataset(source=source, name=self.name, digest=self.digest[:32])
+
+
+def _log_contents(record: RunRecord) -> None:
+    mlflow.set_tags(record.tags)
+    if record.params:
+        mlflow.log_params(record.params)
+    mlflow.log_metrics({k: v for k, v in record.metrics.items() if v == v})  # NaN can't be logged
+    for name, figure in record.figures.items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        plt.close(figure)
+    for name, document in record.documents.items():
+        mlflow.log_dict(document, name)
+    for frame, lineage in record.inputs:
+        mlflow.log_input(dataset_of(frame, lineage), context=lineage.name)
+    for file in record.files:
+        mlflow.log_input(file.dataset(), context=file.context)
+    for name, folder in record.artifact_dirs.items():
+        if Path(folder).is_dir():
+            mlflow.log_artifacts(str(folder), name)
+
+
+def dataset_of(frame: pd.DataFrame, lineage: DataLineage) -> Any:
+    """The table as an MLflow dataset, so it shows in the UI with its source and digest."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    source = (
+        lineage.dataset_source
+        if not lineage.dataset_source.startswith("generator:")
+        else CodeDatasetSource(tags={"generator": lineage.dataset_source})
+    )
+    # the digest is DVC's md5 of the file; the table's full sha256 is in the run's tags
+    with warnings.catch_warnings():
+        # a local path matches MLflow's file source twice over; both readings are the same
+        warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        return mlflow.data.from_pandas(
+            frame, source=source, name=lineage.name, digest=lineage.dataset_digest
+        )
+
+
+def log_run(record: RunRecord, experiment_id: str, *, failed: bool = False) -> str:
+    """A run without a model: a scored or rejected batch, or training data that failed."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+        _log_contents(record)
+    if failed:
+        MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
+
+
+def log_training_run(
+    record: RunRecord,
+    experiment_id: str,
+    *,
+    model_name: str,
+    bundle: ModelBundle,
+    input_example: pd.DataFrame,
+) -> RegisteredModel:
+    """Log one training run and register its model; aliases are the promotion gate's job."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+        _log_contents(record)
+        model_info = _log_bundle(bundle, input_example)
+        version = mlflow.register_model(
+            model_info.model_uri,
+            model_name,
+            tags={"agencyml.run_id": run.info.run_id, **record.tags},
+        )
+    return RegisteredModel(run.info.run_id, model_name, str(version.version), [])
+
+
+def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
+    output_example = bundle.probability_frame(input_example)
+    with warnings.catch_warnings():
+        # integer columns stay integers: a batch must send the types the model was trained on
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(input_example, output_example)
+    with tempfile.TemporaryDirectory() as folder:
+        artifacts = {}
+        for key, (name, text) in zip(("booster", "bundle"), bundle.to_texts().items(), strict=True):
+            path = Path(folder) / name
+            path.write_text(text, encoding="utf-8")
+            artifacts[key] = str(path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            signature=signature,
+            input_example=input_example,
+        )
+
+
+def load_model(
+    model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
+) -> LoadedModel:
+    """Load models:/<name>@<alias> (or one numbered version) as pyfunc, with its bundle."""
+    configure(state)
+    client = MlflowClient()
+    try:
+        if version is None:
+            found = client.get_model_version_by_alias(model_name, alias)
+        else:
+            found = client.get_model_version(model_name, str(version))
+    except MlflowException as error:
+        wanted = f"@{alias}" if version is None else f" version {version}"
+        raise ModelNotFoundError(
+            f"no model version '{model_name}{wanted}' in the registry. "
+            f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
+            f"--use-case {model_name.split('.', 1)[-1]}"
+        ) from error
+    alias_modules_of_older_releases()
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}/{found.version}")
+    bundle = pyfunc.unwrap_python_model().bundle
+    return LoadedModel(model_name, str(found.version), found.run_id or "", pyfunc, bundle)
+
+
+# A logged model runs its own copy of tracking_model.py, which imports the bundle's module by
+# the name it had when the model was logged; registered models must keep loading after a move.
+MODULES_OF_OLDER_RELEASES = {"pipelines.model": "pipelines.modeling.model"}
+
+
+def alias_modules_of_older_releases() -> None:
+    for old, current in MODULES_OF_OLDER_RELEASES.items():
+        if old not in sys.modules:
+            sys.modules[old] = importlib.import_module(current)
+
+
+def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:
+    """Probabilities through the pyfunc, so the logged signature checks the batch's schema."""
+    columns = model.bundle.transform.input_columns
+    try:
+        return model.pyfunc.predict(batch[columns])
+    except MlflowException as error:
+        raise BatchSchemaError(
+            f"the batch does not match the input schema of {model.name} v{model.version}: "
+            f"{schema_problem(error.message)}"
+        ) from error
+
+
+def find_run(tags: dict[str, str]) -> str | None:
+    """The newest finished run, in any experiment, with all these tags; None if none."""
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    wanted = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"{wanted} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def schema_problem(message: str) -> str:
+    """MLflow's schema errors quote the whole batch; keep only the sentence that matters."""
+    found = re.search(r"Error: (.*)$", message, flags=re.S)
+    return " ".join((found.group(1) if found else message).split())[:500]
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def version_facts(model_name: str, version: str, state: StateDir) -> VersionFacts:
+    """What the registry holds about one model version and the run that trained it."""
+    model_version = _model_version(model_name, version, state)
+    run = MlflowClient().get_run(model_version.run_id)
+    return VersionFacts(
+        model_name, str(version), model_version.run_id, dict(run.data.tags), dict(run.data.metrics)
+    )
+
+
+def latest_version_facts(model_name: str, state: StateDir) -> VersionFacts:
+    configure(state)
+    versions = MlflowClient().search_model_versions(f"name='{model_name}'")
+    if not versions:
+        raise ModelNotFoundError(f"no versions of model '{model_name}' at {state.tracking_uri}")
+    newest = max(versions, key=lambda v: int(v.version))
+    return version_facts(model_name, str(newest.version), state)
+
+
+# --- aliases and version tags: the registry's moving parts -----------------------------------
+
+
+def alias_version(model_name: str, alias: str, state: StateDir) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    configure(state)
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: str, state: StateDir) -> None:
+    configure(state)
+    MlflowClient().set_registered_model_alias(model_name, alias, str(version))
+
+
+def remove_alias(model_name: str, alias: str, state: StateDir) -> None:
+    configure(state)
+    with contextlib.suppress(MlflowException):
+        MlflowClient().delete_registered_model_alias(model_name, alias)
+
+
+def set_version_tags(model_name: str, version: str, tags: dict[str, str], state: StateDir) -> None:
+    configure(state)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value[:5000])
+
+
+def version_aliases(model_name: str, version: str, state: StateDir) -> list[str]:
+    return list(_model_version(model_name, version, state).aliases)
+
+
+def model_version_tags(model_name: str, version: str, state: StateDir) -> dict[str, str]:
+    return dict(_model_version(model_name, version, state).tags)
+
+
+def _model_version(model_name: str, version: str, state: StateDir) -> Any:
+    configure(state)
+    try:
+        return MlflowClient().get_model_version(model_name, str(version))
+    except MlflowException as error:
+        raise ModelNotFoundError(
+            f"no version {version} of model '{model_name}' in the registry at {state.tracking_uri}"
+        ) from error
+
+
+def log_texts(run_id: str, texts: dict[str, str], state: StateDir) -> None:
+    """Write text artifacts to an existing (possibly finished) run, e.g. a refreshed card."""
+    configure(state)
+    client = MlflowClient()
+    for artifact_file, text in texts.items():
+        client.log_text(run_id, text, artifact_file)

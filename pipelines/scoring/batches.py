@@ -1,0 +1,225 @@
+"""Reading, scoring and publishing one batch: the steps the score flow strings together."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from pipelines.config import UseCaseSpec
+from pipelines.data import storage, versioning
+from pipelines.data.sources import training_table
+from pipelines.deadline import Deadline, TimeLimitError
+from pipelines.durable import file_lock
+from pipelines.modeling.drift import DriftResult, drift_html, plot_drift
+from pipelines.modeling.training import split_data
+from pipelines.paths import StateDir, project_root
+from pipelines.registry import tracking
+from pipelines.registry.records import ScoreResult
+from pipelines.scoring.batch_ids import batch_id_for
+from pipelines.scoring.streaming import StagedBatch
+from pipelines.validation import quality
+from pipelines.validation.gate import gate_report
+
+
+def open_input(spec: UseCaseSpec, path: Path, state: StateDir) -> str:
+    """Check that the batch can be read at all and return its sha256 (read block by block).
+    A file that is there but cannot be read is quarantined and rejected, before any model."""
+    try:
+        storage.read_table_head(path)
+    except storage.InputFileError as error:
+        raise quality.reject_unreadable(spec, Path(path), error, state) from error
+    return storage.file_sha256(path)
+
+
+def batch_id_of(sha256: str, model: tracking.LoadedModel) -> str:
+    """The same input scored by the same model version always gets the same batch id."""
+    return batch_id_for(sha256, model.name, model.version)
+
+
+@contextlib.contextmanager
+def batch_lock(spec: UseCaseSpec, batch_id: str, state: StateDir) -> Iterator[None]:
+    """One run at a time per batch id. On the way in and out, remove what a killed run of the
+    same batch left in staging (hidden folders), so a crash leaves nothing behind for long."""
+    output = state.output_dir(spec.agency, spec.name) / batch_id
+    quarantine = state.quarantine(spec.agency, spec.name) / batch_id
+    with file_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
+        storage.remove_stale_staging(output)
+        storage.remove_stale_staging(quarantine)
+        try:
+            yield
+        finally:
+            storage.remove_stale_staging(output)
+            storage.remove_stale_staging(quarantine)
+
+
+def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dict[str, Any] | None:
+    """The manifest of the batch if it is already published, else None."""
+    manifest = state.output_dir(spec.agency, spec.name) / batch_id / "manifest.json"
+    return storage.read_json_file(manifest) if manifest.is_file() else None
+
+
+def check_time_left(staged: StagedBatch, deadline: Deadline) -> None:
+    """The last check before anything of the batch is published: past the deadline, the
+    staged batch and its quarantined rows are removed and the run stops."""
+    try:
+        deadline.check(
+            f"with all {staged.counts['in']:,} rows scored, just before publishing; the staged "
+            "batch was removed and nothing was published"
+        )
+    except TimeLimitError:
+        staged.discard()
+        raise
+
+
+def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
+    """The rows the gate set aside, published with their report; None if there were none."""
+    stage = staged.quarantine
+    if stage.staged is None:
+        return None
+    report = {
+        **gate_report(staged.outcome, staged.counts),
+        "batch_id": staged.batch_id,
+        "input": {"path": str(staged.input_path), "sha256": staged.input_sha256},
+    }
+    folder, _ = stage.staged.commit(
+        "report.json", lambda path: storage.write_json_file(path, report)
+    )
+    return folder
+
+
+def drift_files(drift: DriftResult | None, model: tracking.LoadedModel) -> dict[str, Any]:
+    """The drift report as files for the batch folder: a chart and an HTML page around it."""
+    reference = model.bundle.drift_reference
+    if drift is None or reference is None:
+        return {}
+    figure = plot_drift(drift)
+    try:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    png = buffer.getvalue()
+    page = drift_html(drift, reference, png)
+    return {
+        "drift.png": lambda path: path.write_bytes(png),
+        "drift.html": lambda path: path.write_text(page, encoding="utf-8"),
+    }
+
+
+def store_input(spec: UseCaseSpec, path: Path, sha256: str, store: bool) -> dict[str, Any]:
+    """Optionally keep the exact input with DVC, so an auditor can fetch what was scored."""
+    if not store:
+        return {}
+    target = (
+        f"data/scored-inputs/{spec.agency}/{spec.name}/{sha256[:20]}{storage.table_suffix(path)}"
+    )
+    stored = versioning.store_with_dvc(path, project_root(), target)
+    return {"dvc_path": stored.path, "dvc_md5": stored.md5, "dvc_remote": stored.remote}
+
+
+def build_manifest(
+    spec: UseCaseSpec,
+    staged: StagedBatch,
+    model: tracking.LoadedModel,
+    *,
+    quarantine_dir: Path | None,
+    stored_input: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What was scored, by which model, how every input row was accounted for, and how long
+    each step took."""
+    drift, outcome = staged.drift, staged.outcome
+    path = staged.input_path
+    timings = dict(staged.timings)
+    seconds = timings.get("total_seconds") or 0.0
+    timings["rows_per_second"] = round(staged.counts["in"] / seconds) if seconds else 0
+    return {
+        "batch_id": staged.batch_id,
+        "agency": spec.agency,
+        "use_case": spec.name,
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "uri": model.uri,
+        },
+        "input": {
+            "path": str(path),
+            "sha256": staged.input_sha256,
+            "bytes": path.stat().st_size,
+            "format": storage.table_suffix(path).lstrip("."),
+            **(stored_input or {}),
+        },
+        "rows": staged.counts,
+        "validation": {
+            "result_id": outcome.result_id,
+            "suite": outcome.suite_name,
+            "success": outcome.success,
+            "failed_checks": [r.explain() for r in outcome.failures],
+            "checks": outcome.as_dict()["checks"],
+            "data_docs": str(outcome.data_docs),
+        },
+        "quarantine": str(quarantine_dir) if quarantine_dir else None,
+        "scores": staged.summary,
+        "drift": {**drift.as_dict(), "metrics": drift.metrics()} if drift is not None else None,
+        "scoring": {
+            **staged.scoring,
+            "chunk_rows": staged.options.chunk_rows,
+            "part_rows": staged.options.part_rows,
+        },
+        "timings": timings,
+        "created_at": datetime.now(UTC).isoformat(),
+        "files": [*staged.files, *(["drift.html", "drift.png"] if drift is not None else [])],
+    }
+
+
+def publish(
+    staged: StagedBatch, manifest: dict[str, Any], model: tracking.LoadedModel
+) -> dict[str, Any]:
+    """Add the drift report and every file's sha256 to the manifest, then rename the staging
+    folder into place with the manifest written last: the batch appears whole or not at all.
+    Returns the manifest as published."""
+    for name, write in drift_files(staged.drift, model).items():
+        write(staged.staged.path / name)
+    hashes = {name: storage.file_sha256(staged.staged.path / name) for name in manifest["files"]}
+    published = {**manifest, "file_sha256": hashes}
+    staged.staged.commit("manifest.json", lambda path: storage.write_json_file(path, published))
+    return published
+
+
+def score_result(
+    manifest: dict[str, Any], state: StateDir, newly_published: bool, run_id: str | None
+) -> ScoreResult:
+    """What the score command reports, from the batch's manifest."""
+    drift = manifest.get("drift") or {}
+    quarantine = manifest.get("quarantine")
+    return ScoreResult(
+        batch_id=manifest["batch_id"],
+        output_dir=state.output_dir(manifest["agency"], manifest["use_case"])
+        / manifest["batch_id"],
+        rows=manifest["rows"]["scored"],
+        model_name=manifest["model"]["name"],
+        model_version=manifest["model"]["version"],
+        newly_published=newly_published,
+        run_id=run_id,
+        decisions=(manifest.get("scores") or {}).get("decisions", {}),
+        rows_quarantined=manifest["rows"]["quarantined"],
+        quarantine_dir=Path(quarantine) if quarantine else None,
+        drift_level=drift.get("level"),
+        drifted=list(drift.get("drifted", [])),
+        timings=manifest.get("timings", {}),
+    )
+
+
+def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:
+    """Write the use case's holdout rows, target removed, as a sample batch for the demo (not
+    into the inbox, which scores what lands there)."""
+    split = split_data(training_table(spec), spec.params)
+    batch = split.holdout[spec.params.required_columns(with_target=False)]
+    path = state.samples_dir / spec.agency / spec.name / "holdout-batch.parquet"
+    return storage.write_parquet(batch, path)

@@ -1,0 +1,300 @@
+"""The agency pull service: an HTTP API over the published batches, one agency at a time.
+
+Every request carries a bearer token (see pipelines.service.access). An agency token sees its own
+agency only: anything of another agency answers 404, exactly like something that does not
+exist. Auditors read every agency's manifests and lineage, and row data only when granted.
+Only complete batches (a folder with its manifest) are listed or served, and every request,
+whatever its outcome, is appended to the access log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pyarrow.parquet as pq
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from pipelines.data import storage
+from pipelines.paths import StateDir
+from pipelines.service import access
+
+AGENCY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+BATCH_PATTERN = r"^batch-[0-9a-f]{20}$"
+CONTENT_HASH_HEADER = "X-Content-SHA256"
+BLOCK = 1 << 20
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> access.Token:
+    """The token the request carries, or 401: missing, malformed, unknown and revoked alike."""
+    state: StateDir = request.app.state.agencyml
+    token = access.authenticate(state, credentials.credentials if credentials else None)
+    if token is None:
+        raise HTTPException(
+            401,
+            "a valid bearer token is required: agencyml tokens create --agency A --name LABEL",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.token = token
+    return token
+
+
+Caller = Annotated[access.Token, Depends(caller)]
+Agency = Annotated[str, PathParam(pattern=AGENCY_PATTERN, max_length=64)]
+BatchId = Annotated[str, PathParam(pattern=BATCH_PATTERN, max_length=26)]
+
+
+class BatchSummary(BaseModel):
+    batch_id: str
+    agency: str
+    use_case: str
+    created_at: str
+    model_name: str
+    model_version: str
+    rows: dict[str, int]
+    drift_level: str | None
+    files: list[str]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": Problem, "description": "No such resource for this token"}}
+UNAUTHORISED = {401: {"model": Problem, "description": "Missing, malformed or revoked token"}}
+
+
+def create_app(state: StateDir) -> FastAPI:
+    """The API for one state directory (outputs, tokens and the access log live there)."""
+    app = FastAPI(
+        title="agencyml pull service",
+        version="1",
+        description="Scored batches for the agency that owns them; manifests and lineage for "
+        "auditors. Every request is logged.",
+    )
+    app.state.agencyml = state
+
+    @app.middleware("http")
+    async def log_every_request(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        token: access.Token | None = getattr(request.state, "token", None)
+
+        def record(bytes_sent: int) -> None:
+            access.log_access(
+                state,
+                token_id=token.token_id if token else None,
+                agency=token.agency if token else None,
+                role=token.role if token else None,
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                bytes_sent=bytes_sent,
+                client=request.client.host if request.client else "",
+            )
+
+        original = response.body_iterator
+
+        async def counted() -> Any:
+            sent = 0
+            try:
+                async for chunk in original:
+                    sent += len(chunk)
+                    yield chunk
+            finally:
+                record(sent)
+
+        response.body_iterator = counted()
+        return response
+
+    @app.get(
+        "/v1/agencies/{agency}/batches",
+        response_model=list[BatchSummary],
+        responses={**NOT_FOUND, **UNAUTHORISED},
+    )
+    def list_batches(agency: Agency, token: Caller) -> list[BatchSummary]:
+        """The agency's published batches, newest first, each with its manifest summary."""
+        visible_to(token, agency)
+        return [summary(manifest) for _, manifest in published_batches(state, agency)]
+
+    @app.get(
+        "/v1/agencies/{agency}/batches/{batch_id}/manifest",
+        responses={**NOT_FOUND, **UNAUTHORISED},
+    )
+    def get_manifest(agency: Agency, batch_id: BatchId, token: Caller) -> dict[str, Any]:
+        """The batch's manifest as it was published."""
+        visible_to(token, agency)
+        return find_batch(state, agency, batch_id)[1]
+
+    @app.get(
+        "/v1/agencies/{agency}/batches/{batch_id}/data",
+        responses={
+            **NOT_FOUND,
+            **UNAUTHORISED,
+            403: {"model": Problem, "description": "This auditor token may not read rows"},
+            200: {
+                "content": {"application/vnd.apache.parquet": {}, "text/csv": {}},
+                "description": f"The scored rows, streamed; {CONTENT_HASH_HEADER} is the "
+                "sha256 of the body",
+            },
+        },
+        response_class=StreamingResponse,
+    )
+    def download(
+        agency: Agency,
+        batch_id: BatchId,
+        token: Caller,
+        format: Annotated[Literal["parquet", "csv"], Query()] = "parquet",
+    ) -> StreamingResponse:
+        """The scored rows as one parquet or CSV file, streamed in blocks."""
+        visible_to(token, agency)
+        if not token.can_read_rows:
+            raise HTTPException(403, "this token reads manifests and lineage, not rows")
+        folder, manifest = find_batch(state, agency, batch_id)
+        path, sha256 = download_file(state, folder, manifest, format)
+        media = "application/vnd.apache.parquet" if format == "parquet" else "text/csv"
+        return StreamingResponse(
+            stream_file(path),
+            media_type=media,
+            headers={
+                CONTENT_HASH_HEADER: sha256,
+                "Content-Length": str(path.stat().st_size),
+                "Content-Disposition": f'attachment; filename="{batch_id}.{format}"',
+            },
+        )
+
+    @app.get(
+        "/v1/agencies/{agency}/batches/{batch_id}/lineage",
+        responses={**NOT_FOUND, **UNAUTHORISED},
+    )
+    def lineage(agency: Agency, batch_id: BatchId, token: Caller) -> dict[str, Any]:
+        """From the batch to its model version, training run, data and params (see
+        `agencyml lineage`); `complete` says whether every link could be followed."""
+        visible_to(token, agency)
+        find_batch(state, agency, batch_id)
+        from pipelines.registry.trace import trace_batch
+
+        tree = trace_batch(batch_id, state)
+        return {"batch_id": batch_id, "complete": tree.complete(), "tree": tree.to_dict()}
+
+    @app.exception_handler(HTTPException)
+    async def problem(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+        )
+
+    return app
+
+
+def visible_to(token: access.Token, agency: str) -> None:
+    """An agency token sees only its own agency; another agency's resources do not exist."""
+    if token.role == "agency" and token.agency != agency:
+        raise HTTPException(404, "not found")
+
+
+def agency_outputs(state: StateDir, agency: str) -> Path | None:
+    """The agency's output folder, only if it is a real folder inside the outputs area."""
+    if not re.fullmatch(AGENCY_PATTERN, agency):
+        return None
+    folder = state.outputs_dir / agency
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    if folder.resolve().parent != state.outputs_dir.resolve():
+        return None
+    return folder
+
+
+def batch_folders(state: StateDir, agency: str, batch_id: str = "*") -> Iterator[Path]:
+    """Complete batch folders of the agency (staging folders are hidden and have no manifest;
+    symlinks are never followed), all of them or the one named."""
+    root = agency_outputs(state, agency)
+    if root is None:
+        return
+    for use_case in sorted(root.iterdir()):
+        if use_case.name.startswith(".") or use_case.is_symlink() or not use_case.is_dir():
+            continue
+        for folder in use_case.glob(batch_id):
+            manifest = folder / "manifest.json"
+            if (
+                re.fullmatch(BATCH_PATTERN, folder.name)
+                and not folder.is_symlink()
+                and manifest.is_file()
+                and not manifest.is_symlink()
+            ):
+                yield folder
+
+
+def published_batches(state: StateDir, agency: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The agency's complete batches with their manifests, newest first."""
+    found = [
+        (folder, storage.read_json_file(folder / "manifest.json"))
+        for folder in batch_folders(state, agency)
+    ]
+    return sorted(found, key=lambda item: str(item[1].get("created_at", "")), reverse=True)
+
+
+def find_batch(state: StateDir, agency: str, batch_id: str) -> tuple[Path, dict[str, Any]]:
+    """One batch, read alone (the id is checked against its pattern before it gets here)."""
+    for folder in batch_folders(state, agency, batch_id):
+        manifest = storage.read_json_file(folder / "manifest.json")
+        if manifest.get("batch_id") == batch_id:
+            return folder, manifest
+    raise HTTPException(404, "not found")
+
+
+def summary(manifest: dict[str, Any]) -> BatchSummary:
+    drift = manifest.get("drift") or {}
+    return BatchSummary(
+        batch_id=manifest["batch_id"],
+        agency=manifest["agency"],
+        use_case=manifest["use_case"],
+        created_at=manifest.get("created_at", ""),
+        model_name=manifest["model"]["name"],
+        model_version=manifest["model"]["version"],
+        rows=manifest["rows"],
+        drift_level=drift.get("level"),
+        files=manifest.get("files", []),
+    )
+
+
+def download_file(
+    state: StateDir, folder: Path, manifest: dict[str, Any], format: str
+) -> tuple[Path, str]:
+    """The batch as one file, made once (atomically) in the download cache, and its sha256.
+
+    A single scored.parquet is served as it is; parts are joined, and CSV is written, chunk by
+    chunk, so memory stays bounded whatever the batch size."""
+    parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
+    if format == "parquet" and len(parts) == 1:
+        recorded = (manifest.get("file_sha256") or {}).get(parts[0].name)
+        return parts[0], recorded or storage.file_sha256(parts[0])
+    cache = state.root / "cache" / "downloads" / manifest["agency"]
+    target = cache / f"{manifest['batch_id']}.{format}"
+    digest = target.with_name(target.name + ".sha256")
+    if not digest.is_file():
+        chunks = (
+            batch.to_pandas()
+            for part in parts
+            for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(250_000)
+        )
+        if format == "parquet":
+            storage.write_parquet_stream(chunks, target)
+        else:
+            storage.write_csv_stream(chunks, target)
+        storage.write_text(digest, storage.file_sha256(target))  # hashed once, when made
+    return target, digest.read_text().strip()
+
+
+def stream_file(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while block := handle.read(BLOCK):
+            yield block

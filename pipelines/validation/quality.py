@@ -1,0 +1,200 @@
+"""The validation gate end to end: check, decide, quarantine, and leave evidence of a rejection
+through the recorder the caller hands in (the registry's FAILED runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from pipelines.config import UseCaseSpec
+from pipelines.data import storage
+from pipelines.data.columns import conform_columns
+from pipelines.paths import StateDir
+from pipelines.validation.expectations import column_kinds, scoring_checks, training_checks
+from pipelines.validation.gate import BatchRejectedError, gate_report, judge
+from pipelines.validation.gx import (
+    DataValidationError,
+    ValidationOutcome,
+    run_checks_in_chunks,
+)
+
+
+class FailureRecorder(Protocol):
+    """Records rejected data as evidence (a FAILED run) and returns the record's id."""
+
+    def __call__(
+        self,
+        spec: UseCaseSpec,
+        outcome: ValidationOutcome,
+        state: StateDir,
+        *,
+        kind: str,
+        tags: dict[str, str] | None = None,
+        documents: dict[str, dict[str, Any]] | None = None,
+    ) -> str: ...
+
+
+def validate_stage(
+    spec: UseCaseSpec,
+    chunks: Iterable[pd.DataFrame],
+    stage: str,
+    profile: dict[str, Any],
+    state: StateDir,
+) -> ValidationOutcome:
+    """Run a use case's training or scoring suite over conformed chunks of a table."""
+    now = datetime.now(UTC)
+    checks = (
+        training_checks(spec.params, now)
+        if stage == "training"
+        else scoring_checks(spec.params, profile, now)
+    )
+    return run_checks_in_chunks(
+        chunks, checks, agency=spec.agency, suite_name=f"{spec.name}-{stage}", state=state
+    )
+
+
+def validate_training_data(
+    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir, *, record_failure: FailureRecorder
+) -> ValidationOutcome:
+    """Training data must pass its whole suite; if not, a FAILED run shows why, no model."""
+    kinds = {**column_kinds(spec.params), spec.params.target: "text"}
+    conformed, cast_problems = conform_columns(frame, kinds)
+    outcome = validate_stage(spec, [conformed], "training", {}, state)
+    problems = [
+        *cast_problems.values(),
+        *(
+            result.explain()
+            for result in outcome.failures
+            if not (result.check.kind == "column_type" and result.check.column in cast_problems)
+        ),
+    ]
+    problems += target_problems(frame, spec)
+    if problems:
+        run_id = record_failure(spec, outcome, state, kind="train")
+        raise DataValidationError(
+            f"the training data of {spec.model_name} (MLflow run {run_id}; no model registered)",
+            problems,
+        )
+    return outcome
+
+
+def target_problems(frame: pd.DataFrame, spec: UseCaseSpec) -> list[str]:
+    """A model needs two classes, and a binary one its positive class."""
+    params = spec.params
+    if params.target not in frame.columns:
+        return []
+    values = set(frame[params.target].dropna().astype(str))
+    problems = []
+    if len(values) < 2:
+        problems.append(
+            f"expected two or more classes in '{params.target}', found {sorted(values)}"
+        )
+    if params.task == "binary" and str(params.positive_class) not in values:
+        problems.append(
+            f"expected positive_class '{params.positive_class}' in '{params.target}', "
+            f"found {sorted(values)[:10]}"
+        )
+    return problems
+
+
+def reject_unreadable(
+    spec: UseCaseSpec, path: Path, error: storage.InputFileError, state: StateDir
+) -> Exception:
+    """A file that exists but cannot be read is quarantined as it is: the error to raise. A
+    file that is not there is only reported."""
+    if not path.is_file():
+        return error
+    sha256 = storage.file_sha256(path)
+    report = {"input": {"path": str(path), "sha256": sha256}, "rejected": [str(error)]}
+    folder = storage.quarantine_input(
+        path, report, state.quarantine(spec.agency, spec.name) / f"unreadable-{sha256[:20]}"
+    )
+    return BatchRejectedError("the batch file", [str(error)], str(folder))
+
+
+def reject_batch(
+    spec: UseCaseSpec,
+    path: Path,
+    sha256: str,
+    batch_id: str,
+    outcome: ValidationOutcome,
+    problems: list[str],
+    state: StateDir,
+    *,
+    record_failure: FailureRecorder,
+) -> BatchRejectedError:
+    """A batch the gate rejects as a whole: its input and report go to quarantine and a FAILED
+    run records why. Returns the error to raise."""
+    report = {
+        **gate_report(outcome, None),
+        "batch_id": batch_id,
+        "input": {"path": str(path), "sha256": sha256},
+        "rejected": problems,
+    }
+    folder = storage.quarantine_input(
+        path, report, state.quarantine(spec.agency, spec.name) / batch_id
+    )
+    record_failure(
+        spec,
+        outcome,
+        state,
+        kind="score",
+        tags={"agencyml.batch_id": batch_id},
+        documents={"quarantine/report.json": report},
+    )
+    return BatchRejectedError("the batch", problems, str(folder))
+
+
+@dataclass(frozen=True)
+class BatchCheck:
+    """The gate's verdict on a batch, without scoring, publishing or quarantining it."""
+
+    accepted: bool
+    problems: list[str]
+    counts: dict[str, int]
+    outcome: ValidationOutcome | None
+    against: str  # what the batch was checked against
+
+
+def check_batch(
+    spec: UseCaseSpec,
+    path: Path,
+    state: StateDir,
+    chunk_rows: int = 250_000,
+    *,
+    profile: dict[str, Any],
+    against: str,
+) -> BatchCheck:
+    """Run the gate alone, chunk by chunk so batches larger than memory can be checked.
+
+    `profile` is the champion's training profile ({} without one); `against` says which, for
+    the report."""
+    path = Path(path)
+    kinds = column_kinds(spec.params)
+    cast_problems: dict[str, str] = {}
+
+    def conformed_chunks() -> Iterator[pd.DataFrame]:
+        for chunk in storage.iter_table(path, chunk_rows):
+            conformed, problems = conform_columns(chunk, kinds)
+            for column, problem in problems.items():
+                cast_problems.setdefault(column, problem)
+            yield conformed
+
+    try:
+        outcome = validate_stage(spec, conformed_chunks(), "scoring", profile, state)
+    except storage.InputFileError as error:
+        if not path.is_file():
+            raise
+        return BatchCheck(False, [str(error)], {}, None, "the file itself")
+    limit = spec.params.expectations.max_quarantine_fraction
+    try:
+        quarantined = len(judge(outcome, cast_problems, limit))
+    except BatchRejectedError as rejection:
+        return BatchCheck(False, rejection.problems, {"in": outcome.rows}, outcome, against)
+    counts = {"in": outcome.rows, "scored": outcome.rows - quarantined, "quarantined": quarantined}
+    return BatchCheck(True, [], counts, outcome, against)
