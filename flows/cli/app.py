@@ -726,8 +726,3 @@ def show_state_dir() -> None:
 
 def main() -> None:
     app()
-
-
-# the pull service's commands (serve, tokens, access-log, pull) and the unattended ones (server,
-# deploy, worker, inbox) register themselves on `app`
-from flows import orchestration_cli, service_cli  # noqa: E402, F401

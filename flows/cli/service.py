@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli import app, console, friendly_errors
+from flows.cli.app import app, console, friendly_errors
 from pipelines.paths import state_dir
 
 tokens_app = typer.Typer(help="API tokens of the pull service: one or more per agency.")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
-from flows.cli import app, console, friendly_errors
+from flows.cli.app import app, console, friendly_errors
 from pipelines import config
 from pipelines.orchestration import deployments, prefect_server
 from pipelines.paths import project_root
