@@ -15,8 +15,10 @@ from pipelines import config
 from pipelines.orchestration import deployments, prefect_server
 from pipelines.paths import project_root
 
+PANEL = "Running unattended"  # where `agencyml --help` lists these commands
 
-@app.command()
+
+@app.command(rich_help_panel=PANEL)
 def server(
     host: str = typer.Option(prefect_server.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
     port: int = typer.Option(prefect_server.DEFAULT_PORT, min=1, max=65535),
@@ -38,7 +40,7 @@ def server(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def deploy(
     write: bool = typer.Option(
         False, "--write", help="First rewrite prefect.yaml from params/ (schedules, limits)."
@@ -100,7 +102,7 @@ def deploy(
         console.print(f"Start a worker to run them: agencyml worker (pool {deployments.WORK_POOL})")
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def worker(
     pool: str = typer.Option(deployments.WORK_POOL, help="The work pool to take runs from."),
     limit: int | None = typer.Option(
@@ -118,7 +120,7 @@ def worker(
         )
 
 
-@app.command("inbox")
+@app.command("inbox", rich_help_panel=PANEL)
 def inbox_command(
     agency: str = typer.Option(..., "--agency", "-a"),
     use_case: str = typer.Option(..., "--use-case", "-u"),

@@ -13,11 +13,12 @@ from rich.table import Table
 from flows.cli.app import app, console, friendly_errors
 from pipelines.paths import state_dir
 
+PANEL = "Pull service"  # where `agencyml --help` lists these commands
 tokens_app = typer.Typer(help="API tokens of the pull service: one or more per agency.")
-app.add_typer(tokens_app, name="tokens")
+app.add_typer(tokens_app, name="tokens", rich_help_panel=PANEL)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes it."),
     port: int = typer.Option(8765, min=1, max=65535),
@@ -92,7 +93,7 @@ def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list`
         console.print(f"Revoked {token.token_id} ({token.name}) at {token.revoked_at}")
 
 
-@app.command("access-log")
+@app.command("access-log", rich_help_panel=PANEL)
 def access_log(
     agency: str | None = typer.Option(None, "--agency", "-a"),
     since: datetime | None = typer.Option(None, help="Only requests from this time on (UTC)."),
@@ -124,7 +125,7 @@ def access_log(
         console.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def pull(
     agency: str = typer.Option(..., "--agency", "-a"),
     output: Path = typer.Option(..., "--output", "-o", help="The file to write."),

@@ -1,0 +1,102 @@
+"""Commands on scored batches: score and lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from flows.cli.app import app, console, errors, friendly_errors
+from pipelines import config
+from pipelines.paths import state_dir
+
+PANEL = "Scored batches"  # where `agencyml --help` lists these commands
+
+
+@app.command(rich_help_panel=PANEL)
+def score(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    input: Path = typer.Option(..., "--input", "-i", help="A parquet or CSV batch to score."),
+    store_input: bool = typer.Option(
+        False, help="Also keep the input with DVC (dvc add + push) for auditors."
+    ),
+    chunk_rows: int = typer.Option(
+        250_000,
+        min=1_000,
+        help="Rows read, validated and scored at a time: memory follows this, not the batch.",
+    ),
+    part_rows: int = typer.Option(
+        1_000_000,
+        min=1_000,
+        help="A batch with more scored rows than this is written as several parquet parts.",
+    ),
+) -> None:
+    """Score a batch with the use case's champion model and publish it.
+
+    The batch streams through the validation gate and the model chunk by chunk, with a
+    progress bar, and appears in the output area only when complete. Scoring the same file
+    with the same model again returns the published batch."""
+    with friendly_errors():
+        spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        from flows.deployed import timed
+
+        result = timed(spec, "score")(
+            agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
+        )
+        console.print(score_table(result))
+
+
+def score_table(result: Any) -> Table:
+    table = Table(title="Scored batch" if result.newly_published else "Batch already published")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    table.add_row("batch id", result.batch_id)
+    table.add_row("model", f"{result.model_name} v{result.model_version}")
+    table.add_row("rows", str(result.rows))
+    table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in result.decisions.items()))
+    table.add_row("rows quarantined", str(result.rows_quarantined))
+    if result.drift_level is not None:
+        colour = {"ok": "green", "warn": "yellow"}.get(result.drift_level, "bold red")
+        drifted = f" ({', '.join(result.drifted)})" if result.drifted else ""
+        table.add_row("drift", f"[{colour}]{result.drift_level}[/]{drifted}; see drift.html")
+    if result.quarantine_dir:
+        table.add_row("quarantine", str(result.quarantine_dir))
+    if result.timings.get("total_seconds"):
+        table.add_row(
+            "time",
+            f"{result.timings['total_seconds']:.1f} s "
+            f"({result.timings.get('rows_per_second', 0):,} rows/s)",
+        )
+    table.add_row("output", str(result.output_dir))
+    return table
+
+
+@app.command(rich_help_panel=PANEL)
+def lineage(
+    batch_id: str | None = typer.Argument(None, help="A scored batch id, e.g. batch-57857271..."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Start from a model instead."),
+    version: str | None = typer.Option(None, "--version", "-V"),
+    as_json: bool = typer.Option(False, "--json", help="Print the tree as JSON."),
+) -> None:
+    """Trace a scored batch (or a model version) back to its run, model, training run, commit,
+    params, DVC data and validation results; every node shows the MLflow ids to open."""
+    with friendly_errors():
+        from pipelines.registry import trace
+
+        if (batch_id is None) == (model is None) or (model is not None and version is None):
+            raise typer.BadParameter("give a BATCH_ID, or --model NAME --version V")
+        if batch_id is not None:
+            tree = trace.trace_batch(batch_id, state_dir())
+        else:
+            tree = trace.trace_model(str(model), str(version), state_dir())
+        if as_json:
+            print(json.dumps(tree.to_dict(), indent=2, sort_keys=True, default=str))
+        else:
+            console.print(trace.render_tree(tree))
+        if not tree.complete():
+            errors.print("[bold yellow]some links are missing[/] (marked in the tree)")
+            raise typer.Exit(12)

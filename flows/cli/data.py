@@ -1,0 +1,165 @@
+"""Commands on the data: agencies, ingest, validate (the gate alone) and generate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from flows.cli.app import app, console, friendly_errors, run_with_spinner
+from flows.errors import EXIT_CODES
+from pipelines import config
+
+PANEL = "Data"  # where `agencyml --help` lists these commands
+
+
+@app.command(rich_help_panel=PANEL)
+def agencies() -> None:
+    """List the agencies and their use cases."""
+    with friendly_errors():
+        table = Table(title="Agencies and use cases")
+        for column in ("agency", "use case", "task", "registered model", "description"):
+            table.add_column(column)
+        for spec in config.list_use_cases():
+            table.add_row(
+                spec.agency, spec.name, spec.params.task, spec.model_name, spec.params.description
+            )
+        console.print(table)
+
+
+@app.command(rich_help_panel=PANEL)
+def ingest(
+    agency: str = typer.Option(..., "--agency", "-a", help="Agency, as in params/<agency>.yaml."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="One of the agency's datasets (default: all of them)."
+    ),
+) -> None:
+    """Write the agency's raw sources, cleaned, to data/ingested/<agency>/<dataset>.parquet."""
+    with friendly_errors():
+        params = config.load_params(agency)
+        if dataset is not None:
+            params.dataset(dataset)  # fail fast on an unknown name
+        from flows.ingest import ingest as ingest_flow
+
+        written = run_with_spinner(f"Ingesting {agency}", lambda: ingest_flow(agency, dataset))
+        table = Table(title=f"Ingested {agency}")
+        for column in ("dataset", "file", "rows"):
+            table.add_column(column, overflow="fold")
+        table.add_column("md5", no_wrap=True, min_width=32)
+        for item in written:
+            table.add_row(item.dataset, item.path, f"{item.rows:,}", item.md5)
+        console.print(table)
+
+
+@app.command(rich_help_panel=PANEL)
+def validate(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    input: Path | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="A parquet or CSV batch to check. Without it, the use case's ingested training "
+        "data is checked against its training suite.",
+    ),
+    report_out: Path | None = typer.Option(
+        None, help="Training data only: also write the validation report to this JSON file."
+    ),
+) -> None:
+    """Run the validation gate alone on a batch (nothing is scored), or on the training data."""
+    with friendly_errors():
+        config.load_use_case(agency, use_case)
+        if input is None:
+            validate_training(agency, use_case, report_out)
+            return
+        from flows.validate import validate as validate_flow
+
+        check = run_with_spinner(
+            f"Validating {input.name} for {agency}.{use_case}",
+            lambda: validate_flow(agency, use_case, str(input)),
+        )
+        console.print(check_table(check))
+        verdict = "[green]accepted[/]" if check.accepted else "[bold red]rejected[/]"
+        counts = ", ".join(f"{name}: {count}" for name, count in check.counts.items())
+        console.print(f"Checked against {check.against}: {verdict} ({counts})", soft_wrap=True)
+        for problem in check.problems:
+            console.print(f"  - {problem}", soft_wrap=True, highlight=False)
+        if check.outcome is not None:
+            console.print(f"Data Docs: {check.outcome.data_docs / 'index.html'}", soft_wrap=True)
+        if not check.accepted:
+            raise typer.Exit(EXIT_CODES["BatchRejectedError"])
+
+
+def validate_training(agency: str, use_case: str, report_out: Path | None) -> None:
+    """The training suite on the ingested data; a failure exits 4 with the problems."""
+    from flows.validate import validate_training_data
+
+    outcome = run_with_spinner(
+        f"Validating the training data of {agency}.{use_case}",
+        lambda: validate_training_data(agency, use_case),
+    )
+    failed = sum(not result.success for result in outcome.results)
+    console.print(
+        f"Training data of {agency}.{use_case}: [green]passed[/] "
+        f"{len(outcome.results)} checks on {outcome.rows:,} rows ({failed} warnings)",
+        soft_wrap=True,
+    )
+    console.print(f"Data Docs: {outcome.data_docs / 'index.html'}", soft_wrap=True)
+    if report_out is not None:
+        from pipelines.data.storage import write_json
+
+        write_json(report_out, outcome.as_dict())
+
+
+def check_table(check: Any) -> Table:
+    table = Table(title="Validation report")
+    for column in ("expectation", "level", "result", "failing rows"):
+        table.add_column(column, overflow="fold")
+    results = check.outcome.results if check.outcome is not None else []
+    for result in results:
+        mark = "[green]pass[/]" if result.success else "[red]fail[/]"
+        table.add_row(
+            result.check.describe(), result.check.level, mark, str(result.unexpected_count or "")
+        )
+    return table
+
+
+@app.command(rich_help_panel=PANEL)
+def generate(
+    output: Path = typer.Option(..., "--output", "-o", help="Parquet file to write."),
+    rows: int = typer.Option(100_000, min=1, help="How many applications."),
+    seed: int = typer.Option(2020),
+    chunk_rows: int = typer.Option(250_000, min=1, help="Rows generated and written at a time."),
+) -> None:
+    """Write synthetic business-aid applications in chunks (10M rows fit in bounded memory)."""
+    from pipelines.data.business_aid import iter_application_chunks
+    from pipelines.data.storage import write_parquet_stream
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("rows", total=rows)
+
+        def tracked() -> Iterator[Any]:
+            for chunk in iter_application_chunks(rows, seed, chunk_rows=chunk_rows):
+                yield chunk
+                progress.advance(task, len(chunk))
+
+        written = write_parquet_stream(tracked(), output)
+    console.print(f"wrote {written:,} rows to {output}")

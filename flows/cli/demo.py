@@ -1,0 +1,169 @@
+"""The demo end to end, the MLflow UI, and where the state directory is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from flows.cli.app import app, console, friendly_errors
+from pipelines import config
+from pipelines.paths import state_dir
+
+PANEL = "Demo and tools"  # where `agencyml --help` lists these commands
+
+
+@app.command(rich_help_panel=PANEL)
+def demo() -> None:
+    """Ingest every agency's data (versioned with DVC in a git checkout), then train and score
+    every use case on a held-out batch."""
+    with friendly_errors():
+        from flows.ingest import ingest as ingest_flow
+        from flows.score import score as score_flow
+        from flows.train import train as train_flow
+        from pipelines.data.versioning import can_track, default_remote
+        from pipelines.paths import project_root
+        from pipelines.scoring.batches import write_holdout_batch
+
+        agencies = config.list_agencies()
+        specs = config.list_use_cases()
+        results = []
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            overall = progress.add_task("demo", total=len(agencies) + 3 * len(specs))
+            ingested = []
+            for agency in agencies:
+                progress.update(overall, description=f"ingesting {agency}'s data")
+                ingested += ingest_flow(agency)
+                progress.advance(overall)
+            for spec in specs:
+                progress.update(overall, description=f"training {spec.model_name}")
+                trained = train_flow(spec.agency, spec.name)
+                progress.advance(overall)
+                progress.update(
+                    overall, description=f"preparing a held-out batch for {spec.model_name}"
+                )
+                batch_path = write_holdout_batch(spec, state_dir())
+                progress.advance(overall)
+                progress.update(overall, description=f"scoring {spec.model_name}")
+                scored = score_flow(spec.agency, spec.name, str(batch_path))
+                progress.advance(overall)
+                results.append((trained, scored))
+            progress.update(overall, description="done")
+        console.print(demo_table(results))
+        console.print("\nIngested data (data/ingested/, md5 as DVC records it):")
+        for item in ingested:
+            console.print(f"  {item.path}  {item.rows:,} rows  md5 {item.md5}", soft_wrap=True)
+        if can_track(project_root()):
+            remote = default_remote(project_root())
+            console.print(
+                f"  recorded in dvc.lock and pushed to DVC remote '{remote[0]}' ({remote[1]})",
+                soft_wrap=True,
+            )
+        else:
+            console.print("  (not a git + DVC checkout: the files are not versioned by DVC)")
+        console.print("\nScored batches (scored.parquet + manifest.json):")
+        for _, scored in results:
+            console.print(f"  {scored.output_dir}", soft_wrap=True)
+        console.print(
+            f"Validation reports (Data Docs): {state_dir().root / 'gx'}/<agency>/gx/"
+            "uncommitted/data_docs/local_site/index.html",
+            soft_wrap=True,
+        )
+        console.print(
+            "Open the MLflow UI with: [bold]make ui[/] or [bold]agencyml ui[/], "
+            "then browse http://127.0.0.1:5000"
+        )
+        console.print(
+            "Run it unattended: [bold]agencyml server[/], [bold]agencyml deploy[/], "
+            f"[bold]agencyml worker[/]; then drop batches in {state_dir().inbox_dir}/<agency>/"
+            "<use-case>/ (README: Running unattended)",
+            soft_wrap=True,
+        )
+
+
+def demo_table(results: list[tuple[Any, Any]]) -> Table:
+    table = Table(title="agencyml demo")
+    columns = (
+        "model",
+        "trained",
+        "holdout metrics",
+        "scored with",
+        "batch id",
+        "rows scored",
+        "quarantined",
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for trained, scored in results:
+        metric = "roc_auc" if "roc_auc" in trained.metrics else "macro_f1"
+        headline = f"{metric} {trained.metrics[metric]:.3f}"
+        if "pr_auc" in trained.metrics:
+            headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
+        table.add_row(
+            trained.model_name,
+            f"v{trained.model_version}",
+            headline,
+            f"v{scored.model_version} (champion)",
+            scored.batch_id,
+            str(scored.rows),
+            str(scored.rows_quarantined),
+        )
+    return table
+
+
+@app.command(rich_help_panel=PANEL)
+def ui(
+    port: int = typer.Option(5000, help="Port for the MLflow UI."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless proxied."),
+) -> None:
+    """Serve the MLflow UI for the state directory's tracking store."""
+    state = state_dir()
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        state.tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
+@app.command("state-dir", rich_help_panel=PANEL)
+def show_state_dir() -> None:
+    """Print where agencyml keeps MLflow, Prefect and scored outputs."""
+    state = state_dir()
+    console.print_json(
+        json.dumps(
+            {
+                "root": str(state.root),
+                "tracking_uri": state.tracking_uri,
+                "outputs": str(state.outputs_dir),
+            }
+        )
+    )
