@@ -17,6 +17,7 @@ from pipelines.modeling.training import (
     TrainedModel,
     TrainingError,
     encode_target,
+    fit_booster,
     fit_model,
     lightgbm_params,
     split_data,
@@ -362,3 +363,25 @@ def test_fit_model_without_a_feature_column_raises_feature_error() -> None:
 
     with pytest.raises(FeatureError, match=r"lacks the feature columns \['x2'\]"):
         fit_model(split, use_case())
+
+
+def test_a_use_case_on_another_engine_needs_that_engines_fitter() -> None:
+    params = use_case(execution={"engine": "dask"})
+    split = split_data(synthetic(200), params)
+
+    with pytest.raises(TrainingError, match=r"engine is dask.*pipelines\.scoring\.engines"):
+        fit_model(split, params)
+
+
+def test_the_fitter_handed_in_grows_the_booster() -> None:
+    fitted_on: list[int] = []
+
+    def counting_fitter(transform, train, validation, params, booster_params):
+        fitted_on.append(train[0].shape[0])
+        return fit_booster(transform, train, validation, params, booster_params)
+
+    split = split_data(synthetic(300), use_case())
+    trained = fit_model(split, use_case(), counting_fitter)
+
+    assert fitted_on == [len(split.train)]
+    assert trained.bundle.booster.current_iteration() >= 1
