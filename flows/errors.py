@@ -31,6 +31,7 @@ EXIT_CODES = {
     "InboxError": 14,
     "FlowRunTimeoutError": 14,  # Prefect's backstop, well after the run's own limit
     "TimeLimitError": 14,  # the run stopped itself past its use case's time limit
+    "PrefectServerStartError": 14,
 }
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 
@@ -43,3 +44,27 @@ def is_bad_input(error: BaseException) -> bool:
 def is_over_time_limit(error: BaseException) -> bool:
     """The run went past its use case's time limit (its own check, or Prefect's backstop)."""
     return type(error).__name__ in ("TimeLimitError", "FlowRunTimeoutError")
+
+
+class PrefectServerStartError(RuntimeError):
+    """Prefect's temporary local server did not answer in time (a busy machine, usually)."""
+
+
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def explained(error: Exception) -> Exception:
+    """A known failure of a library, as the platform's own error with what to do about it;
+    any other error as it is."""
+    if isinstance(error, RuntimeError) and str(error).startswith(EPHEMERAL_TIMEOUT):
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+        waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        return PrefectServerStartError(
+            f"Prefect's temporary local server did not start within {waited} s, so nothing ran. "
+            "The machine may be busy: try again, allow it longer with "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start a server once with "
+            "`agencyml server` and point runs at it with "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api."
+        )
+    return error

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from flows.errors import EXIT_CODES
+from flows.errors import EXIT_CODES, explained
 from flows.runtime import prepare_environment
 from pipelines.paths import state_dir
 
@@ -42,7 +42,8 @@ def friendly_errors() -> Iterator[None]:
     """Known failures print one clear message and exit non-zero; nothing else is swallowed."""
     try:
         yield
-    except Exception as error:
+    except Exception as raised:
+        error = explained(raised)
         code = EXIT_CODES.get(type(error).__name__)
         if code is None:
             raise

@@ -278,3 +278,29 @@ def test_the_inbox_command_polls_once_and_says_where_to_drop_files(env):
     empty = agencyml("inbox", "-a", FRAUD[0], "-u", FRAUD[1], **server)
     assert empty.returncode == 0, empty.stderr
     assert "nothing to score; drop parquet or CSV batches in" in " ".join(empty.stdout.split())
+
+
+def test_a_prefect_server_that_does_not_start_in_time_is_exit_14_with_what_to_do(tmp_path):
+    """Without PREFECT_API_URL, a flow starts Prefect's temporary server; one that does not
+    answer in time (here: allowed 0 s) is a clear error, never a traceback."""
+    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows", "train", "-a", FRAUD[0], "-u", FRAUD[1]],
+        env={
+            **environment,
+            "PYTHONPATH": str(PACKAGE_ROOT),
+            "COLUMNS": "200",
+            "AGENCYML_HOME": str(tmp_path / "state"),
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 14, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "temporary local server did not start within 0 s" in done.stderr
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in done.stderr
+    assert "agencyml server" in done.stderr
+    assert not (tmp_path / "state" / "outputs").exists()
