@@ -32,6 +32,7 @@ EXIT_CODES = {
     "FlowRunTimeoutError": 14,  # Prefect's backstop, well after the run's own limit
     "TimeLimitError": 14,  # the run stopped itself past its use case's time limit
     "PrefectServerStartError": 14,
+    "PipelineOutOfDateError": 14,  # dvc.yaml or prefect.yaml no longer matches params/
 }
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 

@@ -8,6 +8,7 @@ from flows import tasks
 from pipelines import config
 from pipelines.data import versioning
 from pipelines.data.sources import Ingested
+from pipelines.orchestration import dvc_stages
 from pipelines.paths import project_root, state_dir
 
 
@@ -18,8 +19,13 @@ def ingest(agency: str, dataset: str | None = None) -> list[Ingested]:
     params = config.load_params(agency)
     names = [dataset] if dataset else sorted(params.datasets)
     datasets = [params.dataset(name) for name in names]
+    tracked = versioning.can_track(project_root())
+    if tracked:  # DVC records what ingest writes only if dvc.yaml has its stage
+        dvc_stages.require_in_sync(
+            project_root() / dvc_stages.DVC_YAML, config.load_all_params(), f"ingesting {agency}"
+        )
     written = [tasks.ingest_dataset(spec) for spec in datasets]
-    if versioning.can_track(project_root()):
+    if tracked:
         tasks.follow_state_remote(project_root(), state_dir().dvc_remote)
         tasks.commit_with_dvc(project_root(), [spec.stage for spec in datasets])
     return written

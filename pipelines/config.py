@@ -597,6 +597,11 @@ def load_use_case(agency: str, use_case: str) -> UseCaseSpec:
     return load_params(agency).use_case(use_case)
 
 
+def load_all_params() -> list[AgencyParams]:
+    """Every agency's params, by name."""
+    return [load_params(agency) for agency in list_agencies()]
+
+
 def list_use_cases() -> list[UseCaseSpec]:
     """Every use case of every agency, in a stable order."""
     return [

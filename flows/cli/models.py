@@ -55,7 +55,16 @@ def train(
     with friendly_errors():
         spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
         from flows.deployed import timed
+        from pipelines.data.versioning import can_track
+        from pipelines.orchestration import dvc_stages
+        from pipelines.paths import project_root
 
+        if can_track(project_root()):  # dvc.yaml must know the use case to reproduce it
+            dvc_stages.require_in_sync(
+                project_root() / dvc_stages.DVC_YAML,
+                config.load_all_params(),
+                f"training {agency}.{use_case}",
+            )
         train_flow = timed(spec, "train")
 
         result = run_with_spinner(

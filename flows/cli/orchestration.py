@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 from dataclasses import asdict
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from flows.cli.app import app, console, friendly_errors
 from pipelines import config
-from pipelines.orchestration import deployments, prefect_server
+from pipelines.data import storage
+from pipelines.orchestration import deployments, dvc_stages, prefect_server
 from pipelines.paths import project_root
 
 PANEL = "Running unattended"  # where `agencyml --help` lists these commands
@@ -38,6 +40,52 @@ def server(
     raise typer.Exit(
         subprocess.call(prefect_server.server_command(host, port, ui), env=environment)
     )
+
+
+@app.command(rich_help_panel=PANEL)
+def sync(
+    check: bool = typer.Option(
+        False, "--check", help="Only say whether the files match params/ (exit 14 if not)."
+    ),
+) -> None:
+    """Write dvc.yaml and prefect.yaml from params/: run it after adding or changing an agency,
+    a dataset, a use case or a schedule, then commit the files."""
+    with friendly_errors():
+        root = project_root()
+        agencies = config.load_all_params()
+        specs = config.list_use_cases()
+        files = {
+            root / dvc_stages.DVC_YAML: dvc_stages.render(agencies),
+            root / deployments.PREFECT_YAML: deployments.render(specs),
+        }
+        stale = [path for path, text in files.items() if not same_text(path, text)]
+        if check:
+            for path in files:
+                state = "[yellow]out of date[/]" if path in stale else "[green]matches params/[/]"
+                console.print(f"{path}: {state}")
+            if stale:
+                names = " and ".join(path.name for path in stale)
+                verb = "does" if len(stale) == 1 else "do"
+                raise dvc_stages.PipelineOutOfDateError(
+                    f"{names} {verb} not match params/: run `agencyml sync`, then commit"
+                )
+            return
+        for path, text in files.items():
+            if path in stale:
+                storage.write_text(path, text)
+        console.print(
+            f"wrote {' and '.join(path.name for path in stale)} from params/"
+            if stale
+            else "dvc.yaml and prefect.yaml already match params/"
+        )
+        console.print(
+            f"{len(agencies)} agencies, {sum(len(a.datasets) for a in agencies)} datasets, "
+            f"{len(specs)} use cases; commit the files, then `agencyml ingest --agency NAME`"
+        )
+
+
+def same_text(path: Path, text: str) -> bool:
+    return path.is_file() and path.read_text(encoding="utf-8") == text
 
 
 @app.command(rich_help_panel=PANEL)
@@ -74,7 +122,8 @@ def deploy(
         elif deployments.out_of_date(path, specs):
             raise prefect_server.OrchestrationError(
                 f"{path} does not match params/ (a schedule or limit changed): run "
-                "`agencyml deploy --write` to rewrite it, then commit it"
+                "`agencyml deploy --write` (or `agencyml sync`, which also writes dvc.yaml) to "
+                "rewrite it, then commit it"
             )
         if dry_run:
             console.print(f"{path} matches params/; nothing registered (--dry-run)")

@@ -240,3 +240,44 @@ def test_score_with_store_input_keeps_the_exact_input_in_dvc(dvc_project, tmp_pa
     kept.unlink()  # an auditor restores it from the remote
     dvc_project.run("dvc", "pull", f"{stored['dvc_path']}.dvc")
     assert kept.read_bytes() == batch.read_bytes()
+
+
+def test_a_new_agency_is_ingested_after_sync_with_no_hand_edit(dvc_project):
+    """A params file alone: ingest refuses, writing nothing, until `agencyml sync` has written
+    dvc.yaml; then it ingests and DVC records the new stage."""
+    from pipelines.data.business_aid import generate_applications
+
+    root = dvc_project.root
+    (root / "data" / "tax-office").mkdir(parents=True)
+    generate_applications(300, seed=4).to_csv(root / "data" / "tax-office" / "claims.csv")
+    params = yaml.safe_load((root / "params" / "business-aid.yaml").read_text())
+    params["agency"] = "tax-office"
+    params["datasets"] = {
+        "claims": {"kind": "file", "reader": "csv", "path": "data/tax-office/claims.csv"}
+    }
+    params["use_cases"] = {"claim-risk": {**params["use_cases"]["fraud-risk"], "dataset": "claims"}}
+    (root / "params" / "tax-office.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc_project.git("add", "-A")
+    dvc_project.git("commit", "-qm", "a new agency")
+
+    refused = subprocess.run(
+        [*CLI, "ingest", "--agency", "tax-office"],
+        cwd=root,
+        env={**dvc_project.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 14, refused.stderr[-2000:]
+    assert "does not match params/" in refused.stderr and "agencyml sync" in refused.stderr
+    assert not (root / "data" / "ingested" / "tax-office").exists()
+
+    dvc_project.run(*CLI, "sync")
+    dvc_project.run(*CLI, "sync", "--check")
+    dvc_project.run(*CLI, "ingest", "--agency", "tax-office")
+
+    assert locked_md5(root, "ingest@tax-office-claims") == md5_of(
+        root / "data" / "ingested" / "tax-office" / "claims.parquet"
+    )
+    status = dvc_project.run("dvc", "status", "--json", "ingest@tax-office-claims")
+    assert json.loads(status) == {}  # recorded: nothing for DVC to redo
