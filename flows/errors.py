@@ -26,6 +26,7 @@ EXIT_CODES = {
     "AuditLogError": 11,
     "LogTamperedError": 11,
     "AccessError": 2,
+    "SampleError": 2,
     "PullError": 13,
     "OrchestrationError": 14,
     "InboxError": 14,

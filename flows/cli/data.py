@@ -163,3 +163,31 @@ def generate(
 
         written = write_parquet_stream(tracked(), output)
     console.print(f"wrote {written:,} rows to {output}")
+
+
+@app.command(rich_help_panel=PANEL)
+def sample(
+    agency: str = typer.Option(..., "--agency", "-a"),
+    use_case: str = typer.Option(..., "--use-case", "-u"),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the batch: a .parquet or .csv file."
+    ),
+    rows: int | None = typer.Option(
+        None, min=1, help="How many holdout rows (default: all of them), drawn with a seed."
+    ),
+) -> None:
+    """Write holdout rows without the target, as a batch to try `agencyml score` on."""
+    with friendly_errors():
+        spec = config.load_use_case(agency, use_case)
+        from pipelines.scoring.batches import write_sample_batch
+
+        written, count = run_with_spinner(
+            f"Writing a sample batch of {agency}.{use_case}",
+            lambda: write_sample_batch(spec, output, rows),
+        )
+        console.print(
+            f"wrote {written}: {count:,} holdout rows of {agency}.{use_case} without "
+            f"'{spec.params.target}'. Score it with: agencyml score -a {agency} -u {use_case} "
+            f"-i {written}",
+            soft_wrap=True,
+        )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from pipelines.config import UseCaseSpec
 from pipelines.data import storage, versioning
@@ -216,10 +217,39 @@ def score_result(
     )
 
 
+SAMPLE_FORMATS = (".parquet", ".csv")
+
+
+class SampleError(ValueError):
+    """A sample batch cannot be written as asked."""
+
+
+def holdout_batch(spec: UseCaseSpec, rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The use case's holdout rows without the target: rows the model never trained on, in
+    the columns a batch brings. `rows` draws that many (seeded), in holdout order."""
+    split = split_data(training_table(spec), spec.params)
+    batch = split.holdout[spec.params.required_columns(with_target=False)]
+    if rows is not None and rows < len(batch):
+        batch = batch.sample(n=rows, random_state=seed).sort_index()
+    return batch
+
+
+def write_sample_batch(spec: UseCaseSpec, path: Path, rows: int | None = None) -> tuple[Path, int]:
+    """Write holdout rows without the target as a batch to try scoring on (parquet or CSV,
+    by the file's suffix); returns the file and its row count."""
+    suffix = storage.table_suffix(Path(path)).lower()
+    if suffix not in SAMPLE_FORMATS:
+        raise SampleError(
+            f"cannot write a sample batch as '{suffix or Path(path).name}': name the file "
+            f"{' or '.join('*' + s for s in SAMPLE_FORMATS)}"
+        )
+    batch = holdout_batch(spec, rows)
+    write = storage.write_csv if suffix == ".csv" else storage.write_parquet
+    return write(batch, path), len(batch)
+
+
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:
     """Write the use case's holdout rows, target removed, as a sample batch for the demo (not
     into the inbox, which scores what lands there)."""
-    split = split_data(training_table(spec), spec.params)
-    batch = split.holdout[spec.params.required_columns(with_target=False)]
     path = state.samples_dir / spec.agency / spec.name / "holdout-batch.parquet"
-    return storage.write_parquet(batch, path)
+    return storage.write_parquet(holdout_batch(spec), path)

@@ -267,3 +267,42 @@ def test_validate_without_input_checks_the_training_data(prefect_server, small_p
     )
     assert code == 4 and "is_fraud" in output and "no model registered" in output
     assert not report.exists()
+
+
+def test_sample_writes_holdout_rows_without_the_target_and_refuses_other_formats(
+    small_project, tmp_path
+):
+    from pipelines.config import load_use_case
+    from pipelines.scoring.batches import holdout_batch
+
+    spec = load_use_case("business-aid", "fraud-risk")
+    holdout = holdout_batch(spec)
+    code, output = invoke(
+        "sample",
+        "-a",
+        "business-aid",
+        "-u",
+        "fraud-risk",
+        "--rows",
+        "40",
+        "-o",
+        str(tmp_path / "s.parquet"),
+    )
+    assert code == 0, output
+    assert "wrote" in output and "40 holdout rows" in output and "agencyml score" in output
+    drawn = pd.read_parquet(tmp_path / "s.parquet")
+    assert list(drawn.columns) == spec.params.required_columns(with_target=False)
+    assert spec.params.target not in drawn.columns and len(drawn) == 40
+    assert set(drawn[spec.params.id_column]) <= set(holdout[spec.params.id_column])
+
+    code, output = invoke(
+        "sample", "-a", "business-aid", "-u", "fraud-risk", "-o", str(tmp_path / "all.csv")
+    )
+    assert code == 0, output
+    assert len(pd.read_csv(tmp_path / "all.csv")) == len(holdout)
+
+    code, output = invoke(
+        "sample", "-a", "business-aid", "-u", "fraud-risk", "-o", str(tmp_path / "s.xlsx")
+    )
+    assert code == 2 and "name the file *.parquet or *.csv" in output
+    assert not (tmp_path / "s.xlsx").exists()
