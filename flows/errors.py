@@ -14,6 +14,7 @@ EXIT_CODES = {
     "BatchRejectedError": 4,
     "BatchSchemaError": 4,
     "FeatureError": 4,
+    "AmbiguousDatesError": 4,
     "SourceError": 4,
     "TrainingError": 5,
     "ModelNotFoundError": 6,

@@ -67,6 +67,14 @@ class Features(Strict):
     min_category_count: int = Field(default=5, ge=1, description="Rarer values become 'other'.")
     text_hash_features: int = Field(default=4096, ge=16, le=1 << 20)
     text_ngram_max: int = Field(default=2, ge=1, le=3)
+    date_formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="How a date column is written, as a strftime format: {received: '%d/%m/%Y'}. "
+        "Without one, a column must read the same day-first and month-first (ISO 8601 does).",
+    )
+    dayfirst: bool = Field(
+        default=False, description="Date columns without a format put the day before the month."
+    )
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> Features:
@@ -76,10 +84,21 @@ class Features(Strict):
         duplicated = sorted({c for c in columns if columns.count(c) > 1})
         if duplicated:
             raise ValueError(f"columns listed under more than one kind: {duplicated}")
+        for column, date_format in self.date_formats.items():
+            if "%" not in date_format:
+                raise ValueError(
+                    f"date_formats.{column}: '{date_format}' is not a strftime format; write "
+                    "it with directives such as '%d/%m/%Y' or '%Y-%m-%d %H:%M'"
+                )
         return self
 
     def all_columns(self) -> list[str]:
         return [*self.numeric, *self.categorical, *self.text, *self.date]
+
+    def date_format_of(self) -> dict[str, str]:
+        """How each date column is read: its declared format, else 'dayfirst' if set."""
+        fallback = {column: "dayfirst" for column in self.date} if self.dayfirst else {}
+        return {**fallback, **self.date_formats}
 
 
 class LightGBMParams(Strict):
@@ -414,6 +433,16 @@ class UseCase(Strict):
         for column in (self.id_column, self.target):
             if column in features:
                 raise ValueError(f"'{column}' is the id or target and cannot also be a feature")
+        dated = {
+            *self.features.date,
+            *([self.split.date_column] if self.split.method == "time" else []),
+        }
+        stray = sorted(set(self.features.date_formats) - dated)
+        if stray:
+            raise ValueError(
+                f"features.date_formats names {stray}, which are neither date features nor the "
+                "split's date_column"
+            )
         if self.task == "binary" and self.positive_class is None:
             raise ValueError("a binary use case needs 'positive_class'")
         if self.task == "multiclass" and self.positive_class is not None:

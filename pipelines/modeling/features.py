@@ -11,7 +11,13 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from pipelines.config import Features
-from pipelines.data.columns import FeatureError, conform_columns, numeric_column, text_column
+from pipelines.data.columns import (
+    FeatureError,
+    conform_columns,
+    numeric_column,
+    parse_dates,
+    text_column,
+)
 
 OTHER = "__other__"
 
@@ -29,6 +35,7 @@ class FeatureTransform:
     text_hash_features: int
     text_ngram_max: int
     feature_names: list[str] = field(default_factory=list)
+    date_formats: dict[str, str] = field(default_factory=dict)  # as Features.date_format_of
 
     @property
     def input_columns(self) -> list[str]:
@@ -63,7 +70,7 @@ class FeatureTransform:
             **{column: "text" for column in [*self.categories, *self.text]},
             **{column: "date" for column in self.date},
         }
-        conformed, problems = conform_columns(frame, kinds)
+        conformed, problems = conform_columns(frame, kinds, self.date_formats)
         if problems:
             raise FeatureError("; ".join(problems.values()))
         return conformed[self.input_columns]
@@ -80,7 +87,11 @@ class FeatureTransform:
                     category_codes(frame[column], known)
                     for column, known in self.categories.items()
                 ]
-                + [part for column in self.date for part in date_parts(frame, column)]
+                + [
+                    part
+                    for column in self.date
+                    for part in date_parts(frame, column, self.date_formats.get(column))
+                ]
             )
             if (self.numeric or self.categories or self.date)
             else np.empty((len(frame), 0))
@@ -129,6 +140,7 @@ def fit_transform_spec(train: pd.DataFrame, features: Features) -> FeatureTransf
         text_hash_features=features.text_hash_features,
         text_ngram_max=features.text_ngram_max,
         feature_names=names,
+        date_formats={c: f for c, f in features.date_format_of().items() if c in features.date},
     )
 
 
@@ -150,9 +162,11 @@ def category_codes(values: pd.Series, known: list[str]) -> np.ndarray:
 DATE_PARTS = ("month", "weekday", "day")
 
 
-def date_parts(frame: pd.DataFrame, column: str) -> list[np.ndarray]:
+def date_parts(
+    frame: pd.DataFrame, column: str, date_format: str | None = None
+) -> list[np.ndarray]:
     """Calendar parts only: absolute time would not carry over to future batches."""
-    dates = pd.to_datetime(frame[column], errors="coerce")
+    dates = parse_dates(frame[column], column, date_format).dt.tz_convert(None)
     return [
         dates.dt.month.astype("float64").to_numpy(na_value=np.nan),
         dates.dt.day_of_week.astype("float64").to_numpy(na_value=np.nan),

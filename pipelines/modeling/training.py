@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
+from pipelines.data.columns import parse_dates
 from pipelines.modeling.decisions import resolve_policy
 from pipelines.modeling.drift import DriftReference, build_reference
 from pipelines.modeling.features import FeatureTransform, fit_transform_spec
@@ -55,7 +56,9 @@ def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
     """Time-based when a date column is declared (rows without a date train), else random."""
     split = params.split
     if isinstance(split, TimeSplit):
-        dates = pd.to_datetime(frame[split.date_column], errors="coerce")
+        column = split.date_column
+        dates = parse_dates(frame[column], column, params.features.date_format_of().get(column))
+        dates = dates.dt.tz_convert(None)
         undated = frame[dates.isna()]
         dated = frame[dates.notna()].iloc[
             np.argsort(dates[dates.notna()].to_numpy(), kind="stable")

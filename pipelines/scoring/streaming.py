@@ -359,6 +359,7 @@ class BatchStream:
 
     def run(self, on_rows: Callable[[int], None]) -> None:
         kinds = column_kinds(self.spec.params)
+        date_formats = self.spec.params.features.date_format_of()
         chunks = storage.iter_record_batches(self.path, self.options.chunk_rows)
         while True:
             with self.clock.timing("read"):
@@ -367,7 +368,7 @@ class BatchStream:
                     break
                 frame = record_batch.to_pandas()
             with self.clock.timing("validate"):
-                conformed, problems = conform_columns(frame, kinds)
+                conformed, problems = conform_columns(frame, kinds, date_formats)
                 for column, problem in problems.items():
                     self.cast_problems.setdefault(column, problem)
                 if self.validation is None:

@@ -63,7 +63,7 @@ def validate_training_data(
 ) -> ValidationOutcome:
     """Training data must pass its whole suite; if not, a FAILED run shows why, no model."""
     kinds = {**column_kinds(spec.params), spec.params.target: "text"}
-    conformed, cast_problems = conform_columns(frame, kinds)
+    conformed, cast_problems = conform_columns(frame, kinds, spec.params.features.date_format_of())
     outcome = validate_stage(spec, [conformed], "training", {}, state)
     problems = [
         *cast_problems.values(),
@@ -180,7 +180,9 @@ def check_batch(
 
     def conformed_chunks() -> Iterator[pd.DataFrame]:
         for chunk in storage.iter_table(path, chunk_rows):
-            conformed, problems = conform_columns(chunk, kinds)
+            conformed, problems = conform_columns(
+                chunk, kinds, spec.params.features.date_format_of()
+            )
             for column, problem in problems.items():
                 cast_problems.setdefault(column, problem)
             yield conformed
