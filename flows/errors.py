@@ -17,6 +17,7 @@ EXIT_CODES = {
     "AmbiguousDatesError": 4,
     "SourceError": 4,
     "TrainingError": 5,
+    "UntrainableTargetError": 5,
     "ModelNotFoundError": 6,
     "BatchNotFoundError": 6,
     "ReproductionError": 7,

@@ -32,7 +32,7 @@ def batch_problems(outcome: ValidationOutcome, cast_problems: dict[str, str]) ->
             problems.append(result.explain())  # a row check that could not name its rows
         elif len(result.failing_rows) != result.unexpected_count:
             problems.append(f"{result.explain()}, and the failing rows could not be identified")
-    return problems
+    return problems + outcome.missing_columns_note()
 
 
 def judge(

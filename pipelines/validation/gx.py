@@ -5,6 +5,7 @@ mix agencies), with one suite, ValidationDefinition and Checkpoint per use case 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -45,12 +46,48 @@ class CheckResult:
         """What failed, in plain words: the expectation and what was seen instead."""
         seen = f"{self.unexpected_count} row(s) do not" if self.unexpected_count else "it does not"
         if self.check.kind in ("column_exists",):
-            return f"expected {self.check.describe()}, but it is missing"
+            hint = closest_column_hint(str(self.check.column), self.observed)
+            return f"expected {self.check.describe()}, but it is missing{hint}"
         if self.check.kind in ("row_count", "recent", "column_type"):
             return f"expected {self.check.describe()}, but found {self.observed}"
         if self.error:
             return f"expected {self.check.describe()}, but it could not be checked: {self.error}"
         return f"expected {self.check.describe()}, but {seen}"
+
+
+def closest_column_hint(column: str, present: Any) -> str:
+    """'; did you mean 'JobsReported'?' when a present column is a near spelling of it."""
+    if not isinstance(present, list) or not present:
+        return ""
+    by_key = {name.strip().lower().replace(" ", "_"): name for name in map(str, present)}
+    key = column.strip().lower().replace(" ", "_")
+    close = [by_key[key]] if key in by_key else []
+    close = close or difflib.get_close_matches(column, list(map(str, present)), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'", ",": "','"}
+
+
+def columns_found(columns: list[str], missing: int) -> str:
+    """One line for a table that lacks columns: what it has; and, when it was read as one
+    column, the separator its header seems to use instead."""
+    if len(columns) == 1:
+        header = str(columns[0])
+        counts = {sep: header.count(sep) for sep in SEPARATORS}
+        sep, count = max(counts.items(), key=lambda item: item[1])
+        if count == 0 and len(header.split()) > 1:
+            guess = ", which looks separated by spaces"
+        else:
+            guess = f", which looks separated by {SEPARATORS[sep]}" if count else ""
+        return (
+            f"the file was read as ONE column, '{header[:80]}'{guess}: {missing} expected "
+            "column(s) are missing because the file's separator was not recognised; declare "
+            "the dataset's (or the use case's batch) format in the params"
+        )
+    shown = ", ".join(f"'{name}'" for name in columns[:30])
+    more = f" and {len(columns) - 30} more" if len(columns) > 30 else ""
+    return f"the table's {len(columns)} columns are: {shown}{more}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +97,12 @@ class ValidationOutcome:
     results: list[CheckResult]
     result_id: str
     data_docs: Path
+    columns: list[str] = field(default_factory=list)  # the columns the table had
+
+    def missing_columns_note(self) -> list[str]:
+        """What the table had, said once, when expected columns are missing."""
+        missing = [r for r in self.failures if r.check.kind == "column_exists"]
+        return [columns_found(self.columns, len(missing))] if missing and self.columns else []
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -133,6 +176,7 @@ class ChunkedValidation:
     ) -> None:
         context = agency_context(agency, state)
         self.checks = checks
+        self.columns = [str(column) for column in columns]
         self.suite_name = suite_name
         per_chunk = [
             c
@@ -177,7 +221,12 @@ class ChunkedValidation:
 
     def finish(self) -> ValidationOutcome:
         self.build_data_docs()
-        results = self.totals.results()
+        results = [
+            replace(r, observed=self.columns)
+            if r.check.kind == "column_exists" and not r.success
+            else r
+            for r in self.totals.results()
+        ]
         results += [
             row_count_result(c, self.totals.rows) for c in self.checks if c.kind == "row_count"
         ]
@@ -187,6 +236,7 @@ class ChunkedValidation:
             results=results,
             result_id=",".join(self.totals.result_ids),
             data_docs=self.data_docs,
+            columns=self.columns,
         )
 
 

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from pipelines.config import UseCaseSpec
+from pipelines.config import UseCase, UseCaseSpec
 from pipelines.data import storage
-from pipelines.data.columns import conform_columns
+from pipelines.data.columns import conform_columns, text_column
 from pipelines.paths import StateDir
 from pipelines.validation.expectations import column_kinds, scoring_checks, training_checks
 from pipelines.validation.gate import BatchRejectedError, gate_report, judge
@@ -73,33 +73,47 @@ def validate_training_data(
             if not (result.check.kind == "column_type" and result.check.column in cast_problems)
         ),
     ]
-    problems += target_problems(frame, spec)
-    if problems:
+    problems += outcome.missing_columns_note()
+    untrainable = target_problems(frame, spec.params)
+    if problems or untrainable:
         run_id = record_failure(spec, outcome, state, kind="train")
-        raise DataValidationError(
+        # a target that cannot train the use case's task is exit 5; anything else in the data, 4
+        error = DataValidationError if problems else UntrainableTargetError
+        raise error(
             f"the training data of {spec.model_name} (MLflow run {run_id}; no model registered)",
-            problems,
+            [*problems, *untrainable],
         )
     return outcome
 
 
-def target_problems(frame: pd.DataFrame, spec: UseCaseSpec) -> list[str]:
-    """A model needs two classes, and a binary one its positive class."""
-    params = spec.params
+class UntrainableTargetError(DataValidationError):
+    """The target cannot train the use case's task: one class only, or a task that does not
+    fit its classes."""
+
+
+def target_problems(frame: pd.DataFrame, params: UseCase) -> list[str]:
+    """A model needs two classes; a binary one exactly two, with its positive class."""
     if params.target not in frame.columns:
         return []
-    values = set(frame[params.target].dropna().astype(str))
-    problems = []
+    values = sorted(set(text_column(frame[params.target]).dropna()))
+    shown = ", ".join(f"'{value}'" for value in values[:8]) + (" ..." if len(values) > 8 else "")
     if len(values) < 2:
-        problems.append(
-            f"expected two or more classes in '{params.target}', found {sorted(values)}"
-        )
+        return [
+            f"'{params.target}' holds {len(values)} class(es) ({shown or 'no labels'}); a model "
+            "needs at least two. Check the target column and the rows the dataset keeps"
+        ]
+    if params.task == "binary" and len(values) > 2:
+        return [
+            f"'{params.target}' has {len(values)} classes ({shown}), but the use case's task is "
+            "binary: to tell them apart, change the task (task: multiclass, and remove "
+            "positive_class); for one class against the rest, make the target two-valued first"
+        ]
     if params.task == "binary" and str(params.positive_class) not in values:
-        problems.append(
-            f"expected positive_class '{params.positive_class}' in '{params.target}', "
-            f"found {sorted(values)[:10]}"
-        )
-    return problems
+        return [
+            f"expected positive_class '{params.positive_class}' in '{params.target}', found "
+            f"{shown}: set positive_class to the value that counts as positive"
+        ]
+    return []
 
 
 def reject_unreadable(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -306,3 +307,34 @@ def test_sample_writes_holdout_rows_without_the_target_and_refuses_other_formats
     )
     assert code == 2 and "name the file *.parquet or *.csv" in output
     assert not (tmp_path / "s.xlsx").exists()
+
+
+def test_training_data_missing_a_column_names_the_closest_and_the_columns_there_are(
+    prefect_server, small_project
+):
+    params_file = small_project / "params" / "business-aid.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    numeric = params["use_cases"]["fraud-risk"]["features"]["numeric"]
+    numeric[numeric.index("days_since_bank_account_change")] = "days_since_bank_acount_change"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    code, output = invoke("train", "-a", "business-aid", "-u", "fraud-risk")
+
+    assert code == 4, output
+    assert "did you mean 'days_since_bank_account_change'?" in output
+    assert "the table's" in output and "'requested_amount_dkk'" in output
+
+
+def test_a_target_that_cannot_train_the_task_is_exit_5_and_says_what_to_change(
+    prefect_server, small_project
+):
+    params_file = small_project / "params" / "business-aid.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["use_cases"]["fraud-risk"]["positive_class"] = "fraud"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    code, output = invoke("train", "-a", "business-aid", "-u", "fraud-risk")
+
+    assert code == 5, output
+    assert "expected positive_class 'fraud' in 'is_fraud'" in output
+    assert "set positive_class to the value that counts as positive" in output
