@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -34,12 +35,63 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FileSource(Strict):
-    """A table shipped with the project, prepared by a named reader in pipelines.data.sources."""
+class TableFormat(Strict):
+    """How a table file is read. Everything is sniffed from the file's content unless set here;
+    the file may have any name or extension."""
+
+    format: Literal["auto", "csv", "parquet", "excel", "jsonl"] = Field(
+        default="auto", description="auto: parquet, Excel (.xlsx), JSON lines or delimited text."
+    )
+    separator: str | None = Field(
+        default=None, description="Text: one character, or 'whitespace' for runs of spaces."
+    )
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    encoding: str | None = Field(default=None, description="Text: default UTF-8 (BOM skipped).")
+    header: bool | None = Field(
+        default=None, description="Text: whether the first row names the columns."
+    )
+    skip_initial_space: bool | None = Field(
+        default=None, description="Text: drop spaces after a separator (', ' files)."
+    )
+    decimal: str = Field(default=".", min_length=1, max_length=1)
+    thousands: str | None = Field(default=None, min_length=1, max_length=1)
+    sheet: str | int = Field(default=0, description="Excel: the sheet's name or position.")
+
+    @model_validator(mode="after")
+    def _text_options_fit(self) -> TableFormat:
+        if self.separator not in (None, "whitespace") and len(self.separator) != 1:
+            raise ValueError(
+                f"separator '{self.separator}' must be one character (';', '\\t', '|') "
+                "or 'whitespace'"
+            )
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"thousands and decimal are both '{self.decimal}'")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(
+                    f"unknown encoding '{self.encoding}'; for example utf-8, latin-1, cp1252"
+                ) from None
+        return self
+
+
+class FileSource(TableFormat):
+    """A table an agency brings (read as its format options say), or the RASFF export."""
 
     kind: Literal["file"] = "file"
-    reader: Literal["rasff", "parquet", "csv"]
+    reader: Literal["table", "csv", "parquet", "rasff"] = Field(
+        default="table", description="table: any format; csv and parquet fix the format."
+    )
     path: Path = Field(description="Relative to the project root.")
+
+    def table_format(self) -> TableFormat:
+        """The read options, with the format a 'csv' or 'parquet' reader implies."""
+        implied = {"csv": "csv", "parquet": "parquet"}.get(self.reader)
+        options = self.model_dump(include=set(TableFormat.model_fields))
+        if implied and self.format == "auto":
+            options["format"] = implied
+        return TableFormat.model_validate(options)
 
     def resolved_path(self) -> Path:
         return self.path if self.path.is_absolute() else project_root() / self.path
@@ -399,6 +451,10 @@ class UseCase(Strict):
     expectations: Expectations = Expectations()
     orchestration: Orchestration = Orchestration()
     execution: Execution = Execution()
+    batch_format: TableFormat = Field(
+        default_factory=TableFormat,
+        description="How the batches sent for scoring are read (sniffed unless set).",
+    )
 
     @property
     def primary_metric(self) -> str:

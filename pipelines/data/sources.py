@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipelines.config import DatasetSpec, FileSource, GeneratorSource, Source, UseCaseSpec
+from pipelines.config import (
+    DatasetSpec,
+    FileSource,
+    GeneratorSource,
+    Source,
+    TableFormat,
+    UseCaseSpec,
+)
 from pipelines.data import business_aid, storage
 
 log = logging.getLogger(__name__)
@@ -71,8 +78,14 @@ SOURCE_KEY = "agencyml.source"
 
 
 def source_key(source: Source) -> str:
-    """The source as the params declare it, stored in the ingested file's metadata."""
-    return json.dumps(source.model_dump(mode="json"), sort_keys=True)
+    """The source as the params declare it, stored in the ingested file's metadata. Read options
+    left at their defaults are not part of it, so a source declared before they existed keeps
+    its key (and its ingested file stays byte-identical)."""
+    declared = source.model_dump(mode="json")
+    if isinstance(source, FileSource):
+        defaults = TableFormat().model_dump(mode="json")
+        declared = {k: v for k, v in declared.items() if k not in defaults or v != defaults[k]}
+    return json.dumps(declared, sort_keys=True)
 
 
 def training_table(spec: UseCaseSpec) -> pd.DataFrame:
@@ -96,7 +109,7 @@ def load_source(source: Source) -> pd.DataFrame:
     path = source.resolved_path()
     if source.reader == "rasff":
         return clean_rasff(storage.read_rasff_csv(path))
-    return storage.read_table(path)
+    return storage.read_table(path, source.table_format())
 
 
 def clean_rasff(raw: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -18,64 +19,54 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.config import TableFormat
+from pipelines.data import readers
+from pipelines.data.readers import InputFileError
 from pipelines.durable import fsync_dir, fsync_file
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 
 
-class InputFileError(OSError):
-    """An input table is missing, unreadable or not a table we can read."""
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a parquet or CSV table, turning every failure into one error that says what to do."""
+def read_table(path: Path, table_format: TableFormat | None = None) -> pd.DataFrame:
+    """Read a table in any format readers.py knows (sniffed unless `table_format` says),
+    turning every failure into one error that says what to do."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"input file not found: {path}. Check the path and try again.")
     if not path.is_file():
         raise InputFileError(f"input path is not a file: {path}")
-    name = path.name.lower()
-    try:
-        if name.endswith(".parquet"):
-            return pq.read_table(path).to_pandas()
-        if name.endswith((".csv", ".csv.gz")):
-            # text first: the model's transform decides types, so codes like '047' survive
-            return pd.read_csv(path, dtype=str)
-    except PermissionError as error:
-        raise InputFileError(f"cannot read {path}: permission denied") from error
-    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
-        raise InputFileError(
-            f"cannot read {path} as a {'parquet' if name.endswith('.parquet') else 'CSV'} "
-            f"table: {error}"
-        ) from error
-    raise InputFileError(
-        f"unsupported input format: {path.name}. Use one of: {', '.join(TABLE_SUFFIXES)}"
-    )
+    return readers.read_frame(path, table_format)
 
 
-def iter_table(path: Path, chunk_rows: int = 250_000) -> Iterator[pd.DataFrame]:
-    """Read a parquet or CSV table in chunks of at most chunk_rows, for tables larger than
-    memory. Always yields at least one chunk (an empty one for a header-only file)."""
-    for record_batch in iter_record_batches(path, chunk_rows):
+def iter_table(
+    path: Path, chunk_rows: int = 250_000, table_format: TableFormat | None = None
+) -> Iterator[pd.DataFrame]:
+    """Read a table in chunks of at most chunk_rows, for tables larger than memory. Always
+    yields at least one chunk (an empty one for a header-only file)."""
+    for record_batch in iter_record_batches(path, chunk_rows, table_format):
         yield record_batch.to_pandas()
 
 
-def iter_record_batches(path: Path, chunk_rows: int = 250_000) -> Iterator[pa.RecordBatch]:
-    """A parquet or CSV table as Arrow record batches of at most chunk_rows rows, one schema
-    throughout. CSV cells are read as text: the model's transform decides types, so codes
-    like '047' survive. Always yields at least one batch (an empty one for no rows)."""
+def iter_record_batches(
+    path: Path, chunk_rows: int = 250_000, table_format: TableFormat | None = None
+) -> Iterator[pa.RecordBatch]:
+    """A table as Arrow record batches of at most chunk_rows rows, one schema throughout.
+    Text cells are read as text: the model's transform decides types, so codes like '047'
+    survive. Always yields at least one batch (an empty one for no rows)."""
     path = Path(path)
-    read_table_head(path)  # not found, unsupported or unreadable: fail before the first chunk
-    name = path.name.lower()
+    read_table_head(path, table_format)  # not found or unreadable: fail before the first chunk
+    found = readers.resolve_format(path, table_format)
     try:
-        if name.endswith(".parquet"):
+        if found == "parquet":
             # pre_buffer caches what it read until the file is done: memory would grow with it
             source = pq.ParquetFile(path, pre_buffer=False)
-            batches = source.iter_batches(batch_size=chunk_rows)
+            batches: Iterable[pa.RecordBatch] = source.iter_batches(batch_size=chunk_rows)
             schema = source.schema_arrow
-        else:
-            reader = _open_csv(path)
+        elif found == "csv" and _arrow_can_read(layout := readers.text_layout(path, table_format)):
+            reader = _open_csv(path, layout)
             batches, schema = _rebatched(reader, chunk_rows), reader.schema
+        else:
+            batches, schema = _batches_of_frames(path, table_format, chunk_rows)
         yielded = False
         for record_batch in batches:
             if record_batch.num_rows or not yielded:
@@ -84,18 +75,51 @@ def iter_record_batches(path: Path, chunk_rows: int = 250_000) -> Iterator[pa.Re
         if not yielded:
             yield pa.RecordBatch.from_pylist([], schema=schema)
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+        if isinstance(error, InputFileError):
+            raise
         raise InputFileError(f"cannot read {path} past its start: {error}") from error
 
 
-def _open_csv(path: Path) -> Any:
+def _arrow_can_read(layout: readers.TextLayout) -> bool:
+    """pyarrow's fast reader handles one-character separators and plain numbers."""
+    return (
+        layout.separator != readers.WHITESPACE
+        and not layout.skip_initial_space
+        and layout.decimal == "."
+        and not layout.thousands
+        and layout.header
+    )
+
+
+def _batches_of_frames(
+    path: Path, table_format: TableFormat | None, chunk_rows: int
+) -> tuple[Iterator[pa.RecordBatch], pa.Schema]:
+    """Batches from pandas' chunks, every chunk cast to the first one's schema."""
+    frames = readers.iter_frames(path, table_format, chunk_rows)
+    first = next(frames)
+    schema = pa.Schema.from_pandas(first, preserve_index=False)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for frame in itertools.chain([first], frames):
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            yield from table.to_batches(max_chunksize=chunk_rows) or [
+                pa.RecordBatch.from_pylist([], schema=schema)
+            ]
+
+    return batches(), schema
+
+
+def _open_csv(path: Path, layout: readers.TextLayout) -> Any:
     import pyarrow.csv as pacsv
 
-    names = list(pd.read_csv(path, dtype=str, nrows=0).columns)
-    gzipped = path.name.lower().endswith(".gz")  # pyarrow only knows lower-case suffixes
+    head = readers.read_text(path, layout, nrows=0)
+    names = list(head.columns)
     return pacsv.open_csv(
-        pa.input_stream(path, compression="gzip" if gzipped else None),
-        read_options=pacsv.ReadOptions(block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        pa.input_stream(path, compression="gzip" if layout.gzipped else None),
+        read_options=pacsv.ReadOptions(block_size=16 << 20, encoding=layout.encoding),
+        parse_options=pacsv.ParseOptions(
+            delimiter=layout.separator, quote_char=layout.quote, newlines_in_values=True
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={column: pa.string() for column in names}, strings_can_be_null=True
         ),
@@ -120,30 +144,27 @@ def _rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[p
 
 
 def count_rows(path: Path) -> int | None:
-    """A parquet file's row count from its footer; None for CSV, which must be read to know."""
-    if not Path(path).name.lower().endswith(".parquet"):
-        return None
+    """A parquet file's row count from its footer; None for other formats, which must be read
+    to know."""
     try:
+        if readers.sniff_format(Path(path)) != "parquet":
+            return None
         return pq.ParquetFile(path).metadata.num_rows
     except (OSError, pa.ArrowException):
         return None
 
 
-def read_table_head(path: Path) -> pd.DataFrame:
+def read_table_head(path: Path, table_format: TableFormat | None = None) -> pd.DataFrame:
     """The first rows of a table: checks that it exists and can be read at all."""
     path = Path(path)
     if not path.is_file():
         return read_table(path)  # raises the not-found / not-a-file error
-    name = path.name.lower()
-    try:
-        if name.endswith(".parquet"):
-            source = pq.ParquetFile(path)
-            return source.schema_arrow.empty_table().to_pandas()
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, dtype=str, nrows=10)
-    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as error:
-        raise InputFileError(f"cannot read {path} as a table: {error}") from error
-    return read_table(path)  # raises the unsupported-format error
+    if readers.resolve_format(path, table_format) == "parquet":
+        try:
+            return pq.ParquetFile(path).schema_arrow.empty_table().to_pandas()
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise InputFileError(f"cannot read {path} as a table: {error}") from error
+    return readers.read_frame(path, table_format, nrows=10)
 
 
 def read_rasff_csv(path: Path) -> pd.DataFrame:
@@ -502,3 +523,8 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sniffed_format(path: Path, table_format: TableFormat | None = None) -> str:
+    """What the table is, from its content: csv, parquet, excel or jsonl."""
+    return readers.resolve_format(Path(path), table_format)

@@ -32,7 +32,7 @@ def open_input(spec: UseCaseSpec, path: Path, state: StateDir) -> str:
     """Check that the batch can be read at all and return its sha256 (read block by block).
     A file that is there but cannot be read is quarantined and rejected, before any model."""
     try:
-        storage.read_table_head(path)
+        storage.read_table_head(path, spec.params.batch_format)
     except storage.InputFileError as error:
         raise quality.reject_unreadable(spec, Path(path), error, state) from error
     return storage.file_sha256(path)
@@ -153,7 +153,7 @@ def build_manifest(
             "path": str(path),
             "sha256": staged.input_sha256,
             "bytes": path.stat().st_size,
-            "format": storage.table_suffix(path).lstrip("."),
+            "format": storage.sniffed_format(path, spec.params.batch_format),
             **(stored_input or {}),
         },
         "rows": staged.counts,

@@ -360,7 +360,9 @@ class BatchStream:
     def run(self, on_rows: Callable[[int], None]) -> None:
         kinds = column_kinds(self.spec.params)
         date_formats = self.spec.params.features.date_format_of()
-        chunks = storage.iter_record_batches(self.path, self.options.chunk_rows)
+        chunks = storage.iter_record_batches(
+            self.path, self.options.chunk_rows, self.spec.params.batch_format
+        )
         while True:
             with self.clock.timing("read"):
                 record_batch = next(chunks, None)

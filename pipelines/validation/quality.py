@@ -161,7 +161,7 @@ def reject_batch(
         tags={"agencyml.batch_id": batch_id},
         documents={"quarantine/report.json": report},
     )
-    return BatchRejectedError("the batch", problems, str(folder))
+    return BatchRejectedError(f"the batch {Path(path).name}", problems, str(folder))
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def check_batch(
     cast_problems: dict[str, str] = {}
 
     def conformed_chunks() -> Iterator[pd.DataFrame]:
-        for chunk in storage.iter_table(path, chunk_rows):
+        for chunk in storage.iter_table(path, chunk_rows, spec.params.batch_format):
             conformed, problems = conform_columns(
                 chunk, kinds, spec.params.features.date_format_of()
             )

@@ -71,9 +71,9 @@ def test_missing_input_exits_3_and_writes_nothing(prefect_server, small_project,
     [
         ("batch.parquet", b"PAR1 not really parquet", "cannot read"),
         ("batch.parquet", b"", "cannot read"),
-        ("batch.xlsx", b"not a table", "unsupported input format"),
+        ("batch.xlsx", b"PK\x03\x04 not really a workbook", "cannot read"),
     ],
-    ids=["corrupt", "empty-file", "unsupported-format"],
+    ids=["corrupt", "empty-file", "not-a-workbook"],
 )
 def test_unreadable_input_is_rejected_with_exit_4_and_quarantined(
     prefect_server, small_project, tmp_path, name, content, message

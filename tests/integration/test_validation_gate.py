@@ -94,6 +94,13 @@ def test_the_clean_holdout_is_scored_in_full(trained, tmp_path):
     assert manifest["validation"]["result_id"] and manifest["quarantine"] is None
 
 
+def test_a_semicolon_separated_batch_with_any_name_is_scored_in_full(trained, tmp_path):
+    rows = good_rows(trained, FRAUD)
+    batch = _written(tmp_path / "export.txt", rows.to_csv(index=False, sep=";"))
+    manifest = assert_scored(FRAUD, batch, 200, 0)
+    assert manifest["input"]["format"] == "csv"
+
+
 # Batch-level failures: a clear error, the input in quarantine, nothing published.
 REJECTIONS: dict[str, tuple[Callable[[pd.DataFrame, Path], Path], str]] = {
     "empty-file": (lambda f, d: _written(d / "b.csv", b""), "cannot read"),
@@ -102,8 +109,8 @@ REJECTIONS: dict[str, tuple[Callable[[pd.DataFrame, Path], Path], str]] = {
         lambda f, d: _truncated(as_parquet(f, d / "full.parquet"), d / "b.parquet"),
         "cannot read",
     ),
-    "wrong-delimiter": (
-        lambda f, d: _written(d / "b.csv", f.to_csv(index=False, sep=";")),
+    "unknown-delimiter": (  # '#' is no separator the reader sniffs: read as one column
+        lambda f, d: _written(d / "b.csv", f.to_csv(index=False, sep="#")),
         "column 'scheme' is present, but it is missing",
     ),
     "missing-column": (
