@@ -55,12 +55,23 @@ class TextLayout:
         return f"separator {shown}, {'a header row' if self.header else 'no header row'}"
 
 
+BINARY_SUFFIXES = {".parquet": "parquet", ".xlsx": "excel"}
+
+
 def sniff_format(path: Path) -> Format:
-    """The table's format from its first bytes, not its name."""
+    """The table's format from its first bytes, not its name; only a file named as a binary
+    format (.parquet, .xlsx) that is not one is refused, as the damaged file it likely is."""
     head = _first_bytes(path, 8)
     for magic, found in MAGIC.items():
         if head.startswith(magic):
             return found  # type: ignore[return-value]
+    named = BINARY_SUFFIXES.get(Path(path).suffix.lower())
+    if named is not None:
+        raise InputFileError(
+            f"cannot read {path}: it is named as {LABELS[named]} file, but its content is not "
+            f"one ({len(head)} byte(s) read); it may be truncated or damaged. Send it again, or "
+            "give it a name that says what it is"
+        )
     if head.startswith(OLD_EXCEL):
         raise InputFileError(
             f"{path} is an Excel 97-2003 (.xls) workbook, which is not read here: save it as "

@@ -126,3 +126,12 @@ def test_streamed_batches_of_a_declared_decimal_comma_file_are_rewritten(tmp_pat
 def test_read_options_that_cannot_work_are_refused_by_the_params(options, message) -> None:
     with pytest.raises(ValueError, match=message):
         TableFormat.model_validate(options)
+
+
+@pytest.mark.parametrize(("name", "label"), [("b.parquet", "a parquet"), ("b.xlsx", "an Excel")])
+def test_a_file_named_as_a_binary_format_that_is_not_one_is_refused(
+    tmp_path: Path, name: str, label: str
+) -> None:
+    path = write(tmp_path / name, "case_id\nc-1\n")
+    with pytest.raises(InputFileError, match=f"named as {label} file, but its content is not"):
+        read_table(path)
