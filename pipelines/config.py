@@ -301,6 +301,11 @@ class Promotion(Strict):
     require_approval: bool = Field(
         default=False, description="A person must run `agencyml approve` after the gate passes."
     )
+    must_beat_baselines: bool = Field(
+        default=True,
+        description="Hold a version whose primary metric does not beat the best baseline (class "
+        "prior, logistic regression) on the same holdout; false reports the comparison only.",
+    )
 
 
 class RowBounds(Strict):

@@ -30,6 +30,10 @@ def write_small_project(root: Path, *, rasff_rows: int = 4000, generated_rows: i
         for use_case in params["use_cases"].values():
             use_case["lightgbm"]["num_iterations"] = 60
             use_case["lightgbm"]["early_stopping_round"] = 10
+            # 60 trees on 4,000 rows may not beat the logistic regression (fraud-risk: PR AUC
+            # 0.306 against 0.325; on the full data 0.357 against 0.278); tests of the gate
+            # that hold such a version set it back themselves
+            use_case.setdefault("promotion", {})["must_beat_baselines"] = False
             if use_case["decision"]["kind"] == "capacity":
                 use_case["decision"]["top_k"] = 20
         (root / "params" / params_file.name).write_text(yaml.safe_dump(params, sort_keys=False))

@@ -60,7 +60,8 @@ def score_table(result: Any) -> Table:
     table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in result.decisions.items()))
     table.add_row("rows quarantined", str(result.rows_quarantined))
     if result.drift_level is not None:
-        colour = {"ok": "green", "warn": "yellow"}.get(result.drift_level, "bold red")
+        colours = {"ok": "green", "warn": "yellow", "too few rows": "dim"}
+        colour = colours.get(result.drift_level, "bold red")
         drifted = f" ({', '.join(result.drifted)})" if result.drifted else ""
         table.add_row("drift", f"[{colour}]{result.drift_level}[/]{drifted}; see drift.html")
     if result.quarantine_dir:

@@ -41,7 +41,8 @@ def evaluate_baselines(
     X: the model's transformed features (`bundle.transform.transform(frame)`), dense or CSR,
     NaN allowed. y: encoded targets (binary 0/1; multiclass 0..n_classes-1). The metrics are
     the model's threshold-free holdout metrics, from the same functions: binary roc_auc,
-    pr_auc, log_loss, brier; multiclass accuracy, macro_f1, weighted_f1, log_loss.
+    pr_auc, log_loss, brier; multiclass accuracy, macro_f1 and weighted_f1 (over the classes
+    holdout_y holds, as for the model), log_loss (over all n_classes).
     `categorical_indices` (the transform's) are one-hot encoded for the regression: a linear
     model cannot use category codes as numbers."""
     if task not in ("binary", "multiclass"):

@@ -23,7 +23,12 @@ from pipelines.modeling.baselines import evaluate_baselines
 from pipelines.modeling.calibration import reliability
 from pipelines.modeling.decisions import apply_policy
 from pipelines.modeling.features import DATE_PARTS
-from pipelines.modeling.metrics import binary_score_metrics, both_classes, multiclass_score_metrics
+from pipelines.modeling.metrics import (
+    binary_score_metrics,
+    both_classes,
+    class_support,
+    multiclass_score_metrics,
+)
 from pipelines.modeling.model import ModelBundle
 from pipelines.modeling.slices import SliceReport, plot_slices, slice_report
 from pipelines.modeling.training import DataSplit, encode_target
@@ -91,8 +96,9 @@ def add_details(
         report = per_class_report(y_true, predicted, bundle.classes)
         evaluation.details["per_class"] = report
         for label, values in report.items():
-            evaluation.metrics[f"precision_{label}"] = values["precision"]
-            evaluation.metrics[f"recall_{label}"] = values["recall"]
+            if values["support"] > 0:  # no holdout rows: recall is undefined, not 0
+                evaluation.metrics[f"precision_{label}"] = values["precision"]
+                evaluation.metrics[f"recall_{label}"] = values["recall"]
     if params.slices.columns:
         missing = [c for c in params.slices.columns if c not in rows.columns]
         if missing:
@@ -191,22 +197,28 @@ def confusion_rows(
 
 
 def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBundle) -> Evaluation:
+    """Macro and weighted F1 over the classes the holdout holds; per-class F1 only for those
+    (a class without holdout rows has no F1). `details['classes']` names the absent ones."""
     predicted = scores.argmax(axis=1)
-    labels = list(range(len(bundle.classes)))
+    classes = class_support(y_true, bundle.classes)
     metrics = {
         "holdout_rows": float(len(y_true)),
         **multiclass_score_metrics(y_true, scores, len(bundle.classes)),
     }
-    per_class = skm.f1_score(y_true, predicted, average=None, labels=labels, zero_division=0)
+    present = [i for i, label in enumerate(bundle.classes) if classes["support"][label] > 0]
+    per_class = skm.f1_score(y_true, predicted, average=None, labels=present, zero_division=0)
     metrics.update(
-        {f"f1_{label}": float(v) for label, v in zip(bundle.classes, per_class, strict=True)}
+        {f"f1_{bundle.classes[i]}": float(v) for i, v in zip(present, per_class, strict=True)}
     )
     figures = {
         "confusion_matrix.png": plot_confusion(y_true, predicted, bundle.classes),
         "feature_importance.png": plot_importance(bundle),
     }
     return Evaluation(
-        metrics, figures, {"confusion": confusion_rows(y_true, predicted, bundle.classes)}
+        metrics,
+        figures,
+        {"confusion": confusion_rows(y_true, predicted, bundle.classes)},
+        details={"classes": classes},
     )
 
 

@@ -24,8 +24,17 @@ from pipelines.data.columns import text_column
 
 MISSING = "(missing)"
 OTHER = "(other)"
+# Binary: a group with fewer positives than this (the params default, slices.min_positives) is
+# "too few positives" and left out of the ratio. Recall over n positives moves in steps of 1/n:
+# under 10, one case caught or missed shifts it by more than 0.1, and a ratio on it is noise.
+MIN_POSITIVES = 10
+# A slice's `status`: whether its recall counts towards the column's ratio, and if not, why.
+JUDGED = "judged"
+RECALL_ZERO = "recall 0"  # judged: with another group above 0 the ratio is undefined
+TOO_FEW_ROWS = "too few rows"
+TOO_FEW_POSITIVES = "too few positives"
 # the per-row keys that describe a slice rather than measure it
-_LABELS = ("column", "value", "in_disparity")
+_LABELS = ("column", "value", "in_disparity", "status")
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,11 @@ class SliceReport:
     (recall without positives, precision with nothing flagged, ROC AUC with one class).
     `disparity`: per column, max/min of `recall_metric` over the slices that count (at least
     min_rows rows, and for binary at least min_positives positives); inf when the worst slice
-    has recall 0 and another does not. Columns with fewer than two such slices are absent.
-    `flagged_columns`: ratio above `max_recall_ratio`; none when no limit is set."""
+    has recall 0 and another does not, NaN when every slice has recall 0: both are undefined.
+    Columns with fewer than two such slices are absent. Each row's `status` says whether it
+    counted ('judged', 'recall 0') or why not ('too few rows', 'too few positives').
+    `flagged_columns`: ratio above `max_recall_ratio`, or undefined (flagged with or without a
+    limit: a group whose cases are all missed is never within limits)."""
 
     task: str
     rows: list[dict[str, Any]]
@@ -47,9 +59,30 @@ class SliceReport:
     max_recall_ratio: float | None = None
     unmeasured_columns: list[str] = field(default_factory=list)
 
+    @property
+    def undefined_columns(self) -> list[str]:
+        """Columns whose ratio is undefined (infinite or NaN): a judged group has recall 0."""
+        return [column for column, ratio in self.disparity.items() if not math.isfinite(ratio)]
+
+    def ratio_notes(self) -> dict[str, str]:
+        """Why a column's ratio is undefined, naming its groups with recall 0."""
+        notes = {}
+        for column in self.undefined_columns:
+            zero = [
+                str(row["value"])
+                for row in self.rows
+                if row["column"] == column and row["status"] == RECALL_ZERO
+            ]
+            where = (
+                "every group" if math.isnan(self.disparity[column]) else "group " + ", ".join(zero)
+            )
+            notes[column] = f"{self.recall_metric} 0 in {where}: ratio undefined, not within limits"
+        return notes
+
     def metrics(self) -> dict[str, float]:
         """Flat names for MLflow: 'slice.<column>.<value>.<metric>' and
-        'disparity.<column>.recall_ratio' (multiclass: the ratio of macro recall)."""
+        'disparity.<column>.recall_ratio' (multiclass: the ratio of macro recall). An undefined
+        ratio is left out (as_dict's notes say why): no number would be true."""
         flat: dict[str, float] = {}
         names: dict[tuple[str, str], str] = {}
         for row in self.rows:
@@ -60,11 +93,12 @@ class SliceReport:
                 if metric not in _LABELS and value is not None:
                     flat[f"slice.{key}.{metric}"] = float(value)
         for column, ratio in self.disparity.items():
-            flat[f"disparity.{sanitise(column)}.recall_ratio"] = ratio
+            if math.isfinite(ratio):
+                flat[f"disparity.{sanitise(column)}.recall_ratio"] = ratio
         return flat
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly (json.dumps(allow_nan=False) works): an infinite ratio is null, with
+        """JSON-friendly (json.dumps(allow_nan=False) works): an undefined ratio is null, with
         a note saying why."""
         return {
             "task": self.task,
@@ -72,13 +106,8 @@ class SliceReport:
             "min_rows": self.min_rows,
             "max_recall_ratio": self.max_recall_ratio,
             "rows": [dict(row) for row in self.rows],
-            "disparity": {c: (None if math.isinf(r) else r) for c, r in self.disparity.items()},
-            "notes": {
-                column: f"a slice has {self.recall_metric} 0 while another does not: "
-                "the ratio is infinite"
-                for column, ratio in self.disparity.items()
-                if math.isinf(ratio)
-            },
+            "disparity": {c: (r if math.isfinite(r) else None) for c, r in self.disparity.items()},
+            "notes": self.ratio_notes(),
             "unmeasured_columns": list(self.unmeasured_columns),
             "flagged_columns": list(self.flagged_columns),
             "passed": self.passed,
@@ -94,7 +123,7 @@ def slice_report(
     task: str,
     min_rows: int = 30,
     max_recall_ratio: float | None = None,
-    min_positives: int = 1,
+    min_positives: int = MIN_POSITIVES,
 ) -> SliceReport:
     """Metrics per value of each slice column, over the rows of `frame` in the same order as
     y_true, scores and flagged.
@@ -104,9 +133,14 @@ def slice_report(
     Multiclass: y_true class indices, scores (n, k); each slice gets rows, accuracy and
     macro_recall (over the classes the slice holds), plus confident_rate when flagged (the
     policy's confident rows) is given. Missing values are the slice '(missing)'; values with
-    fewer than min_rows rows are pooled as '(other)'."""
+    fewer than min_rows rows are pooled as '(other)'. Binary slices with fewer than
+    min_positives positives are 'too few positives': shown, but left out of the ratio."""
     if task not in ("binary", "multiclass"):
         raise ValueError(f"unknown task '{task}'; use 'binary' or 'multiclass'")
+    if min_rows < 1 or min_positives < 1:
+        raise ValueError(
+            f"min_rows and min_positives must be at least 1; got {min_rows} and {min_positives}"
+        )
     absent = [column for column in columns if column not in frame.columns]
     if absent:
         raise ValueError(
@@ -137,10 +171,17 @@ def slice_report(
             metrics = measure(
                 y_true[member], scores[member], None if flags is None else flags[member]
             )
-            counts = metrics["rows"] >= min_rows and (
-                task == "multiclass" or metrics["positives"] >= min_positives
+            status = slice_status(metrics, recall_metric, min_rows, min_positives)
+            counts = status in (JUDGED, RECALL_ZERO)
+            rows.append(
+                {
+                    "column": column,
+                    "value": value,
+                    "in_disparity": counts,
+                    "status": status,
+                    **metrics,
+                }
             )
-            rows.append({"column": column, "value": value, "in_disparity": counts, **metrics})
             if counts:
                 measured.append(metrics[recall_metric])
         if len(measured) < 2:
@@ -150,7 +191,7 @@ def slice_report(
     flagged_columns = [
         column
         for column, ratio in disparity.items()
-        if max_recall_ratio is not None and ratio > max_recall_ratio
+        if not math.isfinite(ratio) or (max_recall_ratio is not None and ratio > max_recall_ratio)
     ]
     return SliceReport(
         task=task,
@@ -163,6 +204,17 @@ def slice_report(
         max_recall_ratio=max_recall_ratio,
         unmeasured_columns=unmeasured,
     )
+
+
+def slice_status(
+    metrics: dict[str, Any], recall_metric: str, min_rows: int, min_positives: int
+) -> str:
+    """Whether a slice's recall is judged: enough rows, and for binary enough positives."""
+    if metrics["rows"] < min_rows:
+        return TOO_FEW_ROWS
+    if "positives" in metrics and metrics["positives"] < min_positives:
+        return TOO_FEW_POSITIVES
+    return RECALL_ZERO if metrics[recall_metric] == 0 else JUDGED
 
 
 def slice_values(values: pd.Series, min_rows: int) -> pd.Series:
@@ -216,10 +268,11 @@ def multiclass_slice(
 
 
 def recall_ratio(recalls: list[float]) -> float:
-    """max/min; inf when the worst is 0 and the best is not; 1.0 when all are 0 (equal)."""
+    """max/min; inf when the worst is 0 and the best is not, NaN when all are 0: undefined
+    either way (all 0 is not "equal", it is a model that misses every group)."""
     best, worst = max(recalls), min(recalls)
     if worst == 0:
-        return 1.0 if best == 0 else math.inf
+        return math.nan if best == 0 else math.inf
     return best / worst
 
 
@@ -257,7 +310,7 @@ def plot_slices(report: SliceReport, metric: str | None = None) -> Figure:
             axes.text(0.01, position, "n/a", va="center")
     axes.set_yticks(positions, labels)
     ratios = ", ".join(
-        f"{column} {ratio:.2f}" if math.isfinite(ratio) else f"{column} inf"
+        f"{column} {ratio:.2f}" if math.isfinite(ratio) else f"{column} undefined"
         for column, ratio in report.disparity.items()
     )
     title = f"{metric} by slice" + (

@@ -22,8 +22,9 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
-from pipelines.config import AgencyParams, load_params
+from pipelines.config import LOWER_IS_BETTER, AgencyParams, UseCase, load_params
 from pipelines.paths import StateDir
 from pipelines.registry import trace
 from pipelines.registry.tracking import ModelNotFoundError
@@ -76,6 +77,7 @@ def collect_card_facts(
         "data": data_facts(run, tags, report),
         "metrics": report.get("metrics") or (dict(run.data.metrics) if run else {}),
         "baselines": report.get("baselines") or {},
+        "classes": report.get("classes"),
         "slices": report.get("slices"),
         "calibration": report.get("calibration") or calibration_from_params(run),
         "registry": registry_facts(found.tags),
@@ -142,12 +144,21 @@ def use_case_facts(
         "task": source.get("task"),
         "target": source.get("target"),
         "positive_class": source.get("positive_class"),
+        "primary_metric": primary_metric_of(source),
         "params_source": (
             f"training run artifact {trace.USE_CASE_PARAMS}"
             if recorded
             else ("current params file" if spec else None)
         ),
     }
+
+
+def primary_metric_of(use_case: dict[str, Any]) -> str | None:
+    """The metric the gate compared, as the params define it (the default follows the task)."""
+    try:
+        return UseCase.model_validate(use_case).primary_metric
+    except ValidationError:
+        return None  # params this code no longer reads: the card does not guess
 
 
 def policy_of(
@@ -301,10 +312,22 @@ def generated_limitations(facts: dict[str, Any]) -> list[str]:
         )
     if commit in (None, "unknown"):
         found.append("No git commit is recorded: the code that trained it cannot be identified.")
+    shortfall = baseline_comparison(facts)
+    if shortfall is not None and not shortfall[0]:
+        found.append(f"Does not beat its best baseline: {shortfall[1]}.")
+    absent = seq(obj(facts.get("classes")).get("absent"))
+    if absent:
+        found.append(
+            f"No holdout rows for {', '.join(map(str, absent))}: how well it predicts "
+            f"{'that class' if len(absent) == 1 else 'those classes'} is not measured."
+        )
     slices = facts.get("slices")
     if isinstance(slices, dict):
-        flagged = seq(slices.get("flagged_columns"))
-        if flagged or slices.get("passed") is False:
+        undefined = undefined_ratios(slices)
+        for column, note in undefined.items():
+            found.append(f"Groups of {column} cannot be compared: {note}.")
+        flagged = [c for c in seq(slices.get("flagged_columns")) if c not in undefined]
+        if flagged or (slices.get("passed") is False and not undefined):
             which = ", ".join(map(str, flagged)) or "see the slice table"
             found.append(f"Performance differs across groups beyond the set limit ({which}).")
     holdout = holdout_rows(facts)
@@ -319,6 +342,42 @@ def generated_limitations(facts: dict[str, Any]) -> list[str]:
             "Probabilities are not calibrated: read scores as a ranking, not as probabilities."
         )
     return found + [str(item) for item in seq(facts.get("limitations"))]
+
+
+def undefined_ratios(slices: dict[str, Any]) -> dict[str, str]:
+    """Columns whose recall ratio is recorded as null (undefined: a group has recall 0), each
+    with the report's note on why."""
+    notes = obj(slices.get("notes"))
+    return {
+        str(column): str(notes.get(column) or "recall ratio undefined, not within limits")
+        for column, ratio in obj(slices.get("disparity")).items()
+        if ratio is None
+    }
+
+
+def baseline_comparison(facts: dict[str, Any]) -> tuple[bool, str] | None:
+    """Whether the primary metric beats the best baseline, and a sentence with both values;
+    None when the records lack the metric or every baseline's value."""
+    metric = obj(facts.get("use_case")).get("primary_metric")
+    value = obj(facts.get("metrics")).get(metric)
+    measured = {
+        str(name): float(values[metric])
+        for name, values in obj(facts.get("baselines")).items()
+        if isinstance(values, dict) and is_number(values.get(metric))
+    }
+    if not is_number(value) or not measured:
+        return None
+    pick = min if metric in LOWER_IS_BETTER else max
+    best = pick(measured, key=measured.__getitem__)
+    gain = measured[best] - value if metric in LOWER_IS_BETTER else value - measured[best]
+    verdict = "beats" if gain > 0 else "does not beat"
+    return gain > 0, (
+        f"{metric} {fmt(float(value))} {verdict} the best baseline, {best} {fmt(measured[best])}"
+    )
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def holdout_rows(facts: dict[str, Any]) -> int | None:
@@ -485,7 +544,27 @@ def metrics_section(facts: dict[str, Any]) -> Section:
     blocks: list[Block] = [Table(["metric", "model", *BASELINES], rows)]
     if not baselines:
         blocks.append(Para(f"Baselines: {NOT_RECORDED}."))
+    comparison = baseline_comparison(facts)
+    if comparison is not None:
+        blocks.append(Para(f"Primary metric: {comparison[1]}."))
+    classes = obj(facts.get("classes"))
+    if classes:
+        blocks += class_blocks(classes)
     return Section("Metrics against baselines", blocks)
+
+
+def class_blocks(classes: dict[str, Any]) -> list[Block]:
+    """Multiclass: which classes macro F1 was averaged over, and the holdout rows of each."""
+    present, absent = seq(classes.get("present")), seq(classes.get("absent"))
+    averaged = (
+        f"Macro F1 over the {len(present)} classes present in the holdout; absent: "
+        f"{', '.join(map(str, absent))} (no holdout rows)."
+        if absent
+        else f"Macro F1 over all {len(present)} classes; each has holdout rows."
+    )
+    support = obj(classes.get("support"))
+    rows = ", ".join(f"{label} {fmt(count)}" for label, count in support.items())
+    return [Para(averaged), Fields([("Holdout rows per class", rows or NOT_RECORDED)])]
 
 
 def slices_section(facts: dict[str, Any]) -> Section:
@@ -510,8 +589,13 @@ def slices_section(facts: dict[str, Any]) -> Section:
         items.append(("Largest allowed ratio", "none set" if limit is None else fmt(limit)))
     flagged = seq(slices.get("flagged_columns"))
     items.append(("Flagged columns", ", ".join(map(str, flagged)) if flagged else "none"))
-    passed = slices.get("passed")
-    items.append(("Within limits", NOT_RECORDED if passed is None else fmt(bool(passed))))
+    passed, undefined = slices.get("passed"), undefined_ratios(slices)
+    # an undefined ratio is never within limits, even in a report that said it passed
+    if undefined:
+        within = f"no (ratio undefined for {', '.join(undefined)})"
+    else:
+        within = NOT_RECORDED if passed is None else fmt(bool(passed))
+    items.append(("Within limits", within))
     blocks.append(Fields(items))
     return Section("Slices", blocks)
 

@@ -1,10 +1,11 @@
 """The model registry's rules: the promotion gate, approvals, rollbacks and the audit trail.
 
-A new version is registered as `challenger`. The gate compares it with the current `champion` on
-the same holdout and promotes it only when it wins by the configured margin and passes the floors
-and slice limits; otherwise it stays challenger with the reason as a tag. Every alias change is
-an event in an append-only, hash-chained log (`<state>/registry/audit.jsonl`) and a tag on the
-model version, so `history --at` can say which version was champion at any moment."""
+A new version is registered as `challenger`. The gate compares it with the current `champion` and
+the baselines on the same holdout and promotes it only when it wins by the configured margin,
+beats the best baseline, and passes the floors and slice limits; otherwise it stays challenger
+with the reason as a tag. Every alias change is an event in an append-only, hash-chained log
+(`<state>/registry/audit.jsonl`) and a tag on the model version, so `history --at` can say which
+version was champion at any moment."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class Check:
     name: str
     passed: bool
     detail: str
+    # False: the check is reported on the verdict but cannot hold the version
+    enforced: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,11 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
+        return all(check.passed for check in self.checks if check.enforced)
 
     @property
     def reason(self) -> str:
-        failed = [check.detail for check in self.checks if not check.passed]
+        failed = [check.detail for check in self.checks if check.enforced and not check.passed]
         if failed:
             return "; ".join(failed)
         summary = "; ".join(check.detail for check in self.checks)
@@ -88,10 +91,17 @@ def judge(
     champion: dict[str, float] | None,
     champion_version: str | None = None,
     slices: tuple[bool, str] | None = None,
+    baselines: dict[str, dict[str, float]] | None = None,
 ) -> GateResult:
-    """The gate's decision from metrics measured on one holdout; pure, so it is easy to test."""
+    """The gate's decision from metrics measured on one holdout; pure, so it is easy to test.
+    `baselines` ({'class_prior': metrics, 'logistic_regression': metrics}) adds the check that
+    the challenger beats the best of them; without them it is not made."""
     metric = params.primary_metric
     checks = [_beats(metric, params.promotion.min_improvement, challenger, champion)]
+    if baselines:
+        checks.append(
+            _beats_baselines(metric, challenger, baselines, params.promotion.must_beat_baselines)
+        )
     for name, limit in sorted(params.promotion.floors.items()):
         value = challenger.get(name, math.nan)
         lower = name in LOWER_IS_BETTER
@@ -108,7 +118,7 @@ def judge(
     if slices is not None:
         passed, detail = slices
         checks.append(Check("slices", passed, detail))
-    if not all(check.passed for check in checks):
+    if not all(check.passed for check in checks if check.enforced):
         decision: Literal["promote", "hold", "await-approval"] = "hold"
     elif params.promotion.require_approval:
         decision = "await-approval"
@@ -140,6 +150,38 @@ def _beats(
         f"{metric} {value:.4f} {verb} the champion's {current:.4f} by more than {margin:g} "
         f"(difference {gain:+.4f})",
     )
+
+
+def _beats_baselines(
+    metric: str,
+    challenger: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    enforced: bool,
+) -> Check:
+    """The challenger must be strictly better than the best baseline on the primary metric: a
+    model that cannot beat the class prior learned nothing, and one that cannot beat a logistic
+    regression on its own features is not worth its complexity."""
+    value = challenger.get(metric, math.nan)
+    measured = {
+        name: float(values[metric])
+        for name, values in baselines.items()
+        if not math.isnan(values.get(metric, math.nan))
+    }
+    if math.isnan(value):
+        return Check("beats-baselines", False, f"the challenger has no {metric}", enforced)
+    if not measured:
+        return Check("beats-baselines", True, f"no baseline has {metric}; not compared", enforced)
+    pick = min if metric in LOWER_IS_BETTER else max
+    best = pick(measured, key=measured.__getitem__)
+    gain = better_by(metric, value, measured[best])
+    ok = gain > 0
+    detail = (
+        f"{metric} {value:.4f} {'beats' if ok else 'does not beat'} the best baseline, "
+        f"{best} {measured[best]:.4f} (difference {gain:+.4f})"
+    )
+    if not ok and not enforced:
+        detail += "; reported only, as promotion.must_beat_baselines is false"
+    return Check("beats-baselines", ok, detail, enforced)
 
 
 # --- the audit log -------------------------------------------------------------------------

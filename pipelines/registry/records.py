@@ -40,6 +40,8 @@ class TrainResult:
     split_sizes: dict[str, int] = field(default_factory=dict)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    # the baselines' holdout metrics, which the promotion gate compares the version with
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -132,6 +134,7 @@ def record_training_run(
         metrics=evaluation.metrics,
         split_sizes=split.sizes(),
         curves=evaluation.curves,
+        baselines=baselines or {},
     )
 
 
@@ -159,6 +162,7 @@ def evaluation_report(
         "slices": evaluation.details.get("slices"),
         "calibration": evaluation.details.get("calibration"),
         "per_class": evaluation.details.get("per_class"),
+        "classes": evaluation.details.get("classes"),
         "split_sizes": split.sizes(),
         "training_window": training_window(spec, split),
         "policy": trained.bundle.policy.model_dump(mode="json"),
@@ -187,8 +191,8 @@ def gate_new_version(
     evaluation: Evaluation,
     state: StateDir,
 ) -> TrainResult:
-    """The promotion gate: the new version and the current champion measured on this training's
-    holdout; the new version becomes challenger, and champion if it wins."""
+    """The promotion gate: the new version, the current champion and the baselines measured on
+    this training's holdout; the new version becomes challenger, and champion if it wins."""
     champion_version = tracking.alias_version(result.model_name, promotion.CHAMPION, state)
     champion_metrics = None
     if champion_version is not None:
@@ -203,6 +207,7 @@ def gate_new_version(
         champion_metrics,
         champion_version,
         evaluation_slices(evaluation),
+        baselines=result.baselines,
     )
     aliases = promotion.apply_gate(result.model_name, result.model_version, verdict, state)
     for version in {result.model_version, champion_version} - {None}:
@@ -217,7 +222,12 @@ def evaluation_slices(evaluation: Evaluation) -> tuple[bool, str] | None:
         return None
     if report.passed:
         return True, "slice disparity within limits"
-    return False, f"slice disparity too large for {', '.join(report.flagged_columns)}"
+    notes = report.ratio_notes()
+    reasons = [f"{column}: {notes[column]}" for column in report.flagged_columns if column in notes]
+    too_large = [column for column in report.flagged_columns if column not in notes]
+    if too_large:
+        reasons.insert(0, f"slice disparity too large for {', '.join(too_large)}")
+    return False, "; ".join(reasons)
 
 
 def champion_profile(spec: UseCaseSpec, state: StateDir) -> tuple[dict[str, Any], str]:
@@ -280,7 +290,7 @@ class ScoreResult:
     decisions: dict[str, int]
     rows_quarantined: int = 0
     quarantine_dir: Path | None = None
-    drift_level: str | None = None  # ok, warn or alert; None without a reference
+    drift_level: str | None = None  # ok, warn, alert or too few rows; None without a reference
     drifted: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -305,6 +315,7 @@ def record_scoring_run(
             "agencyml.input_sha256": source["sha256"],
             "agencyml.validation_result_id": manifest["validation"]["result_id"],
             "agencyml.drift_level": drift.get("level", "not measured"),
+            **({"agencyml.drift_judged": drift["summary"]} if "summary" in drift else {}),
         },
         metrics={
             **{f"rows_{name}": float(count) for name, count in manifest["rows"].items()},

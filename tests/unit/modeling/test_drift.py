@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from pipelines.modeling.drift import (
     EPSILON,
+    MIN_ROWS_PER_BUCKET,
     DriftAccumulator,
     DriftError,
     DriftReference,
@@ -21,6 +22,7 @@ from pipelines.modeling.drift import (
     build_reference,
     psi,
     render_drift_report,
+    rows_to_judge,
 )
 
 ROWS = 20_000
@@ -296,3 +298,87 @@ def test_report_files_are_written_and_escape_column_names(tmp_path: Path) -> Non
     assert result.drifted == ["<b>x</b>"]
     assert result.metrics()["drift.psi._b_x__b_"] == result.psi["<b>x</b>"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["drift.html", "drift.png"]
+
+
+def test_a_small_batch_from_the_training_distribution_does_not_alert() -> None:
+    frame, scores = training(seed=0)
+    reference = build_reference(frame, ["x"], ["region"], scores)
+    batch, batch_scores = training(seed=11, rows=75)
+
+    result = drift_of(reference, batch, batch_scores)
+
+    # x has 11 filled buckets (10 deciles and missing): 75 rows read PSI 0.35 by chance alone
+    assert result.psi["x"] > 0.25
+    assert result.columns[0].rows_needed == 11 * MIN_ROWS_PER_BUCKET
+    assert result.levels == {"x": "too few rows", "region": "ok"}  # region: 3 buckets, 60 rows
+    assert result.score_level == "too few rows"
+    assert result.level == "ok" and result.drifted == []
+    assert result.summary == (
+        "1 of 2 features judged; 1 had too few rows; the score had too few rows "
+        "(fewer than 20 per expected bucket)"
+    )
+    # a PSI that is noise is not logged, so no chart of PSI over batches shows it as drift
+    assert set(result.metrics()) == {"drift.psi.region", "drift.score_mean_shift"}
+    summary = json.loads(json.dumps(result.as_dict(), allow_nan=False))
+    assert (summary["features"], summary["features_judged"]) == (2, 1)
+    assert summary["too_few_rows"] == ["x"]
+    assert summary["columns"][0]["level"] == "too few rows"
+
+
+def test_a_batch_too_small_for_every_column_has_no_drift_level_but_says_so() -> None:
+    frame, scores = training(seed=0)
+    reference = build_reference(frame, ["x"], ["region"], scores)
+    batch, batch_scores = training(seed=1, rows=30)
+    batch["region"] = "c"  # moved completely, but 30 rows cannot tell
+
+    result = drift_of(reference, batch, batch_scores)
+
+    assert result.level == "too few rows"
+    assert set(result.levels.values()) == {"too few rows"} and result.drifted == []
+    assert result.summary.startswith("0 of 2 features judged; 2 had too few rows")
+    assert result.metrics() == {"drift.score_mean_shift": result.score_mean_shift}
+
+
+def test_a_judged_column_still_alerts_beside_one_with_too_few_rows() -> None:
+    frame, scores = training(seed=0)
+    reference = build_reference(frame, ["x"], ["region"], scores)
+    batch, batch_scores = training(seed=2, rows=100)
+    batch["region"] = "c"
+    batch["x"] += 5.0  # far off too, but 100 rows are too few for 11 buckets
+
+    result = drift_of(reference, batch, batch_scores)
+
+    assert result.levels == {"x": "too few rows", "region": "alert"}
+    assert result.level == "alert" and result.drifted == ["region"]
+
+
+def test_rows_to_judge_counts_the_buckets_training_filled() -> None:
+    reference = build_reference(
+        mix({"a": 600, "b": 300, "c": 100}), [], ["region"], np.full(1000, 0.5)
+    )
+    # a, b and c filled; (other) and (missing) empty: 3 buckets, and the score has one value
+    assert rows_to_judge(reference.columns[0].shares) == 3 * MIN_ROWS_PER_BUCKET
+    assert rows_to_judge(reference.score.shares) == MIN_ROWS_PER_BUCKET
+    assert rows_to_judge([0.0, 0.0]) == MIN_ROWS_PER_BUCKET
+
+    just_enough = drift_of(reference, mix({"a": 30, "b": 20, "c": 10}), np.full(60, 0.5))
+    one_short = drift_of(reference, mix({"a": 30, "b": 20, "c": 9}), np.full(59, 0.5))
+
+    assert just_enough.levels["region"] == "ok" and just_enough.level == "ok"
+    assert one_short.levels["region"] == "too few rows" and one_short.score_level == "ok"
+
+
+def test_the_report_shows_too_few_rows_apart_from_the_levels(tmp_path: Path) -> None:
+    frame, scores = training(rows=2000)
+    reference = build_reference(frame, ["x"], ["region"], scores)
+    batch, batch_scores = training(seed=11, rows=75)
+
+    result = drift_of(reference, batch, batch_scores)
+    html_path, png_path = tmp_path / "drift.html", tmp_path / "drift.png"
+    render_drift_report(result, reference, html_path, png_path)
+
+    page = html_path.read_text(encoding="utf-8")
+    assert '<td class="too-few-rows">too few rows (needs 220)</td>' in page
+    assert "1 of 2 features judged; 1 had too few rows" in page
+    assert 'class="too few rows"' not in page
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

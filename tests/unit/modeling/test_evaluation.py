@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from matplotlib.figure import Figure
-from sklearn.metrics import classification_report
+from sklearn.metrics import classification_report, f1_score
 
 from pipelines.config import ParamsError, UseCase
 from pipelines.data.columns import FeatureError
@@ -201,6 +201,43 @@ def test_holdout_rows_with_a_class_the_model_never_saw_are_left_out(
     closing.append(result)
 
     assert result.metrics["holdout_rows"] == len(split.holdout)
+
+
+def test_a_class_absent_from_the_holdout_is_named_and_left_out_of_macro_f1(
+    multiclass: tuple[ModelBundle, DataSplit, UseCase], closing: list[Evaluation]
+) -> None:
+    bundle, split, params = multiclass
+    without_high = split.holdout[split.holdout["y"] != "high"].reset_index(drop=True)
+
+    result = evaluate(bundle, without_high, params)
+    closing.append(result)
+
+    classes = result.details["classes"]
+    assert classes["absent"] == ["high"] and "high" not in classes["present"]
+    assert classes["support"]["high"] == 0
+    assert sum(classes["support"].values()) == len(without_high)
+    y_true = encode_target(without_high["y"], params, bundle.classes)
+    predicted = bundle.predict_proba(without_high).argmax(axis=1)
+    present = sorted(set(y_true.tolist()))
+    assert result.metrics["macro_f1"] == pytest.approx(
+        f1_score(y_true, predicted, average="macro", labels=present, zero_division=0)
+    )
+    # no rows, no F1, precision or recall for the absent class; the present ones keep theirs
+    assert not {"f1_high", "precision_high", "recall_high"} & set(result.metrics)
+    assert {"f1_low", "recall_low", "f1_mid", "recall_mid"} <= set(result.metrics)
+    assert result.details["per_class"]["high"]["support"] == 0.0
+
+
+def test_a_holdout_with_every_class_names_none_absent(
+    multiclass: tuple[ModelBundle, DataSplit, UseCase], closing: list[Evaluation]
+) -> None:
+    bundle, split, params = multiclass
+
+    result = evaluate(bundle, split.holdout, params, detailed=False)
+    closing.append(result)
+
+    assert result.details["classes"]["absent"] == []
+    assert result.details["classes"]["present"] == bundle.classes
 
 
 @pytest.mark.filterwarnings("ignore:No positive class found in y_true")

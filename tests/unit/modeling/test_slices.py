@@ -96,7 +96,7 @@ def test_a_group_whose_positives_are_all_missed_is_infinite_and_flagged() -> Non
     assert report.flagged_columns == ["region"]
     stored = report.as_dict()
     assert stored["disparity"] == {"region": None}
-    assert "infinite" in stored["notes"]["region"]
+    assert stored["notes"]["region"] == "recall 0 in group b: ratio undefined, not within limits"
     json.dumps(stored, allow_nan=False)
 
 
@@ -169,5 +169,64 @@ def test_the_slice_plot_has_one_bar_per_slice() -> None:
         widths = [round(patch.get_width(), 3) for patch in axes.patches]
         assert widths == [0.8, 0.4, round(60 / 100, 3), 0.0]
         assert [text.get_text() for text in axes.texts] == ["n/a"]  # recall without positives
+    finally:
+        plt.close(figure)
+
+
+def test_an_undefined_ratio_is_flagged_even_without_a_limit() -> None:
+    report = report_of(None, caught_b=0)
+
+    assert report.disparity["region"] == math.inf
+    assert report.flagged_columns == ["region"] and not report.passed
+    assert report.undefined_columns == ["region"]
+    assert [row["status"] for row in report.rows] == ["judged", "recall 0"]
+    # no number would be true, so MLflow gets none; the report says why
+    assert "disparity.region.recall_ratio" not in report.metrics()
+    assert report.metrics()["slice.region.b.recall"] == 0.0
+
+
+def test_recall_zero_in_every_group_is_undefined_not_equal() -> None:
+    report = report_of(None, caught_a=0, caught_b=0)
+
+    assert math.isnan(report.disparity["region"])
+    assert report.flagged_columns == ["region"]
+    stored = report.as_dict()
+    assert stored["disparity"] == {"region": None}
+    assert stored["notes"]["region"] == (
+        "recall 0 in every group: ratio undefined, not within limits"
+    )
+    json.dumps(stored, allow_nan=False)
+
+
+def test_a_group_with_too_few_positives_is_reported_and_left_out_of_the_ratio() -> None:
+    frame, y_true, _, flagged = two_groups(caught_a=40, caught_b=20)
+    # group c: 40 more rows holding 4 positives, none of them caught
+    frame = pd.concat([frame, pd.DataFrame({"region": ["c"] * 40})], ignore_index=True)
+    y_true = np.r_[y_true, np.ones(4), np.zeros(36)].astype(int)
+    flagged = np.r_[flagged, np.zeros(40, dtype=bool)]
+    scores = np.where(flagged, 0.8, 0.2)
+
+    report = slice_report(frame, ["region"], y_true, scores, flagged, "binary", 30, 3.0)
+
+    by_value = {row["value"]: row for row in report.rows}
+    assert by_value["c"]["positives"] == 4 and by_value["c"]["recall"] == 0.0
+    assert by_value["c"]["status"] == "too few positives"
+    assert by_value["c"]["in_disparity"] is False
+    # a and b are compared; c's recall of 0 on 4 cases does not make the ratio infinite
+    assert report.disparity["region"] == pytest.approx(0.8 / 0.4)
+    assert report.passed
+
+
+def test_min_positives_below_one_is_refused() -> None:
+    frame, y_true, scores, flagged = two_groups()
+
+    with pytest.raises(ValueError, match="min_positives must be at least 1"):
+        slice_report(frame, ["region"], y_true, scores, flagged, "binary", 30, None, 0)
+
+
+def test_the_slice_plot_calls_an_undefined_ratio_undefined() -> None:
+    figure = plot_slices(report_of(None, caught_b=0))
+    try:
+        assert "region undefined" in figure.axes[0].get_title()
     finally:
         plt.close(figure)

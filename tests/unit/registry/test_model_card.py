@@ -59,8 +59,8 @@ def facts() -> dict[str, Any]:
                 {"column": "region", "group": "north", "rows": 4100, "recall": 0.61},
                 {"column": "region", "group": "south", "rows": 4900, "recall": 0.58},
             ],
-            "disparity": {"region": 1.0517, "scheme": None},
-            "notes": {"scheme": "a slice has recall 0 while another does not"},
+            "disparity": {"region": 1.0517},
+            "notes": {},
             "max_recall_ratio": 1.5,
             "flagged_columns": [],
             "passed": True,
@@ -128,7 +128,7 @@ def test_the_real_figures_appear_formatted_in_both_formats() -> None:
     assert "| region | north | 4,100 | 0.6100 |" in section(markdown, "Slices")
     slices = section(markdown, "Slices")
     assert "- **Disparity (recall max/min): region:** 1.0517" in slices
-    assert "- **Disparity (recall max/min): scheme:** a slice has recall 0" in slices
+    assert "- **Within limits:** yes" in slices
     assert "- **Largest allowed ratio:** 1.5000" in slices
     assert "- **top_k:** 200" in section(markdown, "Decision policy")
     assert "await-approval (passed)" in section(markdown, "Approvals and audit trail")
@@ -281,3 +281,113 @@ def test_limitations_name_what_is_unknown_and_ignore_what_is_unrecorded() -> Non
     assert any("No git commit is recorded" in line for line in found)
     assert any("Small holdout (600 rows" in line for line in found)
     assert not any("calibrated" in line for line in found)
+
+
+def test_an_undefined_recall_ratio_is_never_within_limits() -> None:
+    zero = facts()
+    # as older reports recorded it: the ratio null, its note, and passed still true
+    zero["slices"]["disparity"]["scheme"] = None
+    zero["slices"]["notes"]["scheme"] = (
+        "recall 0 in group salary: ratio undefined, not within limits"
+    )
+
+    markdown = render_markdown(zero)
+
+    slices = section(markdown, "Slices")
+    assert (
+        "- **Disparity (recall max/min): scheme:** recall 0 in group salary: ratio undefined, "
+        "not within limits"
+    ) in slices
+    assert "- **Within limits:** no (ratio undefined for scheme)" in slices
+    assert "- **Within limits:** yes" not in markdown
+    assert generated_limitations(zero) == [
+        "Groups of scheme cannot be compared: recall 0 in group salary: ratio undefined, not "
+        "within limits."
+    ]
+
+
+def test_a_slice_status_column_shows_groups_that_were_not_judged() -> None:
+    judged = facts()
+    judged["slices"]["rows"][1].update(status="too few positives", positives=3)
+
+    slices = section(render_markdown(judged), "Slices")
+
+    assert "too few positives" in slices
+
+
+def test_a_version_that_does_not_beat_its_best_baseline_says_so() -> None:
+    weak = facts()
+    weak["use_case"]["primary_metric"] = "pr_auc"
+    weak["baselines"]["logistic_regression"]["pr_auc"] = 0.3247
+
+    found = generated_limitations(weak)
+    metrics = section(render_markdown(weak), "Metrics against baselines")
+
+    assert found == [
+        "Does not beat its best baseline: pr_auc 0.3056 does not beat the best baseline, "
+        "logistic_regression 0.3247."
+    ]
+    assert "Primary metric: pr_auc 0.3056 does not beat the best baseline" in metrics
+    assert (
+        "does not beat its best baseline" in section(render_markdown(weak), "Limitations").lower()
+    )
+
+
+def test_a_lower_is_better_primary_metric_beats_a_baseline_by_being_lower() -> None:
+    loss = facts()
+    loss["use_case"]["primary_metric"] = "log_loss"
+    loss["metrics"]["log_loss"] = 0.12
+    loss["baselines"] = {
+        "class_prior": {"log_loss": 0.17},
+        "logistic_regression": {"log_loss": 0.13},
+    }
+
+    assert generated_limitations(loss) == []
+    assert (
+        "Primary metric: log_loss 0.1200 beats the best baseline, logistic_regression 0.1300."
+        in render_markdown(loss)
+    )
+
+
+def test_the_card_says_which_classes_macro_f1_is_over() -> None:
+    routing = facts()
+    routing["use_case"].update(task="multiclass", primary_metric="macro_f1")
+    routing["metrics"] = {"macro_f1": 0.91, "accuracy": 0.93}
+    routing["baselines"] = {
+        "class_prior": {"macro_f1": 0.18},
+        "logistic_regression": {"macro_f1": 0.58},
+    }
+    routing["classes"] = {
+        "present": ["control", "standard"],
+        "absent": ["expert", "fast_track"],
+        "support": {"control": 98, "expert": 0, "fast_track": 0, "standard": 349},
+    }
+
+    markdown = render_markdown(routing)
+
+    metrics = section(markdown, "Metrics against baselines")
+    assert (
+        "Macro F1 over the 2 classes present in the holdout; absent: expert, fast_track "
+        "(no holdout rows)."
+    ) in metrics
+    assert (
+        "- **Holdout rows per class:** control 98, expert 0, fast_track 0, standard 349" in metrics
+    )
+    assert (
+        "No holdout rows for expert, fast_track: how well it predicts those classes is not "
+        "measured." in generated_limitations(routing)
+    )
+    routing["classes"].update(present=["control", "expert", "fast_track", "standard"], absent=[])
+    assert "Macro F1 over all 4 classes; each has holdout rows." in render_markdown(routing)
+    assert generated_limitations(routing) == []
+
+
+def test_baselines_recorded_oddly_are_not_compared() -> None:
+    odd = facts()
+    odd["baselines"] = {"class_prior": "0.5", "logistic_regression": {"roc_auc": "0.9"}}
+    odd["metrics"]["roc_auc"] = float("nan")
+
+    markdown = render_markdown(odd)
+
+    assert "Primary metric:" not in markdown
+    assert generated_limitations(odd) == []

@@ -125,6 +125,90 @@ def test_the_gate_result_is_json() -> None:
     assert [check["name"] for check in document["checks"]] == ["beats-champion", "floor:pr_auc"]
 
 
+def baselines(metric: str, prior: float, regression: float) -> dict[str, dict[str, float]]:
+    return {"class_prior": {metric: prior}, "logistic_regression": {metric: regression}}
+
+
+def test_a_challenger_that_does_not_beat_the_best_baseline_is_held() -> None:
+    result = judge(use_case(), {"roc_auc": 0.80}, None, baselines=baselines("roc_auc", 0.5, 0.82))
+
+    assert result.decision == "hold" and not result.passed
+    assert result.reason == (
+        "roc_auc 0.8000 does not beat the best baseline, logistic_regression 0.8200 "
+        "(difference -0.0200)"
+    )
+
+
+def test_a_challenger_that_beats_every_baseline_and_the_champion_is_promoted() -> None:
+    result = judge(
+        use_case(),
+        {"roc_auc": 0.86},
+        {"roc_auc": 0.84},
+        "1",
+        baselines=baselines("roc_auc", 0.5, 0.82),
+    )
+
+    assert result.decision == "promote" and result.passed
+    assert "beats the best baseline, logistic_regression 0.8200 (difference +0.0400)" in (
+        result.reason
+    )
+
+
+def test_a_tie_with_a_baseline_is_not_a_win() -> None:
+    result = judge(use_case(), {"roc_auc": 0.82}, None, baselines=baselines("roc_auc", 0.5, 0.82))
+
+    assert result.decision == "hold" and "difference +0.0000" in result.reason
+
+
+def test_the_best_baseline_of_a_loss_is_the_lowest() -> None:
+    params = use_case(primary_metric="log_loss")
+    losses = baselines("log_loss", 0.30, 0.25)
+
+    held = judge(params, {"log_loss": 0.27}, None, baselines=losses)
+    promoted = judge(params, {"log_loss": 0.24}, None, baselines=losses)
+
+    assert held.decision == "hold"
+    assert "log_loss 0.2700 does not beat the best baseline, logistic_regression 0.2500" in (
+        held.reason
+    )
+    assert promoted.decision == "promote"
+
+
+def test_with_must_beat_baselines_off_the_shortfall_is_reported_but_does_not_hold() -> None:
+    params = use_case(must_beat_baselines=False)
+
+    result = judge(params, {"roc_auc": 0.80}, None, baselines=baselines("roc_auc", 0.5, 0.82))
+
+    assert result.decision == "promote" and result.passed
+    check = next(c for c in result.checks if c.name == "beats-baselines")
+    assert not check.passed and not check.enforced
+    assert "does not beat the best baseline" in result.reason
+    assert "reported only, as promotion.must_beat_baselines is false" in result.reason
+    document = json.loads(json.dumps(result.as_dict()))
+    assert document["checks"][1] == {
+        "name": "beats-baselines",
+        "passed": False,
+        "detail": check.detail,
+        "enforced": False,
+    }
+
+
+def test_baselines_without_the_primary_metric_are_not_compared() -> None:
+    result = judge(use_case(), {"roc_auc": 0.7}, None, baselines=baselines("pr_auc", 0.1, 0.3))
+
+    assert result.decision == "promote"
+    assert "no baseline has roc_auc; not compared" in result.reason
+
+
+def test_a_challenger_without_the_metric_fails_the_baseline_check_too() -> None:
+    result = judge(
+        use_case(), {"roc_auc": float("nan")}, None, baselines=baselines("roc_auc", 0.5, 0.8)
+    )
+
+    assert result.decision == "hold"
+    assert [c.name for c in result.checks if not c.passed] == ["beats-champion", "beats-baselines"]
+
+
 # --- the audit log ---------------------------------------------------------------------------
 
 
