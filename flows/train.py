@@ -24,14 +24,15 @@ def train(agency: str, use_case: str) -> TrainResult:
     deadline = run_deadline(spec, "train")
     with one_training_at_a_time(agency, use_case):
         data = tasks.load_training_data(spec)
-        outcome = tasks.validate_training_data(spec, data, state_dir())
-        split = tasks.split_data(data, spec.params)
+        labelled, unlabelled = tasks.set_aside_unlabelled(spec, data, state_dir())
+        outcome = tasks.validate_training_data(spec, labelled, state_dir())
+        split = tasks.split_data(labelled, spec.params)
         trained = tasks.fit_model(split, spec.params)
         evaluation = tasks.evaluate_model(trained.bundle, split.holdout, spec.params)
         baselines = tasks.evaluate_baselines(trained.bundle, split, spec.params)
         deadline.check("before registering a version (trained and evaluated; none registered)")
         registered = tasks.register_model(
-            spec, trained, evaluation, split, outcome, state_dir(), data, baselines
+            spec, trained, evaluation, split, outcome, state_dir(), data, baselines, unlabelled
         )
         deadline.check(
             f"before the promotion gate (version {registered.model_version} is registered without "

@@ -27,4 +27,5 @@ def validate_training_data(agency: str, use_case: str) -> ValidationOutcome:
     DataValidationError (and logs a FAILED run) when it does not pass."""
     spec = tasks.load_use_case(agency, use_case)
     data = tasks.load_training_data(spec)
-    return tasks.validate_training_data(spec, data, state_dir())
+    labelled, _ = tasks.set_aside_unlabelled(spec, data, state_dir())
+    return tasks.validate_training_data(spec, labelled, state_dir())

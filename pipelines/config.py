@@ -452,6 +452,11 @@ class UseCase(Strict):
     slices: Slices = Slices()
     promotion: Promotion = Promotion()
     drift: Drift = Drift()
+    target_missing: Literal["quarantine", "drop", "fail"] = Field(
+        default="quarantine",
+        description="Training rows without a label: set aside in the quarantine (counted on "
+        "the run and the card), dropped (counted), or fail the training data.",
+    )
     min_training_rows: int = Field(default=100, ge=10)
     expectations: Expectations = Expectations()
     orchestration: Orchestration = Orchestration()

@@ -30,7 +30,7 @@ from pipelines.modeling.metrics import (
     multiclass_score_metrics,
 )
 from pipelines.modeling.model import ModelBundle
-from pipelines.modeling.slices import SliceReport, plot_slices, slice_report
+from pipelines.modeling.slices import SliceReport, metric_parts, plot_slices, slice_report
 from pipelines.modeling.training import DataSplit, encode_target
 
 
@@ -95,10 +95,12 @@ def add_details(
         predicted = scores.argmax(axis=1)
         report = per_class_report(y_true, predicted, bundle.classes)
         evaluation.details["per_class"] = report
+        parts = metric_parts(list(report))
         for label, values in report.items():
             if values["support"] > 0:  # no holdout rows: recall is undefined, not 0
-                evaluation.metrics[f"precision_{label}"] = values["precision"]
-                evaluation.metrics[f"recall_{label}"] = values["recall"]
+                part = parts[label]
+                evaluation.metrics[f"precision_{part}"] = values["precision"]
+                evaluation.metrics[f"recall_{part}"] = values["recall"]
     if params.slices.columns:
         missing = [c for c in params.slices.columns if c not in rows.columns]
         if missing:
@@ -207,8 +209,12 @@ def evaluate_multiclass(y_true: np.ndarray, scores: np.ndarray, bundle: ModelBun
     }
     present = [i for i, label in enumerate(bundle.classes) if classes["support"][label] > 0]
     per_class = skm.f1_score(y_true, predicted, average=None, labels=present, zero_division=0)
+    parts = metric_parts(bundle.classes)
     metrics.update(
-        {f"f1_{bundle.classes[i]}": float(v) for i, v in zip(present, per_class, strict=True)}
+        {
+            f"f1_{parts[bundle.classes[i]]}": float(v)
+            for i, v in zip(present, per_class, strict=True)
+        }
     )
     figures = {
         "confusion_matrix.png": plot_confusion(y_true, predicted, bundle.classes),

@@ -281,6 +281,20 @@ def sanitise(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
+def metric_parts(labels: list[str]) -> dict[str, str]:
+    """Each label as a metric-name part: MLflow refuses names with other characters than
+    [A-Za-z0-9_.-], so those become '_', numbered when two labels come out alike. Reports,
+    cards and outputs keep the labels themselves."""
+    parts: dict[str, str] = {}
+    for label in labels:
+        base = name = sanitise(str(label))
+        number = 2
+        while name in parts.values():
+            name, number = f"{base}_{number}", number + 1
+        parts[label] = name
+    return parts
+
+
 def _unique_name(column: str, value: str, taken: dict[tuple[str, str], str]) -> str:
     """'<column>.<value>' sanitised, numbered when two values of a column sanitise alike."""
     base = f"{sanitise(column)}.{sanitise(value)}"

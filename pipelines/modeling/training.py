@@ -53,7 +53,11 @@ class TrainedModel:
 
 
 def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
-    """Time-based when a date column is declared (rows without a date train), else random."""
+    """Time-based when a date column is declared (rows without a date train), else random.
+    Rows without a label are no part of any split (training sets them aside first, as
+    target_missing says), so evaluation and samples re-split the same rows."""
+    if params.target in frame.columns:
+        frame = frame[frame[params.target].notna()]
     split = params.split
     if isinstance(split, TimeSplit):
         column = split.date_column

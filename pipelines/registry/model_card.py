@@ -180,6 +180,7 @@ def data_facts(run: Run | None, tags: dict[str, str], report: dict[str, Any]) ->
         "datasets": datasets,
         "training_window": report.get("training_window"),
         "split_sizes": report.get("split_sizes") or split_sizes_from_params(run),
+        "unlabelled": report.get("unlabelled"),
     }
 
 
@@ -523,8 +524,24 @@ def data_section(facts: dict[str, Any]) -> Section:
         if isinstance(sizes, dict) and sizes
         else NOT_RECORDED
     )
-    blocks.append(Fields([("Training window", shown_window), ("Split sizes (rows)", shown_sizes)]))
+    fields = [("Training window", shown_window), ("Split sizes (rows)", shown_sizes)]
+    fields.append(("Rows without a label", unlabelled_cell(obj(data.get("unlabelled")))))
+    blocks.append(Fields(fields))
     return Section("Data", blocks)
+
+
+def unlabelled_cell(unlabelled: dict[str, Any]) -> str:
+    """How many training rows had no label, and where they went."""
+    if not unlabelled:
+        return NOT_RECORDED
+    rows = unlabelled.get("rows") or 0
+    if not rows:
+        return "none"
+    where = {
+        "quarantine": f"set aside in {unlabelled.get('quarantine')}",
+        "drop": "dropped",
+    }.get(str(unlabelled.get("policy")), str(unlabelled.get("policy")))
+    return f"{fmt(rows)}, {where} (target_missing: {unlabelled.get('policy')}); not trained on"
 
 
 def metrics_section(facts: dict[str, Any]) -> Section:

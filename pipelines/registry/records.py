@@ -22,6 +22,7 @@ from pipelines.registry import promotion, tracking
 from pipelines.validation import quality
 from pipelines.validation.expectations import scoring_checks
 from pipelines.validation.gx import ValidationOutcome
+from pipelines.validation.quality import UnlabelledRows
 
 SCORING = "scoring"  # the experiment of scored and rejected batches, beside training's
 
@@ -77,6 +78,7 @@ def record_training_run(
     state: StateDir,
     data: pd.DataFrame,
     baselines: dict[str, dict[str, float]] | None = None,
+    unlabelled: UnlabelledRows | None = None,
 ) -> TrainResult:
     """Log params, metrics, plots, data lineage, validation evidence and the model; register."""
     tracking.configure(state)
@@ -102,12 +104,16 @@ def record_training_run(
             **evaluation.metrics,
             **trained.policy_facts,
             **baseline_metrics(baselines or {}),
+            "rows_unlabelled": float(unlabelled.rows if unlabelled else 0),
         },
         figures={**evaluation.figures, **baseline_figures(spec, evaluation, baselines)},
         documents={
-            "evaluation/report.json": evaluation_report(
-                spec, trained, evaluation, split, baselines
-            ),
+            "evaluation/report.json": {
+                **evaluation_report(spec, trained, evaluation, split, baselines),
+                "unlabelled": (
+                    unlabelled or UnlabelledRows(0, spec.params.target_missing)
+                ).as_dict(),
+            },
             "validation/training_data.json": outcome.as_dict(),
             "validation/scoring_suite.json": {"checks": [asdict(check) for check in suite]},
             "params/use_case.json": spec.params.model_dump(mode="json"),

@@ -3,6 +3,7 @@ through the recorder the caller hands in (the registry's FAILED runs)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,51 @@ def validate_stage(
     return run_checks_in_chunks(
         chunks, checks, agency=spec.agency, suite_name=f"{spec.name}-{stage}", state=state
     )
+
+
+@dataclass(frozen=True)
+class UnlabelledRows:
+    """Training rows without a label, and what was done with them (params: target_missing)."""
+
+    rows: int
+    policy: str
+    quarantine_dir: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "policy": self.policy, "quarantine": self.quarantine_dir}
+
+
+def set_aside_unlabelled(
+    spec: UseCaseSpec, frame: pd.DataFrame, state: StateDir
+) -> tuple[pd.DataFrame, UnlabelledRows]:
+    """The rows with a label, and the rows without one set aside: kept in the quarantine
+    (target_missing: quarantine), dropped, or left in for the training suite to refuse (fail)."""
+    target, policy = spec.params.target, spec.params.target_missing
+    if policy == "fail" or target not in frame.columns:
+        return frame, UnlabelledRows(0, policy)
+    missing = text_column(frame[target]).isna().to_numpy()
+    if not missing.any():
+        return frame, UnlabelledRows(0, policy)
+    unlabelled = frame[missing]
+    labelled = frame[~missing]
+    folder = None
+    if policy == "quarantine":
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(unlabelled, index=True).to_numpy().tobytes()
+        ).hexdigest()[:20]
+        report = {
+            "reason": f"no label in '{target}'",
+            "rows": len(unlabelled),
+            "policy": "target_missing: quarantine (the rows are kept here, not trained on)",
+        }
+        folder = str(
+            storage.quarantine_rows(
+                unlabelled.reset_index(names="row_number"),
+                report,
+                state.quarantine(spec.agency, spec.name) / f"training-unlabelled-{digest}",
+            )
+        )
+    return labelled, UnlabelledRows(int(missing.sum()), policy, folder)
 
 
 def validate_training_data(

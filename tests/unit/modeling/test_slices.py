@@ -230,3 +230,21 @@ def test_the_slice_plot_calls_an_undefined_ratio_undefined() -> None:
         assert "region undefined" in figure.axes[0].get_title()
     finally:
         plt.close(figure)
+
+
+def test_any_label_becomes_a_metric_name_part_mlflow_accepts_and_stays_distinct() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric_name
+
+    from pipelines.modeling.slices import metric_parts
+
+    labels = ["Employee Stock Ownership Plan(ESOP)", "Corp.", "a/b", "a?b", "fast", "Ærø"]
+    parts = metric_parts(labels)
+    assert parts["fast"] == "fast" and parts["Corp."] == "Corp."
+    assert parts["Employee Stock Ownership Plan(ESOP)"] == "Employee_Stock_Ownership_Plan_ESOP_"
+    assert (parts["a/b"], parts["a?b"]) == ("a_b", "a_b_2")
+    assert len(set(parts.values())) == len(labels)
+    with pytest.raises(MlflowException):
+        _validate_metric_name("precision_Employee Stock Ownership Plan(ESOP)")
+    for part in parts.values():
+        _validate_metric_name(f"precision_{part}")

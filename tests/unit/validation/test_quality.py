@@ -97,3 +97,54 @@ def test_a_table_missing_columns_lists_the_columns_it_has() -> None:
     note = columns_found([f"c{i}" for i in range(35)], missing=2)
     assert note.startswith("the table's 35 columns are: 'c0', 'c1'")
     assert note.endswith("'c29' and 5 more")
+
+
+# --- rows without a label -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["quarantine", "drop", "fail"])
+def test_rows_without_a_label_are_set_aside_as_the_params_say(small_project, policy) -> None:
+    import yaml
+
+    from pipelines.config import load_use_case
+    from pipelines.paths import state_dir
+    from pipelines.validation.quality import set_aside_unlabelled
+
+    params_file = small_project / "params" / "business-aid.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["use_cases"]["fraud-risk"]["target_missing"] = policy
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    spec = load_use_case("business-aid", "fraud-risk")
+    frame = pd.DataFrame({"application_id": ["a", "b", "c"], "is_fraud": [1, None, 0]})
+
+    labelled, unlabelled = set_aside_unlabelled(spec, frame, state_dir())
+
+    quarantine = state_dir().quarantine("business-aid", "fraud-risk")
+    if policy == "fail":  # left in: the training suite refuses them
+        assert labelled is frame and unlabelled.rows == 0
+        assert not quarantine.exists()
+        return
+    assert labelled["application_id"].tolist() == ["a", "c"] and unlabelled.rows == 1
+    assert unlabelled.policy == policy
+    if policy == "drop":
+        assert unlabelled.quarantine_dir is None and not quarantine.exists()
+        return
+    (folder,) = quarantine.glob("training-unlabelled-*")
+    assert unlabelled.quarantine_dir == str(folder)
+    kept = pd.read_parquet(folder / "rows.parquet")
+    assert kept["application_id"].tolist() == ["b"] and kept["row_number"].tolist() == [1]
+    again = set_aside_unlabelled(spec, frame, state_dir())[1]  # the same rows: the same folder
+    assert again.quarantine_dir == str(folder) and len(list(quarantine.iterdir())) == 1
+
+
+def test_a_split_leaves_out_rows_without_a_label() -> None:
+    from pipelines.modeling.training import split_data
+
+    params = use_case()
+    frame = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(40)], "x": range(40), "y": ["yes", "no"] * 20}
+    )
+    frame.loc[[3, 8], "y"] = None
+    split = split_data(frame, params)
+    used = [*split.train["id"], *split.validation["id"], *split.holdout["id"]]
+    assert sorted(used) == sorted(set(frame["id"]) - {"r3", "r8"})
