@@ -29,6 +29,7 @@ EXIT_CODES = {
     "LogTamperedError": 11,
     "AccessError": 2,
     "SampleError": 2,
+    "ProfileError": 2,
     "PullError": 13,
     "OrchestrationError": 14,
     "InboxError": 14,

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors, run_with_spinner
+from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
 from flows.errors import EXIT_CODES
 from pipelines import config
 
@@ -189,5 +189,66 @@ def sample(
             f"wrote {written}: {count:,} holdout rows of {agency}.{use_case} without "
             f"'{spec.params.target}'. Score it with: agencyml score -a {agency} -u {use_case} "
             f"-i {written}",
+            soft_wrap=True,
+        )
+
+
+@app.command("new-agency", rich_help_panel=PANEL)
+def new_agency(
+    name: str = typer.Argument(..., help="The agency: lower-case letters, digits and dashes."),
+    source: Path = typer.Option(
+        ..., "--from", help="The agency's table, in any format agencyml reads (sniffed)."
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help="The column to predict."),
+    use_case: str = typer.Option("main", "--use-case", "-u", help="The first use case's name."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing params file."),
+) -> None:
+    """Draft params/NAME.yaml from the agency's own table: each column profiled (id, number,
+    category, free text, date), constant and empty ones left out, leaks of the target flagged."""
+    with friendly_errors():
+        from pipelines.data.onboarding import draft_params
+        from pipelines.paths import project_root
+
+        draft = run_with_spinner(
+            f"Profiling {source.name}",
+            lambda: draft_params(
+                name, source, project_root(), target=target, use_case=use_case, force=force
+            ),
+        )
+        profile = draft.profile
+        table = Table(title=f"{source.name}: {profile.rows:,} rows")
+        for column in ("column", "read as", "note", "example"):
+            table.add_column(column, overflow="fold")
+        for column in profile.columns:
+            kind = "left out: may leak the target" if column.name in profile.leaks else column.kind
+            note = (
+                f"alone it predicts {profile.target} with accuracy {profile.leaks[column.name]:.3f}"
+                if column.name in profile.leaks
+                else column.note
+            )
+            table.add_row(column.name, kind, note, column.example[:40])
+        console.print(table)
+        for column, accuracy in profile.leaks.items():
+            errors.print(
+                f"[yellow]{column} may leak the target:[/] on its own it predicts "
+                f"{profile.target} with accuracy {accuracy:.3f}; the draft leaves it out",
+                soft_wrap=True,
+            )
+        if draft.copied:
+            console.print(f"copied the file to {draft.data_file}", soft_wrap=True)
+        console.print(f"wrote {draft.params_file}: read its comments", soft_wrap=True)
+        missing = [key for key in ("id_column", "target") if f"{key}: CHANGE_ME" in draft.text]
+        if missing:
+            errors.print(
+                f"[yellow]to fill in before training:[/] {', '.join(missing)} (marked CHANGE_ME)",
+                soft_wrap=True,
+            )
+            return
+        config.load_params(name)  # the draft is valid params, or this names the key
+        console.print(
+            "next: agencyml sync (in a git + DVC checkout), "
+            f"agencyml ingest --agency {name}, agencyml train -a {name} -u {use_case}, "
+            f"agencyml sample -a {name} -u {use_case} -o batch.csv, "
+            f"agencyml score -a {name} -u {use_case} -i batch.csv",
             soft_wrap=True,
         )

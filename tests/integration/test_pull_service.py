@@ -206,13 +206,24 @@ def test_a_pull_with_a_bad_token_or_batch_fails_cleanly(service, tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
+def logged_after(state, before: int, count: int, seconds: float = 30) -> list[dict]:
+    """The log's entries after the first `before`, once `count` are there: a request is
+    logged when its body has been sent, which can be just after the client has it all."""
+    deadline = time.monotonic() + seconds
+    while True:
+        entries = access.read_access_log(state)[before:]
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.05)
+
+
 def test_every_request_is_in_the_access_log(service) -> None:
     before = len(access.read_access_log(service["state"]))
     data = request(service, "admin", endpoint(service, "data", FRAUD[0]))
     request(service, "fraud", endpoint(service, "list", TRIAGE[0]))
     request(service, None, endpoint(service, "list", FRAUD[0]))
 
-    entries = access.read_access_log(service["state"])[before:]
+    entries = logged_after(service["state"], before, count=3)
     assert [(e["role"], e["status"]) for e in entries] == [
         ("admin", 200),
         ("agency", 404),

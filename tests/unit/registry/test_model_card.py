@@ -48,6 +48,7 @@ def facts() -> dict[str, Any]:
             ],
             "training_window": {"start": "2020-03-01", "end": "2021-06-30"},
             "split_sizes": {"train": 42000, "validation": 9000, "holdout": 9000},
+            "unlabelled": {"rows": 0, "policy": "quarantine", "quarantine": None},
         },
         "metrics": {"roc_auc": 0.836038961038961, "pr_auc": 0.3056443543088358},
         "baselines": {

@@ -1,0 +1,134 @@
+"""A new agency from its own table: the file profiled (pipelines.data.profiling) and a commented
+params/<agency>.yaml drafted from what it holds, for a person to read and correct."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pipelines.config import SLUG, ParamsError
+from pipelines.data import readers, storage
+from pipelines.data.profiling import TableProfile, profile_table
+
+TEMPLATES = Path(__file__).with_name("templates")
+DEFAULT_USE_CASE = "main"
+
+
+@dataclass(frozen=True)
+class Draft:
+    params_file: Path
+    data_file: Path  # where the params point: in the project, copied there if it was not
+    copied: bool
+    profile: TableProfile
+    text: str
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
+
+
+def draft_params(
+    agency: str,
+    source: Path,
+    project: Path,
+    *,
+    target: str | None = None,
+    use_case: str = DEFAULT_USE_CASE,
+    force: bool = False,
+) -> Draft:
+    """Profile the file and write params/<agency>.yaml; the file is copied under data/<agency>/
+    when it is not in the project yet. Refuses to replace a params file unless `force`."""
+    for name, value in (("agency", agency), ("use case", use_case)):
+        if not re.match(SLUG, value):
+            raise ParamsError(
+                f"'{value}' cannot be an {name} name: use lower-case letters, digits and dashes, "
+                f"e.g. '{slug(value)}'"
+            )
+    params_file = project / "params" / f"{agency}.yaml"
+    if params_file.exists() and not force:
+        raise ParamsError(
+            f"{params_file} exists already; edit it, or draft it again with --force (it is "
+            "replaced)"
+        )
+    source = Path(source).expanduser().resolve()
+    frame = storage.read_table(source)
+    profile = profile_table(frame, target)
+    data_file, copied = place_in_project(source, project, agency)
+    text = render(agency, use_case, source, data_file.relative_to(project), profile)
+    storage.write_text(params_file, text)
+    return Draft(params_file, data_file, copied, profile, text)
+
+
+def place_in_project(source: Path, project: Path, agency: str) -> tuple[Path, bool]:
+    try:
+        source.relative_to(project)
+        return source, False
+    except ValueError:
+        target = project / "data" / agency / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return target, True
+
+
+def render(agency: str, use_case: str, source: Path, path: Path, profile: TableProfile) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return environment.get_template("params.yaml.j2").render(
+        **facts(agency, use_case, source, path, profile)
+    )
+
+
+def facts(
+    agency: str, use_case: str, source: Path, path: Path, profile: TableProfile
+) -> dict[str, Any]:
+    found = readers.resolve_format(source, None)
+    if found == "csv":
+        layout = readers.text_layout(source)
+        read_options = [
+            ("format", "csv"),
+            ("separator", layout.separator),
+            ("header", layout.header),
+            *([("skip_initial_space", True)] if layout.skip_initial_space else []),
+        ]
+        described = f"delimited text ({layout.describe()})"
+    else:
+        read_options = [("format", found)]
+        described = found
+    dayfirst = [c for c in profile.columns if c.kind == "date" and c.dayfirst]
+    dates = profile.of_kind("date")
+    return {
+        "agency": agency,
+        "use_case": use_case,
+        "source_name": source.name,
+        "rows": f"{profile.rows:,}",
+        "dataset": slug(source.name.split(".")[0]),
+        "path": path.as_posix(),
+        "layout": described,
+        "read_options": read_options,
+        "id_column": profile.id_column,
+        "target": profile.target,
+        "task": profile.task,
+        "classes": profile.classes,
+        "class_counts": ", ".join(f"{k} ({v:,})" for k, v in list(profile.classes.items())[:8])
+        + (" ..." if len(profile.classes) > 8 else ""),
+        "positive_class": profile.positive_class,
+        "numeric": profile.of_kind("numeric"),
+        "categorical": profile.of_kind("categorical"),
+        "text": profile.of_kind("text"),
+        "date": dates,
+        "dayfirst": [c.name for c in dayfirst],
+        "dayfirst_example": dayfirst[0].example if dayfirst else "",
+        "left_out": [c for c in profile.columns if c.kind == "left out"],
+        "leaks": profile.leaks,
+        "split_date": dates[0] if dates else None,
+    }
