@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipelines.paths import project_root
 
 SLUG = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+ROW_ID = "row_id"  # the id agencyml makes for a table without one (pipelines.data.row_ids)
 
 
 class ParamsError(ValueError):
@@ -438,7 +439,11 @@ class UseCase(Strict):
 
     description: str = ""
     dataset: str = Field(description="One of the agency's datasets: the rows it trains on.")
-    id_column: str
+    id_column: str | None = Field(
+        default=None,
+        description="A column with one value per row. Without one, agencyml makes 'row_id' "
+        "from each row's values (and its ordinal among identical rows).",
+    )
     target: str
     task: Literal["binary", "multiclass"]
     positive_class: str | int | None = Field(
@@ -467,6 +472,11 @@ class UseCase(Strict):
     )
 
     @property
+    def row_key(self) -> str:
+        """The column that identifies a row: the declared id, or the one agencyml makes."""
+        return self.id_column or ROW_ID
+
+    @property
     def primary_metric(self) -> str:
         default = "roc_auc" if self.task == "binary" else "macro_f1"
         return self.promotion.primary_metric or default
@@ -478,7 +488,7 @@ class UseCase(Strict):
     @model_validator(mode="after")
     def _is_consistent(self) -> UseCase:
         features = self.features.all_columns()
-        known = {self.id_column, self.target, *features}
+        known = {self.row_key, self.target, *features}
         named = [*self.expectations.required, *self.expectations.columns]
         unknown = sorted({column for column in named if column not in known})
         if unknown:
@@ -496,7 +506,7 @@ class UseCase(Strict):
                 raise ValueError(
                     f"expectations.columns.{column}.min/max apply to numeric features only"
                 )
-        for column in (self.id_column, self.target):
+        for column in (self.row_key, self.target):
             if column in features:
                 raise ValueError(f"'{column}' is the id or target and cannot also be a feature")
         dated = {
@@ -532,7 +542,8 @@ class UseCase(Strict):
         return self
 
     def required_columns(self, with_target: bool) -> list[str]:
-        columns = [self.id_column, *self.features.all_columns()]
+        """The columns a table must bring (not the row_id agencyml makes)."""
+        columns = [*([self.id_column] if self.id_column else []), *self.features.all_columns()]
         return [*columns, self.target] if with_target else columns
 
 

@@ -237,7 +237,7 @@ def new_agency(
         if draft.copied:
             console.print(f"copied the file to {draft.data_file}", soft_wrap=True)
         console.print(f"wrote {draft.params_file}: read its comments", soft_wrap=True)
-        missing = [key for key in ("id_column", "target") if f"{key}: CHANGE_ME" in draft.text]
+        missing = [key for key in ("target", "positive_class") if f"{key}: CHANGE_ME" in draft.text]
         if missing:
             errors.print(
                 f"[yellow]to fill in before training:[/] {', '.join(missing)} (marked CHANGE_ME)",

@@ -20,6 +20,7 @@ from pipelines.config import (
     UseCaseSpec,
 )
 from pipelines.data import business_aid, storage
+from pipelines.data.row_ids import with_row_ids
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ def training_table(spec: UseCaseSpec) -> pd.DataFrame:
     elif storage.parquet_metadata(path).get(SOURCE_KEY) != source_key(spec.data.source):
         log.warning("%s was ingested from another source; ingesting it again", spec.data.path)
         ingest(spec.data)
-    return storage.read_table(path)
+    table = storage.read_table(path)
+    if spec.params.id_column is None:  # no id column: one made from each row's values
+        table = with_row_ids(table, leave_out={spec.params.target})
+    return table
 
 
 def load_source(source: Source) -> pd.DataFrame:

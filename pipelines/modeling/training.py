@@ -202,7 +202,7 @@ def fit_model(
     bundle = ModelBundle(
         task=params.task,
         classes=classes,
-        id_column=params.id_column,
+        id_column=params.row_key,
         transform=transform,
         booster=booster,
         policy=params.decision,

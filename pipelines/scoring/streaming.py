@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pipelines.config import CapacityPolicy, UseCaseSpec
 from pipelines.data import storage
 from pipelines.data.columns import FeatureError, conform_columns
+from pipelines.data.row_ids import ROW_NUMBER, RowIds
 from pipelines.deadline import Deadline
 from pipelines.modeling.decisions import apply_policy
 from pipelines.modeling.drift import DriftAccumulator, DriftResult, DriftThresholds
@@ -335,6 +336,8 @@ class BatchStream:
         self.bundle = model.bundle
         self.scorer = scorer or NativeScorer(model, options.threads)
         self.deadline = deadline
+        params = spec.params
+        self.row_ids = RowIds({params.target}) if params.id_column is None else None
         self.clock = Clock()
         self.staged = storage.StagedDirectory(state.output_dir(spec.agency, spec.name) / batch_id)
         self.quarantine = QuarantineStage(state.quarantine(spec.agency, spec.name) / batch_id)
@@ -369,6 +372,9 @@ class BatchStream:
                 if record_batch is None:
                     break
                 frame = record_batch.to_pandas()
+                if self.row_ids is not None:  # no id column: one made from each row's values
+                    frame = self.row_ids.of(frame)
+                    record_batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
             with self.clock.timing("validate"):
                 conformed, problems = conform_columns(frame, kinds, date_formats)
                 for column, problem in problems.items():
@@ -430,6 +436,9 @@ class BatchStream:
         with self.clock.timing("write"):
             ids = record_batch.column(bundle.id_column).filter(pa.array(keep))
             table = scored_table(ids, scores, labels, decisions, bundle, self.provenance())
+            if self.row_ids is not None:  # the input's row number, to join the scores back
+                numbers = record_batch.column(ROW_NUMBER).filter(pa.array(keep))
+                table = table.add_column(1, ROW_NUMBER, numbers)
             if self.writer is None:
                 self.writer = storage.PartWriter(
                     self.staged.path / "scored", table.schema, self.options.part_rows
@@ -500,6 +509,8 @@ class BatchStream:
             table = scored_table(
                 ids, empty, np.empty(0), np.empty(0), self.bundle, self.provenance()
             )
+            if self.row_ids is not None:
+                table = table.add_column(1, ROW_NUMBER, pa.array([], type=pa.int64()))
             self.writer = storage.PartWriter(self.staged.path / "scored", table.schema, 1)
             self.writer.write(table)
         parts = self.writer.close()

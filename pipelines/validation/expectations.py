@@ -66,7 +66,7 @@ def readable(value: float) -> str:
 def column_kinds(params: UseCase) -> dict[str, str]:
     """Each input column's kind: the id is text, categories and free text are both text."""
     features = params.features
-    kinds = {params.id_column: "text"}
+    kinds = {params.row_key: "text"}
     kinds.update({column: "numeric" for column in features.numeric})
     kinds.update({column: "text" for column in [*features.categorical, *features.text]})
     kinds.update({column: "date" for column in features.date})
@@ -91,7 +91,7 @@ def declared_checks(params: UseCase, now: datetime) -> list[Check]:
     expectations = params.expectations
     checks = [
         Check(f"not_null:{c}", "not_null", "row", c)
-        for c in dict.fromkeys([params.id_column, *expectations.required])
+        for c in dict.fromkeys([params.row_key, *expectations.required])
     ]
     for column, rule in expectations.columns.items():
         if rule.min is not None or rule.max is not None:
@@ -110,7 +110,7 @@ def declared_checks(params: UseCase, now: datetime) -> list[Check]:
                     f"allowed:{column}", "in_set", "row", column, {"values": sorted(rule.allowed)}
                 )
             )
-    textual = [params.id_column, *params.features.categorical, *params.features.text]
+    textual = [params.row_key, *params.features.categorical, *params.features.text]
     checks += [
         Check(f"max_length:{c}", "max_length", "row", c, {"max": expectations.max_text_length})
         for c in textual
@@ -135,7 +135,7 @@ def training_checks(params: UseCase, now: datetime) -> list[Check]:
     kinds = {**column_kinds(params), params.target: "text"}
     rows = {"min": params.min_training_rows, "max": None}
     target = [Check(f"not_null:{params.target}", "not_null", "row", params.target)]
-    checks = [*schema_checks(kinds, params.id_column, rows), *target, *declared_checks(params, now)]
+    checks = [*schema_checks(kinds, params.row_key, rows), *target, *declared_checks(params, now)]
     return list({check.name: check for check in checks}.values())  # the target may be required
 
 
@@ -143,7 +143,7 @@ def scoring_checks(params: UseCase, profile: dict[str, Any], now: datetime) -> l
     """The suite each batch meets: the declared checks plus what the model was trained on."""
     bounds = params.expectations.batch_rows
     checks = schema_checks(
-        column_kinds(params), params.id_column, {"min": bounds.min, "max": bounds.max}
+        column_kinds(params), params.row_key, {"min": bounds.min, "max": bounds.max}
     )
     checks += [c for c in declared_checks(params, now) if c.column != params.target]
     for column, (low, high) in profile.get("ranges", {}).items():

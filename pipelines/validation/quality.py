@@ -15,6 +15,7 @@ import pandas as pd
 from pipelines.config import UseCase, UseCaseSpec
 from pipelines.data import storage
 from pipelines.data.columns import conform_columns, text_column
+from pipelines.data.row_ids import RowIds
 from pipelines.paths import StateDir
 from pipelines.validation.expectations import column_kinds, scoring_checks, training_checks
 from pipelines.validation.gate import BatchRejectedError, gate_report, judge
@@ -238,8 +239,11 @@ def check_batch(
     kinds = column_kinds(spec.params)
     cast_problems: dict[str, str] = {}
 
+    row_ids = RowIds({spec.params.target}) if spec.params.id_column is None else None
+
     def conformed_chunks() -> Iterator[pd.DataFrame]:
-        for chunk in storage.iter_table(path, chunk_rows, spec.params.batch_format):
+        for read in storage.iter_table(path, chunk_rows, spec.params.batch_format):
+            chunk = row_ids.of(read) if row_ids is not None else read
             conformed, problems = conform_columns(
                 chunk, kinds, spec.params.features.date_format_of()
             )

@@ -105,7 +105,7 @@ def test_a_tab_separated_register_goes_from_the_draft_to_scored_batches(project,
     assert "rows 50" in output or "rows: 50" in output or " 50 " in output
 
 
-def test_a_table_without_an_id_or_target_gets_a_draft_that_says_what_to_fill_in(project, tmp_path):
+def test_a_table_without_a_target_gets_a_draft_that_says_what_to_fill_in(project, tmp_path):
     census = "39, State-gov, 77516, Bachelors, <=50K\n50, Self-emp, 83311, Masters, >50K\n" * 60
     source = tmp_path / "adult.data"
     source.write_text(census)
@@ -113,10 +113,11 @@ def test_a_table_without_an_id_or_target_gets_a_draft_that_says_what_to_fill_in(
     code, output = invoke("new-agency", "statistics", "--from", str(source))
 
     assert code == 0, output
-    assert "CHANGE_ME" in output and "id_column" in output and "target" in output
+    assert "CHANGE_ME" in output and "target" in output
     draft = (project / "params" / "statistics.yaml").read_text()
     assert "header: false" in draft and "skip_initial_space: true" in draft
-    assert "id_column: CHANGE_ME" in draft and "target: CHANGE_ME" in draft
+    assert "target: CHANGE_ME" in draft
+    assert "id_column" not in yaml.safe_load(draft)["use_cases"]["main"]  # row_id is made
 
 
 @pytest.mark.parametrize(
@@ -157,3 +158,54 @@ def test_the_profile_reads_each_kind_of_column():
     }
     assert list(profile.leaks) == ["hazard_code"]
     assert profile.task == "multiclass" and sum(profile.classes.values()) == 300
+
+
+def census(rows: int, seed: int = 8) -> str:
+    """', '-separated, no header, no id: age, work class, hours, education, income band, with
+    some rows repeated word for word, as in the public census extracts."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(rows):
+        age, hours = int(rng.integers(18, 80)), int(rng.integers(10, 70))
+        work = rng.choice(["Private", "State-gov", "Self-emp"])
+        education = rng.choice(["Bachelors", "HS-grad", "Masters"])
+        rich = (hours > 40) != (work == "Self-emp") and education != "HS-grad"
+        income = ">50K" if rich ^ (rng.random() < 0.05) else "<=50K"
+        lines.append(f"{age}, {work}, {hours}, {education}, {income}")
+    return "\n".join([*lines, lines[0], lines[0]]) + "\n"  # two exact repeats
+
+
+def test_a_table_without_an_id_is_scored_with_row_ids_and_row_numbers(project, tmp_path):
+    source = tmp_path / "adult.data"
+    source.write_text(census(1_200))
+
+    code, output = invoke("new-agency", "statistics", "--from", str(source), "-t", "column_5")
+
+    assert code == 0, output
+    use_case = yaml.safe_load((project / "params" / "statistics.yaml").read_text())["use_cases"]
+    assert "id_column" not in use_case["main"] and use_case["main"]["task"] == "binary"
+    sample = tmp_path / "try.csv"
+    for command in (
+        ["ingest", "--agency", "statistics"],
+        ["train", "-a", "statistics", "-u", "main"],
+        ["sample", "-a", "statistics", "-u", "main", "--rows", "80", "-o", str(sample)],
+    ):
+        code, output = invoke(*command)
+        assert code == 0, f"{command}: {output}"
+    batch = pd.read_csv(sample, dtype=str)
+    assert "row_id" not in batch.columns  # a batch brings only its own columns
+    repeated = pd.concat([batch, batch.head(3)])  # the same rows twice in one batch
+    repeated.to_csv(sample, index=False)
+
+    code, output = invoke("score", "-a", "statistics", "-u", "main", "-i", str(sample))
+
+    assert code == 0, output
+    from pipelines.paths import state_dir
+
+    (batch_dir,) = state_dir().output_dir("statistics", "main").iterdir()
+    scored = pd.read_parquet(batch_dir / "scored.parquet")
+    assert list(scored.columns[:2]) == ["row_id", "row_number"]
+    assert len(scored) == 83 and scored["row_id"].is_unique
+    assert sorted(scored["row_number"]) == list(range(83))
+    first = scored.set_index("row_number").loc[0, "row_id"]
+    assert scored.set_index("row_number").loc[80, "row_id"] == f"{first}-2"
