@@ -99,6 +99,7 @@ def facts(
             ("separator", layout.separator),
             ("header", layout.header),
             *([("skip_initial_space", True)] if layout.skip_initial_space else []),
+            *([("decimal", ",")] if profile.decimal_comma else []),
         ]
         described = f"delimited text ({layout.describe()})"
     else:
@@ -131,4 +132,5 @@ def facts(
         "left_out": [c for c in profile.columns if c.kind == "left out"],
         "leaks": profile.leaks,
         "split_date": dates[0] if dates else None,
+        "batch_format": {"decimal": ","} if profile.decimal_comma else None,
     }

@@ -48,6 +48,10 @@ class TableProfile:
         return [c.name for c in self.columns if c.kind == kind and c.name not in self.leaks]
 
     @property
+    def decimal_comma(self) -> bool:
+        return any(c.note == "numbers with a decimal comma" for c in self.columns)
+
+    @property
     def id_column(self) -> str | None:
         ids = self.of_kind("id")
         return ids[0] if ids else None
@@ -102,6 +106,8 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
     if distinct == 1:
         return ColumnProfile(name, "left out", f"constant: every value is '{example}'", example)
     numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().mean() < PARSED_SHARE and _decimal_comma(present):
+        return ColumnProfile(name, "numeric", "numbers with a decimal comma", example)
     unique_per_row = distinct == len(values) and values.notna().all()
     if numbers.notna().mean() >= PARSED_SHARE:
         integral = bool((numbers.dropna() % 1 == 0).all())
@@ -121,6 +127,17 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
             name, "left out", f"{distinct:,} distinct short values: too many categories", example
         )
     return ColumnProfile(name, "categorical", example=example)
+
+
+DECIMAL_COMMA = r"[+-]?\d+(,\d+)?"
+
+
+def _decimal_comma(values: pd.Series) -> bool:
+    """Numbers written 1234,5: every value so, and some with the comma."""
+    text = values.astype(str).str.strip()
+    return bool(
+        text.str.fullmatch(DECIMAL_COMMA).mean() >= PARSED_SHARE and text.str.contains(",").any()
+    )
 
 
 def _looks_like_id(name: str) -> bool:
