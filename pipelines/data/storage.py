@@ -24,8 +24,6 @@ from pipelines.data import readers
 from pipelines.data.readers import InputFileError
 from pipelines.durable import fsync_dir, fsync_file
 
-TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
-
 
 def read_table(path: Path, table_format: TableFormat | None = None) -> pd.DataFrame:
     """Read a table in any format readers.py knows (sniffed unless `table_format` says),

@@ -84,6 +84,25 @@ def dvc_project(project_copy: Path, tmp_path: Path) -> DvcProject:
 
 
 @pytest.fixture(scope="session")
+def trained_small_project(make_small_project):
+    """A context manager: a small project under `root` with these use cases trained, and
+    agencyml pointed at it while it is open. Yields {"root", "project"}."""
+    from flows.train import train
+
+    @contextlib.contextmanager
+    def trained(root: Path, *use_cases: tuple[str, str]) -> Iterator[dict[str, Path]]:
+        project = make_small_project(root / "project")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AGENCYML_PROJECT_ROOT", str(project))
+            patch.setenv("AGENCYML_HOME", str(root / "state"))
+            for agency, use_case in use_cases:
+                train(agency, use_case)
+            yield {"root": root, "project": project}
+
+    return trained
+
+
+@pytest.fixture(scope="session")
 def two_agencies(prefect_server, tmp_path_factory, make_small_project):
     """business-aid fraud-risk and product-safety risk-triage trained, and their holdouts
     scored, once for the pull service's tests: `env` points agencyml at this project."""

@@ -46,14 +46,9 @@ def busy_cores() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_server, tmp_path_factory, make_small_project):
-    root = tmp_path_factory.mktemp("time-limits")
-    project = make_small_project(root / "project")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AGENCYML_PROJECT_ROOT", str(project))
-        patch.setenv("AGENCYML_HOME", str(root / "state"))
-        train(*FRAUD)
-        yield {"root": root, "project": project}
+def trained(prefect_server, tmp_path_factory, trained_small_project):
+    with trained_small_project(tmp_path_factory.mktemp("time-limits"), FRAUD) as project:
+        yield project
 
 
 @pytest.fixture

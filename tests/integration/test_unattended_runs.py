@@ -21,7 +21,6 @@ from prefect import flow
 
 from flows import tasks
 from flows.deployed import InboxError, inbox_poll
-from flows.train import train
 from pipelines.data.business_aid import generate_applications
 from pipelines.durable import file_lock
 from pipelines.paths import PACKAGE_ROOT, state_dir
@@ -30,15 +29,10 @@ FRAUD = ("business-aid", "fraud-risk")
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_server, tmp_path_factory, make_small_project):
+def trained(prefect_server, tmp_path_factory, trained_small_project):
     """fraud-risk trained on a small project; case-routing deliberately not."""
-    root = tmp_path_factory.mktemp("unattended")
-    project = make_small_project(root / "project")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AGENCYML_PROJECT_ROOT", str(project))
-        patch.setenv("AGENCYML_HOME", str(root / "state"))
-        train(*FRAUD)
-        yield {"root": root, "project": project}
+    with trained_small_project(tmp_path_factory.mktemp("unattended"), FRAUD) as project:
+        yield project
 
 
 @pytest.fixture
