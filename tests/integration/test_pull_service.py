@@ -206,24 +206,39 @@ def test_a_pull_with_a_bad_token_or_batch_fails_cleanly(service, tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
-def logged_after(state, before: int, count: int, seconds: float = 30) -> list[dict]:
-    """The log's entries after the first `before`, once `count` are there: a request is
-    logged when its body has been sent, which can be just after the client has it all."""
+def logged(state, before: int, requests: list[tuple[str, str | None]], seconds: float = 30):
+    """The log's entry for each (path, role), among those after the first `before`, once all
+    are there. A request is logged when its body has been sent: that can be just after the
+    client has it all, and after a later request's entry (a previous test's too)."""
     deadline = time.monotonic() + seconds
     while True:
         entries = access.read_access_log(state)[before:]
-        if len(entries) >= count or time.monotonic() > deadline:
-            return entries
+        found = [
+            next((e for e in entries if (e["path"], e["role"]) == wanted), None)
+            for wanted in requests
+        ]
+        if all(found) or time.monotonic() > deadline:
+            return found
         time.sleep(0.05)
 
 
 def test_every_request_is_in_the_access_log(service) -> None:
     before = len(access.read_access_log(service["state"]))
-    data = request(service, "admin", endpoint(service, "data", FRAUD[0]))
+    data_path = endpoint(service, "data", FRAUD[0])
+    data = request(service, "admin", data_path)
     request(service, "fraud", endpoint(service, "list", TRIAGE[0]))
     request(service, None, endpoint(service, "list", FRAUD[0]))
 
-    entries = logged_after(service["state"], before, count=3)
+    entries = logged(
+        service["state"],
+        before,
+        [
+            (data_path, "admin"),
+            (endpoint(service, "list", TRIAGE[0]), "agency"),
+            (endpoint(service, "list", FRAUD[0]), None),
+        ],
+    )
+    assert all(entries), entries
     assert [(e["role"], e["status"]) for e in entries] == [
         ("admin", 200),
         ("agency", 404),
