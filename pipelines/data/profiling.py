@@ -18,7 +18,8 @@ Kind = Literal["id", "numeric", "categorical", "text", "date", "left out"]
 PARSED_SHARE = 0.98  # a column is numbers (or dates) when this share of its values read so
 TEXT_WORDS = 4  # free text: values of this many words on average ...
 TEXT_DISTINCT = 0.5  # ... and mostly different from each other
-MAX_CATEGORIES = 1_000  # more distinct values than this, and not text: left out
+MAX_CATEGORIES = 1_000  # more distinct values than this: read as words (hashed), ...
+CODE_DISTINCT = 0.5  # ... unless most values are different one-word codes: left out
 LEAK_ACCURACY = 0.99  # a column that alone predicts the target this well leaks it
 MAX_CLASSES = 50
 
@@ -123,8 +124,18 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
     if words >= TEXT_WORDS and distinct / len(present) >= TEXT_DISTINCT:
         return ColumnProfile(name, "text", example=example)
     if distinct > MAX_CATEGORIES:
+        if words < 2 and distinct / len(present) >= CODE_DISTINCT:
+            return ColumnProfile(
+                name,
+                "left out",
+                f"{distinct:,} distinct one-word values: codes, too many for categories",
+                example,
+            )
         return ColumnProfile(
-            name, "left out", f"{distinct:,} distinct short values: too many categories", example
+            name,
+            "text",
+            f"{distinct:,} distinct values: too many for categories, read as words",
+            example,
         )
     return ColumnProfile(name, "categorical", example=example)
 
