@@ -171,6 +171,9 @@ class LightGBMParams(Strict):
     cat_smooth: float = Field(default=10.0, ge=0)
     is_unbalance: bool = False
     early_stopping_round: int = Field(default=50, gt=0)
+    # agencyml's own: after early stopping picks the number of trees on the validation rows,
+    # refit on the training and validation rows together (see docs/modeling.md)
+    refit_on_validation: bool = True
     seed: int = 42
     num_threads: int = Field(default=2, ge=1)
     deterministic: bool = True

@@ -141,12 +141,16 @@ def probability_quality(
 
 def baselines_for(bundle: ModelBundle, split: DataSplit, params: UseCase) -> dict[str, Any]:
     """The class prior and a logistic regression on the model's own features, trained on the
-    training rows and measured on the same holdout as the model."""
-    train_y = encode_target(split.train[params.target], params, bundle.classes)
+    rows the model was fitted on (training, plus validation when the model was refitted on
+    them) and measured on the same holdout as the model."""
+    fitted_on = split.train
+    if params.lightgbm.refit_on_validation:
+        fitted_on = pd.concat([split.train, split.validation], ignore_index=True)
+    train_y = encode_target(fitted_on[params.target], params, bundle.classes)
     holdout_y = encode_target(split.holdout[params.target], params, bundle.classes)
     train_known, holdout_known = train_y >= 0, holdout_y >= 0
     return evaluate_baselines(
-        bundle.transform.transform(split.train[train_known]),
+        bundle.transform.transform(fitted_on[train_known]),
         train_y[train_known],
         bundle.transform.transform(split.holdout[holdout_known]),
         holdout_y[holdout_known],

@@ -50,6 +50,8 @@ class TrainedModel:
     best_iteration: int
     params: dict[str, object]
     policy_facts: dict[str, float] = field(default_factory=dict)
+    # which rows the final booster was fitted on, and how many trees it has
+    fitting: dict[str, object] = field(default_factory=dict)
 
 
 def split_data(frame: pd.DataFrame, params: UseCase) -> DataSplit:
@@ -150,11 +152,13 @@ def encode_target(values: pd.Series, params: UseCase, classes: list[str]) -> np.
     return as_text.map(lookup).fillna(-1).to_numpy(dtype=np.int32)
 
 
+# lightgbm: keys that training applies itself rather than handing them to LightGBM
+SET_BY_TRAINING = ("num_iterations", "early_stopping_round", "refit_on_validation")
+
+
 def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
     """The declared hyper-parameters plus what the task implies."""
-    declared = params.lightgbm.model_dump()
-    declared.pop("num_iterations")
-    declared.pop("early_stopping_round")
+    declared = params.lightgbm.model_dump(exclude=set(SET_BY_TRAINING))
     if params.task == "binary":
         task = {"objective": "binary", "metric": ["binary_logloss", "auc"]}
     else:
@@ -163,23 +167,30 @@ def lightgbm_params(params: UseCase, n_classes: int) -> dict[str, object]:
 
 
 class BoosterFitter(Protocol):
-    """Fits LightGBM on transformed rows with early stopping on validation: fit_booster in this
-    process, or the Dask engine's on a cluster (handed in by pipelines.scoring.engines)."""
+    """Fits LightGBM on transformed rows: fit_booster in this process, or the Dask engine's on
+    a cluster (handed in by pipelines.scoring.engines). With `validation`, it grows up to
+    num_iterations trees and keeps those early stopping on the validation rows picks; without,
+    it grows exactly `rounds` trees (the refit on training and validation rows)."""
 
     def __call__(
         self,
         transform: FeatureTransform,
         train: tuple[Matrix, np.ndarray],
-        validation: tuple[Matrix, np.ndarray],
+        validation: tuple[Matrix, np.ndarray] | None,
         params: UseCase,
         booster_params: dict[str, object],
+        rounds: int | None = None,
     ) -> lgb.Booster: ...
 
 
 def fit_model(
     split: DataSplit, params: UseCase, booster_fitter: BoosterFitter | None = None
 ) -> TrainedModel:
-    """Fit the transform on training rows, then LightGBM with early stopping on validation.
+    """Choose the number of trees by early stopping on the validation rows, the decision
+    threshold and the drift reference on that model's out-of-sample validation scores, then
+    (with lightgbm.refit_on_validation, the default) refit the transform and the booster on the
+    training and validation rows together with that many trees. Calibration rows and the
+    holdout stay apart, so calibration and evaluation see the final model out of sample.
 
     Without a `booster_fitter`, LightGBM runs in this process; a use case whose engine is dask
     needs the Dask engine's fitter (pipelines.scoring.engines.fit_model hands it in)."""
@@ -188,17 +199,58 @@ def fit_model(
             f"execution.engine is {params.execution.engine}, but no fitter for it was given; "
             "train through pipelines.scoring.engines.fit_model"
         )
+    fitter = booster_fitter or fit_booster
     classes = target_classes(pd.concat([split.train, split.validation]), params)
     y_train = encode_target(split.train[params.target], params, classes)
     y_valid = encode_target(split.validation[params.target], params, classes)
     if len(np.unique(y_train[y_train >= 0])) < 2:
         raise TrainingError("the training split holds only one class; a model cannot be fitted")
-    transform = fit_transform_spec(split.train, params.features)
     booster_params = lightgbm_params(params, len(classes))
-    train = (transform.transform(split.train), y_train)
-    validation = (transform.transform(split.validation), y_valid)
-    fitter = booster_fitter or fit_booster
-    booster = fitter(transform, train, validation, params, booster_params)
+    stopped = fitted_bundle(split.train, y_train, classes, params, fitter, booster_params, split)
+    best = stopped.booster.current_iteration()
+    # chosen on scores the model did not train on: the threshold and the drift reference
+    resolved, policy_facts = resolve_policy(
+        stopped.policy, y_valid, stopped.predict_proba(split.validation)
+    )
+    reference = drift_reference(stopped, split.validation, params)
+    final, fitted_on = stopped, ["train"]
+    if params.lightgbm.refit_on_validation:
+        both = pd.concat([split.train, split.validation], ignore_index=True)
+        y_both = np.concatenate([y_train, y_valid])
+        final = fitted_bundle(
+            both, y_both, classes, params, fitter, booster_params, split, rounds=best
+        )
+        fitted_on = ["train", "validation"]
+    fitting: dict[str, object] = {
+        "trees": best,
+        "trees_chosen_on": "validation (early stopping on log loss)",
+        "fitted_on": "+".join(fitted_on),
+        "fitted_rows": sum(len(getattr(split, name)) for name in fitted_on),
+        "threshold_and_drift_reference_on": "validation, scored by the early-stopped model",
+    }
+    bundle = replace(final, policy=resolved, drift_reference=reference)
+    return TrainedModel(bundle, best, booster_params, policy_facts, fitting)
+
+
+def fitted_bundle(
+    rows: pd.DataFrame,
+    labels: np.ndarray,
+    classes: list[str],
+    params: UseCase,
+    fitter: BoosterFitter,
+    booster_params: dict[str, object],
+    split: DataSplit,
+    rounds: int | None = None,
+) -> ModelBundle:
+    """The transform fitted on `rows`, a booster on them (early stopping on the validation rows
+    unless `rounds` is given), and the calibrator on the calibration rows when asked for."""
+    transform = fit_transform_spec(rows, params.features)
+    train = (transform.transform(rows), labels)
+    validation = None
+    if rounds is None:
+        y_valid = encode_target(split.validation[params.target], params, classes)
+        validation = (transform.transform(split.validation), y_valid)
+    booster = fitter(transform, train, validation, params, booster_params, rounds)
     bundle = ModelBundle(
         task=params.task,
         classes=classes,
@@ -206,33 +258,33 @@ def fit_model(
         transform=transform,
         booster=booster,
         policy=params.decision,
-        profile=derive_profile(split.train, params),
+        profile=derive_profile(rows, params),
     )
     if split.calibration is not None:
         bundle = calibrate(bundle, split.calibration, params)
-    # the policy's threshold is chosen on the validation rows, with calibrated scores
-    resolved, policy_facts = resolve_policy(
-        bundle.policy, y_valid, bundle.predict_proba(split.validation)
-    )
-    bundle = replace(bundle, policy=resolved)
-    bundle = replace(bundle, drift_reference=drift_reference(bundle, split.validation, params))
-    return TrainedModel(bundle, booster.current_iteration(), booster_params, policy_facts)
+    return bundle
 
 
 def fit_booster(
     transform: FeatureTransform,
     train: tuple[Matrix, np.ndarray],
-    validation: tuple[Matrix, np.ndarray],
+    validation: tuple[Matrix, np.ndarray] | None,
     params: UseCase,
     booster_params: dict[str, object],
+    rounds: int | None = None,
 ) -> lgb.Booster:
-    """LightGBM in this process with early stopping on validation, cut at its best iteration."""
+    """LightGBM in this process: with early stopping on validation, cut at its best
+    iteration; or exactly `rounds` trees when there is no validation set."""
     common = {
         "feature_name": transform.feature_names,
         "categorical_feature": transform.categorical_indices,
         "free_raw_data": False,
     }
     train_set = lgb.Dataset(*train, **common)
+    if validation is None:
+        if rounds is None:
+            raise TrainingError("a fit without validation rows needs its number of trees")
+        return lgb.train(booster_params, train_set, num_boost_round=rounds)
     valid_set = lgb.Dataset(*validation, reference=train_set, **common)
     booster = lgb.train(
         booster_params,

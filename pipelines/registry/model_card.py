@@ -180,6 +180,7 @@ def data_facts(run: Run | None, tags: dict[str, str], report: dict[str, Any]) ->
         "datasets": datasets,
         "training_window": report.get("training_window"),
         "split_sizes": report.get("split_sizes") or split_sizes_from_params(run),
+        "fitting": report.get("fitting"),
         "unlabelled": report.get("unlabelled"),
     }
 
@@ -524,10 +525,26 @@ def data_section(facts: dict[str, Any]) -> Section:
         if isinstance(sizes, dict) and sizes
         else NOT_RECORDED
     )
-    fields = [("Training window", shown_window), ("Split sizes (rows)", shown_sizes)]
+    fields = [
+        ("Training window", shown_window),
+        ("Split sizes (rows)", shown_sizes),
+        ("Final model fitted on", fitting_cell(obj(data.get("fitting")))),
+    ]
     fields.append(("Rows without a label", unlabelled_cell(obj(data.get("unlabelled")))))
     blocks.append(Fields(fields))
     return Section("Data", blocks)
+
+
+def fitting_cell(fitting: dict[str, Any]) -> str:
+    """Which rows the final booster learned from, and where its number of trees came from."""
+    if not fitting:
+        return NOT_RECORDED
+    parts = str(fitting.get("fitted_on", "")).replace("+", " and ")
+    return (
+        f"the {parts} rows ({fmt(fitting.get('fitted_rows'))}), with {fmt(fitting.get('trees'))} "
+        f"trees chosen by early stopping on the validation rows; the decision threshold and the "
+        f"drift reference come from the early-stopped model's scores on the validation rows"
+    )
 
 
 def unlabelled_cell(unlabelled: dict[str, Any]) -> str:

@@ -86,6 +86,7 @@ def record_training_run(
         **flatten("", spec.params.model_dump(mode="json", exclude={"description"})),
         "best_iteration": str(trained.best_iteration),
         **{f"rows.{name}": str(size) for name, size in split.sizes().items()},
+        **{f"fitting.{key}": str(value) for key, value in trained.fitting.items()},
     }
     suite = scoring_checks(spec.params, trained.bundle.profile, datetime.now(UTC))
     lineage = training_data_lineage(spec, data)
@@ -170,6 +171,7 @@ def evaluation_report(
         "per_class": evaluation.details.get("per_class"),
         "classes": evaluation.details.get("classes"),
         "split_sizes": split.sizes(),
+        "fitting": trained.fitting,
         "training_window": training_window(spec, split),
         "policy": trained.bundle.policy.model_dump(mode="json"),
         "policy_facts": trained.policy_facts,

@@ -196,11 +196,13 @@ def check_classes(local_labels: list[np.ndarray], n_classes: int) -> None:
 def fit_booster_dask(
     transform: FeatureTransform,
     train: tuple[Matrix, np.ndarray],
-    validation: tuple[Matrix, np.ndarray],
+    validation: tuple[Matrix, np.ndarray] | None,
     params: UseCase,
     booster_params: dict[str, Any],
+    rounds: int | None = None,
 ) -> lgb.Booster:
-    """LightGBM trained on the cluster's workers (data parallel), cut at its best iteration.
+    """LightGBM trained on the cluster's workers (data parallel), cut at its best iteration;
+    or, without validation rows, exactly `rounds` trees (the refit).
 
     LightGBM's Dask interface has no early stopping (LightGBM issues #3712 and #4493), so the
     workers grow the declared num_iterations and the same rule is applied afterwards, here:
@@ -213,6 +215,8 @@ def fit_booster_dask(
     from run to run, so two runs can grow slightly different trees of the same quality."""
     from lightgbm.dask import DaskLGBMClassifier
 
+    if validation is None and rounds is None:
+        raise TrainingError("a fit without validation rows needs its number of trees")
     matrix, labels = train
     n_classes = int(booster_params.get("num_class", 2))  # type: ignore[call-overload]
     with dask_client(params.execution) as client:
@@ -226,7 +230,8 @@ def fit_booster_dask(
         rows, row_labels, local_labels = spread_rows(client, matrix, labels)
         check_classes(local_labels, n_classes)
         model = DaskLGBMClassifier(
-            client=client, **sklearn_params(booster_params, params.lightgbm.num_iterations)
+            client=client,
+            **sklearn_params(booster_params, rounds or params.lightgbm.num_iterations),
         )
         # lightgbm.dask waits on the current client; each worker's threads replace n_jobs
         with client.as_current(), warnings.catch_warnings():
@@ -238,6 +243,8 @@ def fit_booster_dask(
                 categorical_feature=transform.categorical_indices,
             )
         booster = model.to_local().booster_
+    if validation is None:
+        return lgb.Booster(model_str=without_run_ports(booster.model_to_string()))
     best = best_iteration(
         validation_losses(booster, *validation), params.lightgbm.early_stopping_round
     )

@@ -51,15 +51,23 @@ def test_gate_approval_rejection_rollback_and_history(prefect_server, small_proj
     client = MlflowClient(state_dir().tracking_uri, state_dir().tracking_uri)
     before_any = moment()
 
-    # v1: a weak model (three trees); with no champion yet the gate promotes it
-    set_params(small_project, lightgbm={"num_iterations": 3, "early_stopping_round": 3})
+    # v1: a weak model (three stumps); with no champion yet the gate promotes it
+    leaves = yaml.safe_load((small_project / "params" / "business-aid.yaml").read_text())[
+        "use_cases"
+    ]["fraud-risk"]["lightgbm"]["num_leaves"]
+    set_params(
+        small_project, lightgbm={"num_iterations": 3, "early_stopping_round": 3, "num_leaves": 2}
+    )
     first = train("business-aid", "fraud-risk")
     assert first.gate["decision"] == "promote" and "no champion yet" in first.gate["reason"]
     assert aliases(client) == {"champion": "1"}
     after_first = moment()
 
     # v2: the full model beats it on the same holdout and is promoted
-    set_params(small_project, lightgbm={"num_iterations": 60, "early_stopping_round": 10})
+    set_params(
+        small_project,
+        lightgbm={"num_iterations": 60, "early_stopping_round": 10, "num_leaves": leaves},
+    )
     second = train("business-aid", "fraud-risk")
     assert second.gate["decision"] == "promote", second.gate["reason"]
     assert second.gate["champion_version"] == "1"

@@ -373,15 +373,77 @@ def test_a_use_case_on_another_engine_needs_that_engines_fitter() -> None:
         fit_model(split, params)
 
 
-def test_the_fitter_handed_in_grows_the_booster() -> None:
-    fitted_on: list[int] = []
+def test_the_fitter_handed_in_grows_both_boosters() -> None:
+    calls: list[tuple[int, bool, int | None]] = []
 
-    def counting_fitter(transform, train, validation, params, booster_params):
-        fitted_on.append(train[0].shape[0])
-        return fit_booster(transform, train, validation, params, booster_params)
+    def counting_fitter(transform, train, validation, params, booster_params, rounds=None):
+        calls.append((train[0].shape[0], validation is not None, rounds))
+        return fit_booster(transform, train, validation, params, booster_params, rounds)
 
     split = split_data(synthetic(300), use_case())
     trained = fit_model(split, use_case(), counting_fitter)
 
-    assert fitted_on == [len(split.train)]
-    assert trained.bundle.booster.current_iteration() >= 1
+    both = len(split.train) + len(split.validation)
+    assert calls == [(len(split.train), True, None), (both, False, trained.best_iteration)]
+    assert trained.bundle.booster.current_iteration() == trained.best_iteration
+
+
+# --- the refit on training and validation rows ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refit_and_not() -> tuple[TrainedModel, TrainedModel, DataSplit]:
+    params = use_case(
+        task="binary",
+        decision={"kind": "target_precision", "precision": 0.9},
+        calibration={"method": "sigmoid"},
+    )
+    stopped = params.model_copy(
+        update={"lightgbm": params.lightgbm.model_copy(update={"refit_on_validation": False})}
+    )
+    split = split_data(synthetic(600, seed=4), params)
+    return fit_model(split, params), fit_model(split, stopped), split
+
+
+def test_the_refit_learns_from_training_and_validation_rows_with_the_trees_early_stopping_chose(
+    refit_and_not: tuple[TrainedModel, TrainedModel, DataSplit],
+) -> None:
+    refit, stopped, split = refit_and_not
+
+    assert refit.best_iteration == stopped.best_iteration
+    assert refit.bundle.booster.current_iteration() == refit.best_iteration
+    assert refit.fitting["fitted_on"] == "train+validation"
+    assert refit.fitting["fitted_rows"] == len(split.train) + len(split.validation)
+    assert stopped.fitting["fitted_on"] == "train"
+    assert stopped.fitting["fitted_rows"] == len(split.train)
+    # a different booster: it learned from more rows
+    assert refit.bundle.booster.model_to_string() != stopped.bundle.booster.model_to_string()
+    # the training profile (the ranges batches are checked against) covers the validation rows
+    both = pd.concat([split.train, split.validation])
+    widest = [both["x1"].min(), both["x1"].max()]
+    low, high = refit.bundle.profile["ranges"]["x1"]
+    assert low <= widest[0] and high >= widest[1]
+    # calibration is refitted on the calibration rows for the final booster
+    assert refit.bundle.calibrator is not None and stopped.bundle.calibrator is not None
+
+
+def test_the_threshold_and_drift_reference_come_from_the_early_stopped_models_scores(
+    refit_and_not: tuple[TrainedModel, TrainedModel, DataSplit],
+) -> None:
+    refit, stopped, _ = refit_and_not
+
+    # chosen on out-of-sample validation scores, before the refit: the same either way
+    assert refit.bundle.policy == stopped.bundle.policy
+    assert refit.policy_facts == stopped.policy_facts
+    assert refit.bundle.drift_reference == stopped.bundle.drift_reference
+
+
+def test_a_fit_without_validation_rows_needs_its_number_of_trees() -> None:
+    params = use_case()
+    split = split_data(synthetic(200), params)
+    trained = fit_model(split, params)
+    transform = trained.bundle.transform
+    rows = (transform.transform(split.train), encode_target(split.train["y"], params, ["n", "yes"]))
+
+    with pytest.raises(TrainingError, match="needs its number of trees"):
+        fit_booster(transform, rows, None, params, lightgbm_params(params, 2))

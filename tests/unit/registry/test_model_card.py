@@ -48,6 +48,13 @@ def facts() -> dict[str, Any]:
             ],
             "training_window": {"start": "2020-03-01", "end": "2021-06-30"},
             "split_sizes": {"train": 42000, "validation": 9000, "holdout": 9000},
+            "fitting": {
+                "trees": 111,
+                "trees_chosen_on": "validation (early stopping on log loss)",
+                "fitted_on": "train+validation",
+                "fitted_rows": 51000,
+                "threshold_and_drift_reference_on": "validation",
+            },
             "unlabelled": {"rows": 0, "policy": "quarantine", "quarantine": None},
         },
         "metrics": {"roc_auc": 0.836038961038961, "pr_auc": 0.3056443543088358},
@@ -120,6 +127,7 @@ def test_the_real_figures_appear_formatted_in_both_formats() -> None:
         assert "9459ad56af83a4aca1c9f5759e4dd446" in text
         assert "2020-03-01 to 2021-06-30" in text
         assert "holdout 9,000" in text
+        assert "the train and validation rows (51,000), with 111 trees" in text
         assert "jane.doe" in text and "v2 → v3" in text
         assert "isotonic" in text and "ece 0.0093" in text
         assert "639bd8e0c2f1" in text and "e1fc0ccc6403c4d3" in text

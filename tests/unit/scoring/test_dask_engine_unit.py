@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import log_loss as sklearn_log_loss
 
 from pipelines.config import Execution, LightGBMParams
-from pipelines.modeling.training import TrainingError
+from pipelines.modeling.training import SET_BY_TRAINING, TrainingError
 from pipelines.scoring.dask_engine import (
     DaskEngineError,
     best_iteration,
@@ -45,7 +45,7 @@ def test_every_declared_hyper_parameter_reaches_lightgbm_under_its_own_name() ->
         is_unbalance=True,
         seed=11,
     ).model_dump()
-    for name in ("num_iterations", "early_stopping_round", "num_threads"):
+    for name in (*SET_BY_TRAINING, "num_threads"):
         declared.pop(name)
     named = sklearn_params({**declared, "objective": "binary", "verbosity": -1}, 7)
     rows = np.random.default_rng(0).normal(size=(200, 3))
