@@ -28,19 +28,22 @@ def score(
     """Stream the batch through the gate and the model into staging, then publish it whole.
 
     The same input and model version give the same batch id: a rerun returns the published
-    batch, and records its scoring run if a crash lost it. Past the use case's time limit
+    batch without loading the model (or importing the validation gate), and records its
+    scoring run if a crash lost it. Past the use case's time limit
     (checked after every chunk and before publishing) the run stops and publishes nothing."""
     spec = tasks.load_use_case(agency, use_case)
     deadline = run_deadline(spec, "score")
     state = state_dir()
     path = Path(input).expanduser().resolve()
     sha256 = tasks.open_input(spec, path, state)
-    model = tasks.load_champion(spec.model_name, state)
-    batch_id = tasks.batch_id_of(sha256, model)
+    champion = tasks.find_model_version(spec.model_name, state)  # a lookup, no model load
+    batch_id = tasks.batch_id_of(sha256, champion)
     with batches.batch_lock(spec, batch_id, state):
         manifest = tasks.published_manifest(spec, batch_id, state)
         newly_published = manifest is None
         if manifest is None:
+            # that very version, even if the alias has moved since the lookup
+            model = tasks.load_model_version(spec.model_name, state, version=champion.version)
             with row_progress(path, f"Scoring {path.name}", progress) as on_rows:
                 staged = tasks.score_stream(
                     spec,
@@ -61,6 +64,6 @@ def score(
             )
             manifest = tasks.publish_batch(staged, manifest, model)
     run_id = tasks.scoring_run_of(batch_id, state) or tasks.record_scoring(
-        spec, model, manifest, state
+        spec, champion, manifest, state
     )
     return batches.score_result(manifest, state, newly_published, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 import yaml
 
 from pipelines.paths import PACKAGE_ROOT
+
+# Commands run by the tests (in this process or as subprocesses, dvc repro's stages included)
+# without a Prefect API use Prefect's temporary server, as before, rather than each starting a
+# background server that outlives its test; test_fixed_costs.py tests the background server.
+os.environ.setdefault("AGENCYML_PREFECT_SERVER", "temporary")
 
 RASFF = PACKAGE_ROOT / "data" / "product-safety" / "RASFF_data.csv.gz"
 

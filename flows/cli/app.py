@@ -3,6 +3,7 @@ with the README's exit codes, and a spinner for work of unknown length."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,6 +50,33 @@ def friendly_errors() -> Iterator[None]:
             raise
         errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
+
+
+@contextmanager
+def prefect_api() -> Iterator[None]:
+    """Where the flows run inside it report: PREFECT_API_URL's server (or a test harness's),
+    else the state directory's background server, started by the first command that needs
+    it and found again by the next (pipelines.orchestration.local_server).
+    AGENCYML_PREFECT_SERVER=temporary keeps Prefect's own temporary server per command."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value() or os.environ.get("AGENCYML_PREFECT_SERVER") == "temporary":
+        yield
+        return
+    from pipelines.orchestration import local_server
+
+    server, started = run_with_spinner(
+        "Finding the local Prefect server", lambda: local_server.find_or_start(state_dir())
+    )
+    if started:
+        errors.print(
+            f"started a local Prefect server for this state directory at {server.ui} (its UI); "
+            "later commands use it too. `agencyml server --stop` stops it.",
+            soft_wrap=True,
+            highlight=False,
+        )
+    with temporary_settings(updates={PREFECT_API_URL: server.url}):
+        yield
 
 
 def spinner() -> Progress:

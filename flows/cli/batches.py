@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors
+from flows.cli.app import app, console, errors, friendly_errors, prefect_api
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -44,9 +44,10 @@ def score(
         spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
         from flows.deployed import timed
 
-        result = timed(spec, "score")(
-            agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
-        )
+        with prefect_api():
+            result = timed(spec, "score")(
+                agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
+            )
         console.print(score_table(result))
 
 

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
+from flows.cli.app import app, console, errors, friendly_errors, prefect_api, run_with_spinner
 from flows.errors import EXIT_CODES
 from pipelines import config
 
@@ -52,7 +52,8 @@ def ingest(
             params.dataset(dataset)  # fail fast on an unknown name
         from flows.ingest import ingest as ingest_flow
 
-        written = run_with_spinner(f"Ingesting {agency}", lambda: ingest_flow(agency, dataset))
+        with prefect_api():
+            written = run_with_spinner(f"Ingesting {agency}", lambda: ingest_flow(agency, dataset))
         table = Table(title=f"Ingested {agency}")
         for column in ("dataset", "file", "rows"):
             table.add_column(column, overflow="fold")
@@ -85,10 +86,11 @@ def validate(
             return
         from flows.validate import validate as validate_flow
 
-        check = run_with_spinner(
-            f"Validating {input.name} for {agency}.{use_case}",
-            lambda: validate_flow(agency, use_case, str(input)),
-        )
+        with prefect_api():
+            check = run_with_spinner(
+                f"Validating {input.name} for {agency}.{use_case}",
+                lambda: validate_flow(agency, use_case, str(input)),
+            )
         console.print(check_table(check))
         verdict = "[green]accepted[/]" if check.accepted else "[bold red]rejected[/]"
         counts = ", ".join(f"{name}: {count}" for name, count in check.counts.items())
@@ -105,10 +107,11 @@ def validate_training(agency: str, use_case: str, report_out: Path | None) -> No
     """The training suite on the ingested data; a failure exits 4 with the problems."""
     from flows.validate import validate_training_data
 
-    outcome = run_with_spinner(
-        f"Validating the training data of {agency}.{use_case}",
-        lambda: validate_training_data(agency, use_case),
-    )
+    with prefect_api():
+        outcome = run_with_spinner(
+            f"Validating the training data of {agency}.{use_case}",
+            lambda: validate_training_data(agency, use_case),
+        )
     failed = sum(not result.success for result in outcome.results)
     console.print(
         f"Training data of {agency}.{use_case}: [green]passed[/] "

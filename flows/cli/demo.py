@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors
+from flows.cli.app import app, console, friendly_errors, prefect_api
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -48,7 +48,7 @@ def demo() -> None:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console) as progress:
+        with prefect_api(), Progress(*columns, console=console) as progress:
             overall = progress.add_task("demo", total=len(agencies) + 3 * len(specs))
             ingested = []
             for agency in agencies:

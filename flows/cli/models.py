@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
+from flows.cli.app import app, console, errors, friendly_errors, prefect_api, run_with_spinner
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -67,9 +67,10 @@ def train(
             )
         train_flow = timed(spec, "train")
 
-        result = run_with_spinner(
-            f"Training {agency}.{use_case}", lambda: train_flow(agency, use_case)
-        )
+        with prefect_api():
+            result = run_with_spinner(
+                f"Training {agency}.{use_case}", lambda: train_flow(agency, use_case)
+            )
         summary = Table(title=f"Trained {result.model_name}")
         summary.add_column("field")
         summary.add_column("value", overflow="fold")
@@ -130,9 +131,11 @@ def evaluate(
             version = str(read_json_file(model_ref)["model_version"])
         from flows.evaluate import evaluate as evaluate_flow
 
-        result = run_with_spinner(
-            f"Evaluating {agency}.{use_case}", lambda: evaluate_flow(agency, use_case, version)
-        )
+        with prefect_api():
+            result = run_with_spinner(
+                f"Evaluating {agency}.{use_case}",
+                lambda: evaluate_flow(agency, use_case, version),
+            )
         console.print(metrics_table(f"{result.model_name} v{result.model_version}", result.metrics))
         same = "[green]yes[/]" if result.matches_training_run else "[yellow]no[/]"
         console.print(f"Equal to the metrics its training run logged: {same}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors
+from flows.cli.app import app, console, friendly_errors, prefect_api
 from pipelines import config
 from pipelines.data import storage
 from pipelines.orchestration import deployments, dvc_stages, prefect_server
@@ -25,11 +25,20 @@ def server(
     host: str = typer.Option(prefect_server.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
     port: int = typer.Option(prefect_server.DEFAULT_PORT, min=1, max=65535),
     ui: bool = typer.Option(True, help="Serve Prefect's UI as well as its API."),
+    status: bool = typer.Option(
+        False, "--status", help="Say whether the background server runs, and where."
+    ),
+    stop: bool = typer.Option(False, "--stop", help="Stop the background server."),
 ) -> None:
     """Start a local Prefect server (API and UI), its database in the state directory.
 
     Deployments, schedules and workers need one; `agencyml deploy` and `agencyml worker` find
-    it at http://127.0.0.1:4200/api unless PREFECT_API_URL says otherwise."""
+    it at http://127.0.0.1:4200/api unless PREFECT_API_URL says otherwise. Commands that run
+    a flow without PREFECT_API_URL use a background server of the state directory instead,
+    started by the first of them: --status says where it is, --stop stops it."""
+    if status or stop:
+        background_server(stop)
+        return
     environment = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
     environment.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
     console.print(
@@ -39,6 +48,35 @@ def server(
     )
     raise typer.Exit(
         subprocess.call(prefect_server.server_command(host, port, ui), env=environment)
+    )
+
+
+def background_server(stop: bool) -> None:
+    from pipelines.orchestration import local_server
+    from pipelines.paths import state_dir
+
+    state = state_dir()
+    if stop:
+        stopped = local_server.stop(state)
+        console.print(
+            f"stopped the background Prefect server (pid {stopped.pid}, {stopped.ui})"
+            if stopped
+            else "no background Prefect server runs for this state directory",
+            soft_wrap=True,
+        )
+        return
+    found = local_server.running(state)
+    if found is None:
+        console.print(
+            f"no background Prefect server runs for {state.root}; the next command that runs "
+            "a flow starts one",
+            soft_wrap=True,
+        )
+        return
+    console.print(
+        f"background Prefect server: {found.ui} (API {found.url}), pid {found.pid}, log "
+        f"{found.log}",
+        soft_wrap=True,
     )
 
 
@@ -184,7 +222,8 @@ def inbox_command(
         spec = config.load_use_case(agency, use_case)
         from flows.deployed import inbox_of, inbox_poll
 
-        result = inbox_poll(agency, use_case, settle_seconds)
+        with prefect_api():
+            result = inbox_poll(agency, use_case, settle_seconds)
         if as_json:
             print(json.dumps(asdict(result), indent=2, default=str))
             return

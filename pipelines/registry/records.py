@@ -304,7 +304,7 @@ class ScoreResult:
 
 
 def record_scoring_run(
-    spec: UseCaseSpec, model: tracking.LoadedModel, manifest: dict[str, Any], state: StateDir
+    spec: UseCaseSpec, model: tracking.ModelRef, manifest: dict[str, Any], state: StateDir
 ) -> str:
     """Every published batch is a run in the agency's scoring experiment, tagged with its batch
     id and model version, with the input's digest, the counts, the timings and the drift of the
@@ -353,7 +353,7 @@ def scoring_run_of(batch_id: str, state: StateDir) -> str | None:
     return tracking.find_run({"agencyml.batch_id": batch_id, "agencyml.kind": "score"})
 
 
-def model_tags(model: tracking.LoadedModel) -> dict[str, str]:
+def model_tags(model: tracking.ModelRef) -> dict[str, str]:
     return {
         "agencyml.model_name": model.name,
         "agencyml.model_version": model.version,

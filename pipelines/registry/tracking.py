@@ -44,16 +44,22 @@ class RegisteredModel:
 
 
 @dataclass(frozen=True)
-class LoadedModel:
+class ModelRef:
+    """A registered model version as the registry names it, without loading the model."""
+
     name: str
     version: str
     run_id: str
-    pyfunc: Any
-    bundle: ModelBundle
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class LoadedModel(ModelRef):
+    pyfunc: Any
+    bundle: ModelBundle
 
 
 def configure(state: StateDir) -> None:
@@ -200,10 +206,11 @@ def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
         )
 
 
-def load_model(
+def find_model(
     model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
-) -> LoadedModel:
-    """Load models:/<name>@<alias> (or one numbered version) as pyfunc, with its bundle."""
+) -> ModelRef:
+    """Which version models:/<name>@<alias> (or the numbered version) is: a registry lookup,
+    nothing loaded, so finding a batch that is already published costs no model load."""
     configure(state)
     client = MlflowClient()
     try:
@@ -218,10 +225,18 @@ def load_model(
             f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
             f"--use-case {model_name.split('.', 1)[-1]}"
         ) from error
+    return ModelRef(model_name, str(found.version), found.run_id or "")
+
+
+def load_model(
+    model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
+) -> LoadedModel:
+    """Load models:/<name>@<alias> (or one numbered version) as pyfunc, with its bundle."""
+    found = find_model(model_name, state, alias, version)
     alias_modules_of_older_releases()
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}/{found.version}")
+    pyfunc = mlflow.pyfunc.load_model(found.uri)
     bundle = pyfunc.unwrap_python_model().bundle
-    return LoadedModel(model_name, str(found.version), found.run_id or "", pyfunc, bundle)
+    return LoadedModel(found.name, found.version, found.run_id, pyfunc, bundle)
 
 
 # A logged model runs its own copy of tracking_model.py, which imports the bundle's module by

@@ -38,7 +38,7 @@ def open_input(spec: UseCaseSpec, path: Path, state: StateDir) -> str:
     return storage.file_sha256(path)
 
 
-def batch_id_of(sha256: str, model: tracking.LoadedModel) -> str:
+def batch_id_of(sha256: str, model: tracking.ModelRef) -> str:
     """The same input scored by the same model version always gets the same batch id."""
     return batch_id_for(sha256, model.name, model.version)
 
