@@ -18,6 +18,7 @@ from sklearn.metrics import classification_report, f1_score
 from pipelines.config import ParamsError, UseCase
 from pipelines.data.columns import FeatureError
 from pipelines.modeling.evaluation import (
+    SHAP_ROWS,
     Evaluation,
     baselines_for,
     evaluate,
@@ -413,6 +414,20 @@ def test_shap_importance_ranks_the_predictive_feature_first() -> None:
 
     assert [name for name, _ in ranked] == ["signal", "weak", "noise"]
     assert ranked[0][1] > 5 * ranked[1][1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "title"), [(700, "500 of 700 rows, a seeded sample"), (300, "all 300 rows")]
+)
+def test_the_shap_plot_says_how_many_rows_it_explains(rows: int, title: str) -> None:
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(rows, 2))
+    booster = small_booster("binary", x, (x[:, 0] > 0).astype(int), ["a", "b"])
+
+    figure = plot_shap_summary(booster, x, ["a", "b"])
+
+    assert figure.axes[1].get_title() == f"Per row ({title})"
+    assert SHAP_ROWS == 500
 
 
 def test_shap_values_add_up_to_the_raw_score_with_text_buckets_grouped() -> None:
