@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import lightgbm
 import mlflow
 import pandas as pd
 import pytest
@@ -51,6 +52,11 @@ def test_train_registers_a_champion_and_score_publishes_a_traceable_batch(
     assert 0.5 < run.data.metrics[headline] <= 1.0
     plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
     assert "plots/confusion_matrix.png" in plots and "plots/feature_importance.png" in plots
+    # the model's requirements are declared and pinned to what trained it, LightGBM included
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{trained.model_name}/1/requirements.txt")
+    ).read_text()
+    assert f"lightgbm=={lightgbm.__version__}" in requirements.splitlines()
 
     batch_path = write_holdout_batch(load_use_case(agency, use_case), state_dir())
     batch = pd.read_parquet(batch_path)
