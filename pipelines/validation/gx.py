@@ -314,7 +314,8 @@ class ChunkTotals:
         self.id_present.setdefault(name, []).append(present)
 
     def with_repeats_across_chunks(self, result: CheckResult) -> CheckResult:
-        """Rows whose id an earlier row of the batch already had; GX saw each chunk alone.
+        """Every row whose id another row of the batch also has, as GX counts within one
+        chunk (both copies), wherever in the batch the copies fall: GX saw each chunk alone.
 
         The usual batch has no repeats: its hashes are sorted in place and compared with their
         neighbours (about 9 bytes a row). Positions are worked out only for repeated hashes."""
@@ -331,10 +332,7 @@ class ChunkTotals:
         if not len(repeated):
             return result
         hashes = np.concatenate(self.id_hashes[name])
-        candidates = np.flatnonzero(present & np.isin(hashes, repeated))
-        order = np.argsort(hashes[candidates], kind="stable")
-        ordered = hashes[candidates][order]
-        repeats = candidates[order[1:][ordered[1:] == ordered[:-1]]]
+        repeats = np.flatnonzero(present & np.isin(hashes, repeated))
         rows = sorted(set(repeats.tolist()) - set(result.failing_rows))
         if not rows:
             return result

@@ -314,7 +314,8 @@ def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None
     from pipelines.validation.gx import run_checks_in_chunks
 
     unique = Check("unique:case_id", "unique", "batch", "case_id")
-    chunks = [["a", "b"], ["c", "a"], ["a", "d"]]  # each chunk alone has no repeat
+    # 'a' repeats across all three chunks; 'e' inside the last one, which GX finds itself
+    chunks = [["a", "b"], ["c", "a"], ["a", "d", "e", "e"]]
 
     outcome = run_checks_in_chunks(
         [pd.DataFrame({"case_id": ids}) for ids in chunks],
@@ -325,11 +326,21 @@ def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None
     )
 
     found = result(outcome, "unique:case_id")
-    assert outcome.rows == 6 and not outcome.success
+    assert outcome.rows == 8 and not outcome.success
     assert not found.success
-    assert found.failing_rows == [3, 4]  # the later 'a's, by their place in the whole batch
-    assert found.unexpected_count == 2
-    assert found.explain() == "expected values in 'case_id' are unique, but 2 row(s) do not"
+    # every copy of a repeated id, by its place in the whole batch, as GX counts in one chunk:
+    # the same count whatever the chunk size
+    assert found.failing_rows == [0, 3, 4, 6, 7]
+    assert found.unexpected_count == 5
+    assert found.explain() == "expected values in 'case_id' are unique, but 5 row(s) do not"
+    whole = run_checks_in_chunks(
+        [pd.DataFrame({"case_id": [i for ids in chunks for i in ids]})],
+        [unique],
+        agency="alpha",
+        suite_name="triage-repeats",
+        state=runs.state,
+    )
+    assert result(whole, "unique:case_id").failing_rows == found.failing_rows
 
 
 # --- contexts and suites --------------------------------------------------------------------------
