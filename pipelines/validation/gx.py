@@ -158,12 +158,20 @@ def run_checks_in_chunks(
     return validation.finish()
 
 
+SCHEMA_KINDS = ("column_exists", "column_type")
+
+
 class ChunkedValidation:
     """One GX Checkpoint run per chunk, with what spans chunks counted here as they pass.
 
     `add` returns the chunk's own results (row positions are global), so a caller can set the
     chunk's failing rows aside at once; `finish` gives the outcome of the whole table: the row
-    count, the newest date over all chunks, and ids repeated across chunks."""
+    count, the newest date over all chunks, and ids repeated across chunks.
+
+    Column presence and types are the table's, not a chunk's: every chunk of one file has the
+    same columns, conformed to the same types. They are checked with the first chunk only (the
+    whole suite); later chunks run the row checks alone (the suite '<name>-rows'), which saves
+    about a quarter of each later checkpoint."""
 
     def __init__(
         self,
@@ -186,6 +194,11 @@ class ChunkedValidation:
         ]
         self.context = context
         self.checkpoint = build_checkpoint(context, suite_name, per_chunk)
+        row_checks = [c for c in per_chunk if c.kind not in SCHEMA_KINDS]
+        self.rows_suite = f"{suite_name}-rows"
+        self.row_checkpoint = (
+            build_checkpoint(context, self.rows_suite, row_checks) if row_checks else None
+        )
         self.result_keys: list[Any] = []
         self.text_columns = {
             c.column for c in per_chunk if c.kind == "column_type" and c.options["kind"] == "text"
@@ -199,7 +212,11 @@ class ChunkedValidation:
             if column in self.text_columns:
                 keyed[column] = keyed[column].astype(object)  # GX's text check knows object
         keyed[ROW_KEY] = np.arange(self.totals.rows, self.totals.rows + len(chunk))
-        run = self.checkpoint.run(batch_parameters={"dataframe": keyed})
+        first = not self.result_keys
+        if not first and self.row_checkpoint is None:  # nothing but schema checks
+            return self.totals.add([], None, keyed)
+        checkpoint = self.checkpoint if first else self.row_checkpoint
+        run = checkpoint.run(batch_parameters={"dataframe": keyed})
         result_key, validation = next(iter(run.run_results.items()))
         self.result_keys.append(result_key)
         return self.totals.add(validation.results, str(result_key), keyed)
@@ -215,6 +232,11 @@ class ChunkedValidation:
             resource_identifiers=[
                 *self.result_keys,
                 ExpectationSuiteIdentifier(name=self.suite_name),
+                *(
+                    [ExpectationSuiteIdentifier(name=self.rows_suite)]
+                    if len(self.result_keys) > 1
+                    else []
+                ),
             ],
             build_index=True,
         )
@@ -294,7 +316,7 @@ class ChunkTotals:
         self.id_present: dict[str, list[np.ndarray]] = {}
 
     def add(
-        self, expectation_results: list[Any], result_id: str, keyed: pd.DataFrame
+        self, expectation_results: list[Any], result_id: str | None, keyed: pd.DataFrame
     ) -> list[CheckResult]:
         chunk_results = []
         for raw in expectation_results:
@@ -304,7 +326,8 @@ class ChunkTotals:
             chunk_results.append(result)
             self.merge(result)
         self.rows += len(keyed)
-        self.result_ids.append(result_id)
+        if result_id is not None:
+            self.result_ids.append(result_id)
         return chunk_results
 
     def remember_ids(self, name: str, ids: pd.Series) -> None:
@@ -383,7 +406,11 @@ def agency_context(agency: str, state: StateDir) -> Any:
 
 
 def whole_table_batch(context: Any, asset_name: str) -> Any:
-    source = context.data_sources.add_or_update_pandas("agencyml")
+    # found, not replaced: replacing the data source drops the other suites' assets
+    try:
+        source = context.data_sources.get("agencyml")
+    except KeyError:
+        source = context.data_sources.add_pandas("agencyml")
     try:
         asset = source.get_asset(asset_name)
     except LookupError:

@@ -310,6 +310,44 @@ def test_chunked_validation_judges_the_newest_date_over_the_whole_batch(runs: Ru
     assert outcome.success, [r.explain() for r in outcome.failures]
 
 
+def test_column_presence_and_types_are_checked_with_the_first_chunk_only(runs: Runs) -> None:
+    from pipelines.validation.gx import ChunkedValidation
+
+    checks = [
+        Check("exists:amount", "column_exists", "batch", "amount"),
+        Check("exists:region", "column_exists", "batch", "region"),  # the table lacks it
+        Check(
+            "type:amount",
+            "column_type",
+            "batch",
+            "amount",
+            {"kind": "numeric", "types": ["float64"]},
+        ),
+        Check("range:amount", "between", "row", "amount", {"min": 0, "max": 100}),
+    ]
+    chunks = [pd.DataFrame({"amount": values}) for values in ([1.0, 2.0], [3.0, 500.0])]
+    validation = ChunkedValidation(
+        checks, agency="alpha", suite_name="triage-schema", state=runs.state, columns=["amount"]
+    )
+
+    first = {r.check.name for r in validation.add(chunks[0])}
+    second = validation.add(chunks[1])
+    outcome = validation.finish()
+
+    assert first == {"exists:amount", "exists:region", "type:amount", "range:amount"}
+    assert [(r.check.name, r.failing_rows) for r in second] == [("range:amount", [3])]
+    # the whole table's outcome still answers every check, the schema ones from chunk 1
+    assert {r.check.name: r.success for r in outcome.results} == {
+        "exists:amount": True,
+        "exists:region": False,
+        "type:amount": True,
+        "range:amount": False,
+    }
+    assert len(outcome.result_id.split(",")) == 2  # a GX result per chunk, both in Data Docs
+    pages = "\n".join(p.read_text() for p in outcome.data_docs.rglob("*.html"))
+    assert "triage-schema-rows" in pages and "triage-schema" in pages
+
+
 def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None:
     from pipelines.validation.gx import run_checks_in_chunks
 
