@@ -1,6 +1,8 @@
-"""Scoring a batch as a stream: each chunk is read, validated, scored and written before the
-next one is read, so memory follows the chunk size and not the batch. Nothing is visible until
-the whole batch is published (see pipelines.scoring.batches)."""
+"""Scoring a batch as a stream: each chunk is read, validated, scored and written in turn, so
+memory follows the chunk size and not the batch. While one chunk is scored and written (on a
+worker thread: LightGBM and parquet release the GIL), the next is read and validated; at most
+one chunk is in flight. Nothing is visible until the whole batch is published (see
+pipelines.scoring.batches)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +56,8 @@ class StreamOptions:
     chunk_rows: int = 250_000  # rows read, validated and scored at a time
     part_rows: int = 1_000_000  # rows per parquet file of a large batch
     threads: int = field(default_factory=available_cores)
+    # score and write a chunk on a worker thread while the next is read and validated
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1 or self.part_rows < 1 or self.threads < 1:
@@ -352,8 +357,40 @@ class BatchStream:
         self.scoring_problem: Exception | None = None
         self.rows_in = 0
         self.scored_at = datetime.now(UTC)
+        # the in-process scorer overlaps with reading; a cluster's scorer is left as it is
+        overlap = options.overlap and isinstance(self.scorer, NativeScorer)
+        self.worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="agencyml-score")
+            if overlap
+            else None
+        )
+        self.in_flight: Future[None] | None = None
+
+    def score_in_turn(
+        self, record_batch: pa.RecordBatch, conformed: pd.DataFrame, keep: np.ndarray
+    ) -> None:
+        """Score the chunk on the worker thread once the one before it is written."""
+        self.wait_for_scoring()
+        if self.worker is None:
+            self.score_chunk(record_batch, conformed, keep)
+        else:
+            self.in_flight = self.worker.submit(self.score_chunk, record_batch, conformed, keep)
+
+    def wait_for_scoring(self) -> None:
+        """Wait for the chunk in flight, if any; its error, if it had one, is raised here."""
+        in_flight, self.in_flight = self.in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                self.wait_for_scoring()
+            self.worker.shutdown(wait=True)
+            self.worker = None
 
     def discard(self) -> None:
+        self.stop_worker()  # nothing may write into the staging folder once it is gone
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 self.writer.close()
@@ -392,10 +429,11 @@ class BatchStream:
             if reasons:
                 with self.clock.timing("quarantine"):
                     self.quarantine.write(failing_rows(record_batch, reasons))
+            self.wait_for_scoring()  # a problem it found decides whether this chunk is scored
             if self.can_score() and not problems:
                 keep = np.ones(len(frame), dtype=bool)
                 keep[list(reasons)] = False
-                self.score_chunk(record_batch, conformed, keep)
+                self.score_in_turn(record_batch, conformed, keep)
             self.rows_in += len(frame)
             on_rows(len(frame))
             if self.deadline is not None:
@@ -403,6 +441,8 @@ class BatchStream:
                     f"after {self.rows_in:,} rows were read, validated and scored; nothing was "
                     "published"
                 )
+
+        self.wait_for_scoring()
 
     def can_score(self) -> bool:
         return not self.cast_problems and self.scoring_problem is None
@@ -455,6 +495,8 @@ class BatchStream:
 
     def finish(self, input_sha256: str) -> StagedBatch:
         assert self.validation is not None  # every table yields at least one chunk
+        self.wait_for_scoring()
+        self.stop_worker()
         outcome = self.validation.finish()
         limit = self.spec.params.expectations.max_quarantine_fraction
         problems = dict(self.cast_problems)

@@ -195,3 +195,36 @@ def test_lineage_follows_a_batch_in_parts_and_names_a_missing_part(project):
         assert node.facts["scored file"] == "missing"
     finally:
         part.with_suffix(".moved").rename(part)
+
+
+def test_an_error_while_a_chunk_is_scored_on_the_worker_thread_stops_the_run_cleanly(project):
+    from pipelines.scoring.streaming import NativeScorer, StreamOptions, score_to_staging
+
+    class FailsOnThirdChunk(NativeScorer):
+        calls = 0
+
+        def scores(self, conformed):
+            type(self).calls += 1
+            if type(self).calls == 3:
+                raise OSError("disk full while scoring")
+            return super().scores(conformed)
+
+    spec = load_use_case(*FRAUD)
+    model = tracking.load_model(spec.model_name, state_dir())
+    with pytest.raises(OSError, match="disk full while scoring"):
+        score_to_staging(
+            spec,
+            project["batch"],
+            model,
+            batch_id="batch-worker-error",
+            input_sha256="0" * 64,
+            state=state_dir(),
+            options=StreamOptions(chunk_rows=CHUNK_ROWS, overlap=True),
+            scorer=FailsOnThirdChunk(model, 2),
+        )
+
+    assert FailsOnThirdChunk.calls == 3  # no chunk was scored after the failure
+    output = state_dir().output_dir(*FRAUD)
+    assert not list(output.glob("*batch-worker-error*"))  # neither published nor staged
+    quarantine = state_dir().quarantine(*FRAUD)
+    assert not list(quarantine.glob("*batch-worker-error*"))
