@@ -128,9 +128,21 @@ def stop(state: StateDir) -> LocalServer | None:
             server = LocalServer(**json.loads(record_path(state).read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        stop_process(server.pid)
+        if is_prefect_server(server.pid):  # a pid from before a reboot may be another's now
+            stop_process(server.pid)
         record_path(state).unlink(missing_ok=True)
         return server
+
+
+def is_prefect_server(pid: int) -> bool:
+    """Whether the process runs `prefect server start` (read from /proc where there is one)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return process_alive(pid)  # no /proc to read: trust the record
+    return b"server" in command and b"start" in command and process_alive(pid)
 
 
 def stop_process(pid: int, grace: float = 10.0) -> None:

@@ -60,3 +60,19 @@ def test_a_garbled_or_stale_record_is_no_server(tmp_path, record):
 
 def test_stopping_when_none_runs_is_a_no_op(tmp_path):
     assert local_server.stop(StateDir(tmp_path / "state")) is None
+
+
+def test_stop_leaves_a_process_alone_that_is_not_a_prefect_server(tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.prefect_home.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"url": "http://127.0.0.1:9/api", "pid": other.pid, "port": 9, "log": "x"}
+        local_server.record_path(state).write_text(json.dumps(record))
+
+        assert local_server.stop(state) is not None
+        assert other.poll() is None  # still running: its pid was only in a stale record
+        assert not local_server.record_path(state).exists()
+    finally:
+        other.kill()
+        other.wait()
