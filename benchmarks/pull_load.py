@@ -43,6 +43,8 @@ def prepare(work: Path, rows: int) -> tuple[dict[str, str], str]:
         "AGENCYML_HOME": str(work / "state"),
         "AGENCYML_PROJECT_ROOT": str(ROOT),
         "PYTHONPATH": str(ROOT),
+        # a background Prefect server would outlive the scratch state directory
+        "AGENCYML_PREFECT_SERVER": "temporary",
     }
     agencyml = [sys.executable, "-m", "flows"]
     run([*agencyml, "train", "-a", "business-aid", "-u", "fraud-risk"], env)

@@ -91,6 +91,8 @@ def prepare(work: Path, sizes: list[int]) -> tuple[Path, dict[int, Path]]:
     """Train fraud-risk into a scratch state and write unlabelled batches of each size."""
     state = work / "state"
     env = {**os.environ, "AGENCYML_HOME": str(state), "AGENCYML_PROJECT_ROOT": str(ROOT)}
+    # a background Prefect server would outlive the scratch state directory
+    env["AGENCYML_PREFECT_SERVER"] = "temporary"
     train = [sys.executable, "-m", "flows", "train", "-a", "business-aid", "-u", "fraud-risk"]
     subprocess.run(train, cwd=ROOT, env=env, check=True, capture_output=True)
     batches = {}
