@@ -112,6 +112,8 @@ def retrain(tree: Path, scratch: StateDir, agency: str, use_case: str) -> None:
         "AGENCYML_HOME": str(scratch.root),
         "PREFECT_HOME": str(scratch.root / "prefect"),
         "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]),
+        # Prefect's temporary server: a background one would outlive the scratch state
+        "AGENCYML_PREFECT_SERVER": "temporary",
     }
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "flows", "train", "--agency", agency, "--use-case", use_case]
