@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,14 @@ def strip_labels(path: Path) -> Path:
     return target
 
 
-def measure(bench: Bench, paths: dict[str, Path], repeats: int) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class Timing:
+    work: str
+    agencyml: float  # the fastest run
+    reference: float | None  # None: nothing to compare with (a lookup)
+
+
+def measure(bench: Bench, paths: dict[str, Path], repeats: int) -> list[Timing]:
     score = ("score", "-a", "business-aid", "-u", "fraud-risk", "-i")
     out = bench.work / "minimal.parquet"
     cases = {
@@ -179,7 +187,10 @@ def measure(bench: Bench, paths: dict[str, Path], repeats: int) -> list[dict[str
             timings["agencyml"].append(ours(run + 1))
             if reference is not None:
                 timings["reference"].append(reference(run + 1))
-        results.append({"work": work, **{k: min(v) if v else None for k, v in timings.items()}})
+        reference_runs = timings["reference"]
+        results.append(
+            Timing(work, min(timings["agencyml"]), min(reference_runs) if reference_runs else None)
+        )
         print(f"done: {work}", file=sys.stderr)
     return results
 
@@ -195,7 +206,7 @@ def variant(path: Path, run: int) -> Path:
     return target
 
 
-def report(results: list[dict[str, object]], rows: int, first_command: float) -> str:
+def report(results: list[Timing], rows: int, first_command: float) -> str:
     load = os.getloadavg()
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -206,10 +217,9 @@ def report(results: list[dict[str, object]], rows: int, first_command: float) ->
         "| --- | --- | --- | --- |",
     ]
     for r in results:
-        ours, reference = r["agencyml"], r["reference"]
-        ratio = f"{float(ours) / float(reference):.2f}x" if reference else "-"  # type: ignore[arg-type]
-        shown = f"{float(reference):.2f}" if reference else "(a lookup)"  # type: ignore[arg-type]
-        lines.append(f"| {r['work']} | {float(ours):.2f} | {shown} | {ratio} |")  # type: ignore[arg-type]
+        ratio = f"{r.agencyml / r.reference:.2f}x" if r.reference else "-"
+        shown = f"{r.reference:.2f}" if r.reference else "(a lookup)"
+        lines.append(f"| {r.work} | {r.agencyml:.2f} | {shown} | {ratio} |")
     lines.append("")
     lines.append(
         f"The first command of the run, `agencyml train` of fraud-risk, which also started the "

@@ -56,6 +56,17 @@ def suite_inputs(profile_path: Path) -> tuple[list[Any], dict[str, str]]:
     return scoring_checks(params, profile, NOW), column_kinds(params)
 
 
+def results_of(validation: Any, checks: list[Any]) -> list[Any]:
+    """A GX validation's results as the gate reads them, each matched to its check."""
+    from pipelines.validation import gx as gate
+
+    by_name = {c.name: c for c in checks}
+    return [
+        gate.read_result(by_name[r.expectation_config.meta[gate.CHECK_META]], r)
+        for r in validation.results
+    ]
+
+
 def verdict_of(results: list[Any]) -> Verdict:
     return {
         r.check.name: (bool(r.success), int(r.unexpected_count), sorted(map(int, r.failing_rows)))
@@ -324,11 +335,7 @@ def run_duckdb(path: Path, state: Path, chunk_rows: int) -> tuple[int, Verdict]:
     context.build_data_docs(
         resource_identifiers=[key, ExpectationSuiteIdentifier(name="duckdb")], build_index=True
     )
-    by_name = {c.name: c for c in checks}
-    results = [
-        gate.read_result(by_name[r.expectation_config.meta[gate.CHECK_META]], r)
-        for r in validation.results
-    ]
+    results = results_of(validation, checks)
     failing = sorted({row for r in results for row in r.failing_rows})
     fetch_rows_by_id(path, failing)
     results += [gate.row_count_result(c, rows) for c in checks if c.kind == "row_count"]
@@ -470,11 +477,7 @@ def run_arrow_then_gx(path: Path, state: Path, chunk_rows: int) -> tuple[int, Ve
     context.build_data_docs(
         resource_identifiers=[key, ExpectationSuiteIdentifier(name="arrow-gx")], build_index=True
     )
-    by_name = {c.name: c for c in checks}
-    results = [
-        gate.read_result(by_name[r.expectation_config.meta[gate.CHECK_META]], r)
-        for r in validation.results
-    ]
+    results = results_of(validation, checks)
     scanned = {
         name: np.concatenate([np.array([], dtype=np.int64), *parts])
         for name, parts in scan.failing.items()
