@@ -9,8 +9,7 @@ Candidates, all fed the same suite (`scoring_checks`) and the same parquet file:
   arrow-gx     the checks compiled to pyarrow.compute over record batches, then GX runs the
                same suite on the flagged rows only (the evidence still comes from GX)
 Each measurement runs in its own process, so its peak RSS is its own.
-Run: pip install -e '.[bench]' -c constraints.txt (duckdb and duckdb-engine, for gx-duckdb),
-then python benchmarks/gate_engines.py --rows 2000000
+Run: python benchmarks/gate_engines.py --rows 2000000
 """
 
 from __future__ import annotations

@@ -62,6 +62,11 @@ class StateDir:
         return self.root / "inbox"
 
     @property
+    def scratch_dir(self) -> Path:
+        """Working files of one command, removed when it ends (e.g. the gate's batch file)."""
+        return self.root / "scratch"
+
+    @property
     def samples_dir(self) -> Path:
         return self.root / "samples"
 

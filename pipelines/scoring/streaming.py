@@ -35,7 +35,7 @@ from pipelines.registry import records, tracking
 from pipelines.validation import quality
 from pipelines.validation.expectations import column_kinds, scoring_checks
 from pipelines.validation.gate import QUARANTINE_REASON, BatchRejectedError, judge
-from pipelines.validation.gx import CheckResult, ChunkedValidation, ValidationOutcome
+from pipelines.validation.gx import BatchValidation, ValidationOutcome
 
 SCORE_BINS = 100_000  # score quantiles in the manifest are within 1e-5 of np.quantile
 
@@ -312,7 +312,7 @@ def score_to_staging(
     options = options or StreamOptions()
     stream = BatchStream(spec, path, model, batch_id, state, options, scorer, deadline)
     try:
-        stream.run(on_rows or (lambda rows: None))
+        stream.run(on_rows or (lambda rows: None), input_sha256)
         return stream.finish(input_sha256)
     except storage.InputFileError as error:
         stream.discard()
@@ -352,7 +352,8 @@ class BatchStream:
         self.drift = DriftAccumulator(reference) if reference is not None else None
         policy = self.bundle.policy
         self.top = TopK(policy.top_k) if isinstance(policy, CapacityPolicy) else None
-        self.validation: ChunkedValidation | None = None
+        self.outcome: ValidationOutcome | None = None  # the gate's, after the first pass
+        self.failing: dict[int, list[str]] = {}  # failing rows' positions and reasons
         self.cast_problems: dict[str, str] = {}
         self.scoring_problem: Exception | None = None
         self.rows_in = 0
@@ -397,55 +398,110 @@ class BatchStream:
         self.staged.discard()
         self.quarantine.discard()
 
-    def run(self, on_rows: Callable[[int], None]) -> None:
-        kinds = column_kinds(self.spec.params)
-        date_formats = self.spec.params.features.date_format_of()
+    def run(self, on_rows: Callable[[int], None], input_sha256: str) -> None:
+        """Two passes over the input: the gate over the whole batch, then scoring."""
+        self.gate(input_sha256)
+        self.score_passing(on_rows)
+
+    def read_chunks(self) -> Iterator[tuple[pa.RecordBatch, pd.DataFrame]]:
+        """The input chunk by chunk, as read and as a frame, with made row ids if it has no id
+        column; the same chunks on every pass."""
         chunks = storage.iter_record_batches(
             self.path, self.options.chunk_rows, self.spec.params.batch_format
         )
+        params = self.spec.params
+        row_ids = RowIds({params.target}) if params.id_column is None else None
         while True:
             with self.clock.timing("read"):
                 record_batch = next(chunks, None)
                 if record_batch is None:
-                    break
+                    return
                 frame = record_batch.to_pandas()
-                if self.row_ids is not None:  # no id column: one made from each row's values
-                    frame = self.row_ids.of(frame)
+                if row_ids is not None:  # no id column: one made from each row's values
+                    frame = row_ids.of(frame)
                     record_batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
-            with self.clock.timing("validate"):
-                conformed, problems = conform_columns(frame, kinds, date_formats)
-                for column, problem in problems.items():
-                    self.cast_problems.setdefault(column, problem)
-                if self.validation is None:
-                    checks = scoring_checks(self.spec.params, self.bundle.profile, self.scored_at)
-                    self.validation = ChunkedValidation(
-                        checks,
-                        agency=self.spec.agency,
-                        suite_name=f"{self.spec.name}-scoring",
-                        state=self.state,
-                        columns=list(conformed.columns),
+            yield record_batch, frame
+
+    def gate(self, input_sha256: str) -> None:
+        """Pass 1: every chunk conformed into the gate's file, then one GX Checkpoint over the
+        batch. A rejected batch is quarantined whole and raises before anything is scored."""
+        kinds = column_kinds(self.spec.params)
+        date_formats = self.spec.params.features.date_format_of()
+        validation: BatchValidation | None = None
+        try:
+            for _, frame in self.read_chunks():
+                with self.clock.timing("validate"):
+                    conformed, problems = conform_columns(frame, kinds, date_formats)
+                    for column, problem in problems.items():
+                        self.cast_problems.setdefault(column, problem)
+                    if validation is None:
+                        validation = BatchValidation(
+                            scoring_checks(self.spec.params, self.bundle.profile, self.scored_at),
+                            agency=self.spec.agency,
+                            suite_name=f"{self.spec.name}-scoring",
+                            state=self.state,
+                            columns=list(conformed.columns),
+                        )
+                    validation.add(conformed)
+                if self.deadline is not None:
+                    self.deadline.check(
+                        f"after {validation.rows:,} rows were read and validated; nothing was "
+                        "published"
                     )
-                reasons = row_reasons(self.validation.add(conformed), self.rows_in)
+            assert validation is not None  # every table yields at least one chunk
+            with self.clock.timing("validate"):
+                self.outcome = validation.finish()
+        finally:
+            if validation is not None:
+                validation.discard()
+        limit = self.spec.params.expectations.max_quarantine_fraction
+        try:
+            self.failing = judge(self.outcome, dict(self.cast_problems), limit)
+        except BatchRejectedError as rejection:
+            self.discard()
+            raise quality.reject_batch(
+                self.spec,
+                self.path,
+                input_sha256,
+                self.batch_id,
+                self.outcome,
+                rejection.problems,
+                self.state,
+                record_failure=records.record_failed_validation,
+            ) from None
+
+    def score_passing(self, on_rows: Callable[[int], None]) -> None:
+        """Pass 2: the failing rows of each chunk set aside as they came in, the others scored
+        and written on the worker thread while the next chunk is read."""
+        kinds = column_kinds(self.spec.params)
+        date_formats = self.spec.params.features.date_format_of()
+        failing = np.array(sorted(self.failing), dtype=np.int64)
+        for record_batch, frame in self.read_chunks():
+            start, rows = self.rows_in, len(frame)
+            reasons = chunk_reasons(self.failing, failing, start, rows)
             if reasons:
                 with self.clock.timing("quarantine"):
                     self.quarantine.write(failing_rows(record_batch, reasons))
-            self.wait_for_scoring()  # a problem it found decides whether this chunk is scored
-            if self.can_score() and not problems:
-                keep = np.ones(len(frame), dtype=bool)
+            with self.clock.timing("conform"):
+                conformed, _ = conform_columns(frame, kinds, date_formats)
+            self.wait_for_scoring()  # a problem it found stops the scoring
+            if self.scoring_problem is None:
+                keep = np.ones(rows, dtype=bool)
                 keep[list(reasons)] = False
                 self.score_in_turn(record_batch, conformed, keep)
-            self.rows_in += len(frame)
-            on_rows(len(frame))
+            self.rows_in += rows
+            on_rows(rows)
             if self.deadline is not None:
                 self.deadline.check(
-                    f"after {self.rows_in:,} rows were read, validated and scored; nothing was "
-                    "published"
+                    f"after {self.rows_in:,} rows were validated and scored; nothing was published"
                 )
-
         self.wait_for_scoring()
-
-    def can_score(self) -> bool:
-        return not self.cast_problems and self.scoring_problem is None
+        if self.rows_in != self.outcome.rows:
+            raise storage.InputFileError(
+                f"{self.path} changed while it was scored: {self.outcome.rows:,} rows were "
+                f"validated but {self.rows_in:,} read to score; score it again once it is "
+                "complete"
+            )
 
     def score_chunk(
         self, record_batch: pa.RecordBatch, conformed: pd.DataFrame, keep: np.ndarray
@@ -494,26 +550,10 @@ class BatchStream:
         }
 
     def finish(self, input_sha256: str) -> StagedBatch:
-        assert self.validation is not None  # every table yields at least one chunk
         self.wait_for_scoring()
         self.stop_worker()
-        outcome = self.validation.finish()
-        limit = self.spec.params.expectations.max_quarantine_fraction
-        problems = dict(self.cast_problems)
-        try:
-            failing = judge(outcome, problems, limit)
-        except BatchRejectedError as rejection:
-            self.discard()
-            raise quality.reject_batch(
-                self.spec,
-                self.path,
-                input_sha256,
-                self.batch_id,
-                outcome,
-                rejection.problems,
-                self.state,
-                record_failure=records.record_failed_validation,
-            ) from None
+        outcome, failing = self.outcome, self.failing
+        assert outcome is not None  # run() validated the batch
         if self.scoring_problem is not None:
             raise self.scoring_problem
         if len(failing) != self.quarantine.rows:
@@ -574,14 +614,13 @@ class BatchStream:
         return self.drift.result(DriftThresholds(warn=thresholds.warn, alert=thresholds.alert))
 
 
-def row_reasons(results: list[CheckResult], offset: int) -> dict[int, list[str]]:
-    """The chunk's failing rows (positions within the chunk) and the checks each failed."""
-    reasons: dict[int, list[str]] = {}
-    for result in results:
-        if not result.success:
-            for row in result.failing_rows:
-                reasons.setdefault(row - offset, []).append(result.check.describe())
-    return reasons
+def chunk_reasons(
+    failing: dict[int, list[str]], positions: np.ndarray, start: int, rows: int
+) -> dict[int, list[str]]:
+    """The failing rows of the chunk of `rows` rows from batch position `start`, by their
+    place in the chunk, with their reasons; `positions` is the sorted keys of `failing`."""
+    here = positions[np.searchsorted(positions, start) : np.searchsorted(positions, start + rows)]
+    return {int(row) - start: failing[int(row)] for row in here}
 
 
 def failing_rows(record_batch: pa.RecordBatch, reasons: dict[int, list[str]]) -> pa.Table:

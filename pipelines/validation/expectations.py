@@ -17,8 +17,12 @@ from pipelines.config import UseCase
 from pipelines.data.columns import text_column
 
 Level = Literal["batch", "row"]
-STRING_TYPES = ["object", "str", "string"]
-COLUMN_TYPES = {"numeric": ["float64"], "text": STRING_TYPES, "date": ["datetime64[ns]"]}
+# each kind's column types as GX's SQL engine names them in the gate's file (validation.gx)
+COLUMN_TYPES = {
+    "numeric": ["DOUBLE_PRECISION"],
+    "text": ["VARCHAR", "String"],
+    "date": ["TIMESTAMP"],
+}
 MAX_PROFILED_CATEGORIES = 5_000
 
 

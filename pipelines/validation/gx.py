@@ -5,10 +5,14 @@ mix agencies), with one suite, ValidationDefinition and Checkpoint per use case 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import itertools
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,9 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.paths import StateDir
-from pipelines.validation.expectations import Check
+from pipelines.validation.expectations import COLUMN_TYPES, Check
 
 ROW_KEY = "__agencyml_row__"
 CHECK_META = "agencyml_check"
@@ -48,7 +54,11 @@ class CheckResult:
         if self.check.kind in ("column_exists",):
             hint = closest_column_hint(str(self.check.column), self.observed)
             return f"expected {self.check.describe()}, but it is missing{hint}"
-        if self.check.kind in ("row_count", "recent", "column_type"):
+        if self.check.kind == "column_type":
+            kind = next((k for k, names in COLUMN_TYPES.items() if self.observed in names), None)
+            found = f"{kind} values ({self.observed})" if kind else self.observed
+            return f"expected {self.check.describe()}, but found {found}"
+        if self.check.kind in ("row_count", "recent"):
             return f"expected {self.check.describe()}, but found {self.observed}"
         if self.error:
             return f"expected {self.check.describe()}, but it could not be checked: {self.error}"
@@ -147,31 +157,29 @@ def run_checks_in_chunks(
     suite_name: str,
     state: StateDir,
 ) -> ValidationOutcome:
-    """Validate a table chunk by chunk, so a batch larger than memory can be checked."""
+    """Validate a table given chunk by chunk, so a batch larger than memory can be checked."""
     chunks = iter(chunks)
     first = next(chunks)
-    validation = ChunkedValidation(
+    validation = BatchValidation(
         checks, agency=agency, suite_name=suite_name, state=state, columns=list(first.columns)
     )
-    for chunk in itertools.chain([first], chunks):
-        validation.add(chunk)
-    return validation.finish()
+    try:
+        for chunk in itertools.chain([first], chunks):
+            validation.add(chunk)
+        return validation.finish()
+    finally:
+        validation.discard()
 
 
-SCHEMA_KINDS = ("column_exists", "column_type")
+class BatchValidation:
+    """One GX Checkpoint for a whole batch, on GX's SQL engine over DuckDB.
 
-
-class ChunkedValidation:
-    """One GX Checkpoint run per chunk, with what spans chunks counted here as they pass.
-
-    `add` returns the chunk's own results (row positions are global), so a caller can set the
-    chunk's failing rows aside at once; `finish` gives the outcome of the whole table: the row
-    count, the newest date over all chunks, and ids repeated across chunks.
-
-    Column presence and types are the table's, not a chunk's: every chunk of one file has the
-    same columns, conformed to the same types. They are checked with the first chunk only (the
-    whole suite); later chunks run the row checks alone (the suite '<name>-rows'), which saves
-    about a quarter of each later checkpoint."""
+    `add` appends a chunk of conformed rows, with its rows' positions in the batch, to a
+    parquet file in a scratch folder (only the columns the suite checks, each in one arrow type
+    for the whole file: GateFile). `finish` points the suite's DuckDB view at that file and runs
+    the suite's Checkpoint once: DuckDB reads the file in place and spills to disk, so memory
+    stays flat, and a repeated id is found wherever its copies fall. Failing rows come back by
+    position (ROW_KEY). Data Docs are built once, for the batch's result."""
 
     def __init__(
         self,
@@ -182,96 +190,214 @@ class ChunkedValidation:
         state: StateDir,
         columns: list[str],
     ) -> None:
-        context = agency_context(agency, state)
-        self.checks = checks
+        self.checks, self.agency, self.state = checks, agency, state
         self.columns = [str(column) for column in columns]
         self.suite_name = suite_name
-        per_chunk = [
+        self.suite_checks = [
             c
             for c in checks
             if c.kind != "row_count"
-            and (c.kind == "column_exists" or c.column is None or c.column in columns)
+            and (c.kind == "column_exists" or c.column is None or c.column in self.columns)
         ]
-        self.context = context
-        self.checkpoint = build_checkpoint(context, suite_name, per_chunk)
-        row_checks = [c for c in per_chunk if c.kind not in SCHEMA_KINDS]
-        self.rows_suite = f"{suite_name}-rows"
-        self.row_checkpoint = (
-            build_checkpoint(context, self.rows_suite, row_checks) if row_checks else None
-        )
-        self.result_keys: list[Any] = []
-        self.text_columns = {
-            c.column for c in per_chunk if c.kind == "column_type" and c.options["kind"] == "text"
-        }
-        self.totals = ChunkTotals({c.name: c for c in per_chunk})
-        self.data_docs = Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
+        state.scratch_dir.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix="gate-", dir=state.scratch_dir))
+        self.file = GateFile(self.scratch / "batch.parquet", self.suite_checks, self.columns)
 
-    def add(self, chunk: pd.DataFrame) -> list[CheckResult]:
-        keyed = chunk.reset_index(drop=True)
-        for column in keyed.select_dtypes(include=["string", "str"]).columns:
-            if column in self.text_columns:
-                keyed[column] = keyed[column].astype(object)  # GX's text check knows object
-        keyed[ROW_KEY] = np.arange(self.totals.rows, self.totals.rows + len(chunk))
-        first = not self.result_keys
-        if not first and self.row_checkpoint is None:  # nothing but schema checks
-            return self.totals.add([], None, keyed)
-        checkpoint = self.checkpoint if first else self.row_checkpoint
-        run = checkpoint.run(batch_parameters={"dataframe": keyed})
-        result_key, validation = next(iter(run.run_results.items()))
-        self.result_keys.append(result_key)
-        return self.totals.add(validation.results, str(result_key), keyed)
+    @property
+    def rows(self) -> int:
+        return self.file.rows
 
-    def build_data_docs(self) -> None:
-        """Data Docs for the table's results, once: rebuilding the site's index after every
-        chunk costs more the more results the store holds."""
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
-        )
-
-        self.context.build_data_docs(
-            resource_identifiers=[
-                *self.result_keys,
-                ExpectationSuiteIdentifier(name=self.suite_name),
-                *(
-                    [ExpectationSuiteIdentifier(name=self.rows_suite)]
-                    if len(self.result_keys) > 1
-                    else []
-                ),
-            ],
-            build_index=True,
-        )
+    def add(self, chunk: pd.DataFrame) -> None:
+        self.file.add(chunk)
 
     def finish(self) -> ValidationOutcome:
-        self.build_data_docs()
+        from pipelines.durable import file_lock
+        from pipelines.validation import gx_duckdb
+
+        rows = self.file.close()
+        context = agency_context(self.agency, self.state)
+        database = Path(context.root_directory) / "duckdb" / f"{self.suite_name}.duckdb"
+        database.parent.mkdir(parents=True, exist_ok=True)
+        results: list[CheckResult] = []
+        result_id = ""
+        if self.suite_checks:
+            # one batch at a time per suite: its view names one file
+            with file_lock(database.with_suffix(".lock")):
+                gx_duckdb.point_view_at(database, self.file.path, threads=available_threads())
+                checkpoint = build_checkpoint(context, self.suite_name, self.suite_checks, database)
+                if checkpoint.result_format != result_format(rows):
+                    checkpoint.result_format = result_format(rows)
+                    checkpoint.save()  # GX runs only the saved form of a checkpoint
+                try:
+                    with gx_duckdb.gx_on_duckdb():
+                        run = checkpoint.run()
+                finally:
+                    gx_duckdb.release(checkpoint)
+            result_key, validation = next(iter(run.run_results.items()))
+            by_name = {c.name: c for c in self.suite_checks}
+            results = [
+                read_result(by_name[raw.expectation_config.meta[CHECK_META]], raw)
+                for raw in validation.results
+            ]
+            result_id = str(result_key)
+            build_data_docs(context, result_key, self.suite_name)
         results = [
             replace(r, observed=self.columns)
             if r.check.kind == "column_exists" and not r.success
             else r
-            for r in self.totals.results()
+            for r in results
         ]
-        results += [
-            row_count_result(c, self.totals.rows) for c in self.checks if c.kind == "row_count"
-        ]
+        results += [row_count_result(c, rows) for c in self.checks if c.kind == "row_count"]
         return ValidationOutcome(
             suite_name=self.suite_name,
-            rows=self.totals.rows,
+            rows=rows,
             results=results,
-            result_id=",".join(self.totals.result_ids),
-            data_docs=self.data_docs,
+            result_id=result_id,
+            data_docs=Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site",
             columns=self.columns,
         )
 
+    def discard(self) -> None:
+        self.file.abandon()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
-def build_checkpoint(context: Any, suite_name: str, checks: list[Check]) -> Any:
-    """One suite, ValidationDefinition and Checkpoint per use case and stage, kept in GX.
+
+def available_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def result_format(rows: int) -> dict[str, Any]:
+    """COMPLETE results with each failing row's position. On SQL, GX cuts the failing rows at
+    partial_unexpected_count (20 by default) even for COMPLETE: the batch's row count lets
+    every failing row through."""
+    return {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ROW_KEY],
+        "partial_unexpected_count": max(rows, 20),
+    }
+
+
+def build_data_docs(context: Any, result_key: Any, suite_name: str) -> None:
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    context.build_data_docs(
+        resource_identifiers=[result_key, ExpectationSuiteIdentifier(name=suite_name)],
+        build_index=True,
+    )
+
+
+class GateFile:
+    """The rows a suite checks, as one parquet file: the checked columns present in the table,
+    plus each row's position in the batch (ROW_KEY).
+
+    Each column has one arrow type for the whole file, chosen from the first chunk: the type of
+    its kind (float64, string, naive UTC timestamp) when the chunk holds that kind, else string,
+    so that the column's type check fails and says what it found. A later chunk whose column
+    will not take the file's type (a cast that failed in that chunk only, which rejects the
+    batch anyway) is written as empty cells there."""
+
+    def __init__(self, path: Path, checks: list[Check], columns: list[str]) -> None:
+        self.path = path
+        self.kinds = {
+            c.column: c.options["kind"] for c in checks if c.kind == "column_type" and c.column
+        }
+        checked = {c.column for c in checks if c.column}
+        self.columns = [c for c in columns if c in checked]
+        self.schema: pa.Schema | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        chunk = chunk.reset_index(drop=True)
+        if self.schema is None:
+            self.schema = pa.schema(
+                [pa.field(c, first_type(chunk[c], self.kinds.get(c))) for c in self.columns]
+                + [pa.field(ROW_KEY, pa.int64())]
+            )
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        types = self.schema.types[: len(self.columns)]
+        arrays = [as_arrow(chunk[c], t) for c, t in zip(self.columns, types, strict=True)]
+        arrays.append(pa.array(np.arange(self.rows, self.rows + len(chunk)), pa.int64()))
+        assert self.writer is not None
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.rows += len(chunk)
+
+    def close(self) -> int:
+        if self.writer is None:  # no chunk at all: an empty file with the columns as text
+            self.add(pd.DataFrame({c: pd.Series([], dtype=object) for c in self.columns}))
+        assert self.writer is not None
+        self.writer.close()
+        return self.rows
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+
+TIMESTAMP = pa.timestamp("us")
+
+
+def first_type(values: pd.Series, kind: str | None) -> pa.DataType:
+    """The column's arrow type in the gate's file (GateFile)."""
+    if kind == "numeric" and is_number(values):
+        return pa.float64()
+    if kind == "date" and pd.api.types.is_datetime64_any_dtype(values):
+        return TIMESTAMP
+    if kind is None:
+        try:
+            inferred = pa.array(values, from_pandas=True).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            return pa.string()
+        if pa.types.is_timestamp(inferred):
+            return TIMESTAMP
+        return pa.string() if pa.types.is_null(inferred) else inferred
+    return pa.string()
+
+
+def is_number(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def as_arrow(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
+    """The column in the file's type; empty cells where it will not take it (GateFile)."""
+    try:
+        if pa.types.is_string(arrow_type):
+            text = values.astype(object).where(values.notna(), None)
+            return pa.array([None if v is None else str(v) for v in text], pa.string())
+        if arrow_type == TIMESTAMP:
+            if not pd.api.types.is_datetime64_any_dtype(values):
+                raise TypeError("not dates")
+            if getattr(values.dt, "tz", None) is not None:
+                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            return pa.array(values.astype("datetime64[us]"), TIMESTAMP, from_pandas=True)
+        if pa.types.is_floating(arrow_type) and not is_number(values):
+            raise TypeError("not numbers")
+        return pa.array(values, arrow_type, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return pa.nulls(len(values), arrow_type)
+
+
+def build_checkpoint(context: Any, suite_name: str, checks: list[Check], database: Path) -> Any:
+    """One suite, DuckDB data source, ValidationDefinition and Checkpoint per use case and
+    stage, kept in GX.
 
     Saving a suite compares every expectation with the stored ones (slow for large suites),
     so an unchanged suite, tagged with a digest of its checks, is reused as it is."""
     import great_expectations as gx
 
+    from pipelines.validation import gx_duckdb
+
+    source_name = f"duckdb-{suite_name}"
+    connection = gx_duckdb.connection_string(database)
     digest = hashlib.sha256(
         json.dumps(
-            {"checks": [asdict(c) for c in checks], "actions": "data docs after the last chunk"},
+            {"checks": [asdict(c) for c in checks], "engine": connection, "data docs": "once"},
             sort_keys=True,
             default=str,
         ).encode()
@@ -288,104 +414,21 @@ def build_checkpoint(context: Any, suite_name: str, checks: list[Check]) -> Any:
         meta={"agencyml_checks_sha256": digest},
     )
     suite = context.suites.add_or_update(suite)
+    source = context.data_sources.add_or_update_sql(source_name, connection_string=connection)
+    batch = source.add_table_asset(
+        gx_duckdb.VIEW, table_name=gx_duckdb.VIEW
+    ).add_batch_definition_whole_table("whole-table")
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(
-            name=suite_name, data=whole_table_batch(context, suite_name), suite=suite
-        )
+        gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
     )
     return context.checkpoints.add_or_update(
         gx.Checkpoint(
             name=suite_name,
             validation_definitions=[definition],
-            actions=[],  # Data Docs are built once per table, after its last chunk
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_KEY]},
+            actions=[],  # Data Docs are built once per batch, by build_data_docs
+            result_format=result_format(0),
         )
     )
-
-
-class ChunkTotals:
-    """Per-check results summed over chunks. Ids repeated across chunks are found at the end
-    from a 64-bit hash per row (8 bytes a row, not a set of the ids themselves)."""
-
-    def __init__(self, checks: dict[str, Check]) -> None:
-        self.checks = checks
-        self.merged: dict[str, CheckResult] = {}
-        self.rows = 0
-        self.result_ids: list[str] = []
-        self.id_hashes: dict[str, list[np.ndarray]] = {}
-        self.id_present: dict[str, list[np.ndarray]] = {}
-
-    def add(
-        self, expectation_results: list[Any], result_id: str | None, keyed: pd.DataFrame
-    ) -> list[CheckResult]:
-        chunk_results = []
-        for raw in expectation_results:
-            result = read_result(self.checks[raw.expectation_config.meta[CHECK_META]], raw)
-            if result.check.kind == "unique" and result.check.column in keyed.columns:
-                self.remember_ids(result.check.name, keyed[result.check.column])
-            chunk_results.append(result)
-            self.merge(result)
-        self.rows += len(keyed)
-        if result_id is not None:
-            self.result_ids.append(result_id)
-        return chunk_results
-
-    def remember_ids(self, name: str, ids: pd.Series) -> None:
-        present = ids.notna().to_numpy()
-        hashes = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
-        self.id_hashes.setdefault(name, []).append(hashes)
-        self.id_present.setdefault(name, []).append(present)
-
-    def with_repeats_across_chunks(self, result: CheckResult) -> CheckResult:
-        """Every row whose id another row of the batch also has, as GX counts within one
-        chunk (both copies), wherever in the batch the copies fall: GX saw each chunk alone.
-
-        The usual batch has no repeats: its hashes are sorted in place and compared with their
-        neighbours (about 9 bytes a row). Positions are worked out only for repeated hashes."""
-        name = result.check.name
-        if name not in self.id_hashes:
-            return result
-        present = np.concatenate(self.id_present[name])
-        hashes = np.concatenate(self.id_hashes[name])
-        if not present.all():
-            hashes = hashes[present]
-        hashes.sort()
-        repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-        del hashes
-        if not len(repeated):
-            return result
-        hashes = np.concatenate(self.id_hashes[name])
-        repeats = np.flatnonzero(present & np.isin(hashes, repeated))
-        rows = sorted(set(repeats.tolist()) - set(result.failing_rows))
-        if not rows:
-            return result
-        return replace(
-            result,
-            success=False,
-            unexpected_count=result.unexpected_count + len(rows),
-            failing_rows=sorted([*result.failing_rows, *rows]),
-        )
-
-    def merge(self, result: CheckResult) -> None:
-        earlier = self.merged.get(result.check.name)
-        if earlier is None:
-            self.merged[result.check.name] = result
-            return
-        # the newest date of the batch is recent if the newest of any chunk is
-        either = result.check.kind == "recent"
-        self.merged[result.check.name] = replace(
-            earlier,
-            success=(earlier.success or result.success)
-            if either
-            else (earlier.success and result.success),
-            unexpected_count=earlier.unexpected_count + result.unexpected_count,
-            failing_rows=[*earlier.failing_rows, *result.failing_rows],
-            observed=earlier.observed if not earlier.success else result.observed,
-            error=earlier.error or result.error,
-        )
-
-    def results(self) -> list[CheckResult]:
-        return [self.with_repeats_across_chunks(result) for result in self.merged.values()]
 
 
 def row_count_result(check: Check, rows: int) -> CheckResult:
@@ -403,22 +446,6 @@ def agency_context(agency: str, state: StateDir) -> Any:
         context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
-
-
-def whole_table_batch(context: Any, asset_name: str) -> Any:
-    # found, not replaced: replacing the data source drops the other suites' assets
-    try:
-        source = context.data_sources.get("agencyml")
-    except KeyError:
-        source = context.data_sources.add_pandas("agencyml")
-    try:
-        asset = source.get_asset(asset_name)
-    except LookupError:
-        asset = source.add_dataframe_asset(asset_name)
-    try:
-        return asset.get_batch_definition("whole-table")
-    except KeyError:
-        return asset.add_batch_definition_whole_dataframe("whole-table")
 
 
 def to_expectation(check: Check) -> Any:
@@ -467,11 +494,11 @@ def raised_exception(info: dict[str, Any]) -> tuple[bool, str | None]:
 def read_result(check: Check, result: Any) -> CheckResult:
     details = result.result or {}
     raised, message = raised_exception(result.exception_info or {})
-    failing = [
+    failing = sorted(
         int(item[ROW_KEY])
         for item in details.get("unexpected_index_list") or []
         if isinstance(item, dict) and ROW_KEY in item
-    ]
+    )
     observed = details.get("observed_value")
     return CheckResult(
         check=check,

@@ -103,10 +103,11 @@ def test_scoring_checks_the_schema_of_id_and_features_but_not_the_target() -> No
     assert list(of_kind(checks, "column_type")) == ["case_id", *FEATURES]
 
 
-def test_numbers_must_be_float64_and_dates_nanosecond_datetimes() -> None:
-    assert COLUMN_TYPES["numeric"] == ["float64"]
-    assert COLUMN_TYPES["date"] == ["datetime64[ns]"]
-    assert "object" in COLUMN_TYPES["text"]
+def test_column_types_are_named_as_the_gates_sql_engine_names_them() -> None:
+    # the gate's file holds doubles, strings and timestamps (validation.gx.GateFile)
+    assert COLUMN_TYPES["numeric"] == ["DOUBLE_PRECISION"]
+    assert COLUMN_TYPES["date"] == ["TIMESTAMP"]
+    assert "VARCHAR" in COLUMN_TYPES["text"]
 
 
 # --- row counts and unique ids --------------------------------------------------------------------

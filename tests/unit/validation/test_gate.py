@@ -7,12 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from pipelines.data.columns import conform_columns
-from pipelines.scoring.streaming import failing_rows, row_reasons
+from pipelines.scoring.streaming import chunk_reasons, failing_rows
 from pipelines.validation.expectations import Check
 from pipelines.validation.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
 from pipelines.validation.gx import CheckResult, DataValidationError, ValidationOutcome
@@ -305,13 +306,17 @@ def test_every_failing_row_is_quarantined_exactly_once(failing: list[int]) -> No
 
 def test_rows_failing_in_a_later_chunk_are_found_by_their_place_in_it() -> None:
     chunk = raw_batch(20).iloc[10:]  # the second chunk of ten; its index starts at 10
-    chunk_results = [
-        failed(NOT_NULL_REGION, [10, 19]),
-        failed(BETWEEN_AMOUNT, [19]),
-        passed(ALLOWED_REGION),
-    ]
+    failing = gate(
+        outcome(
+            failed(NOT_NULL_REGION, [3, 10, 19]),
+            failed(BETWEEN_AMOUNT, [19]),
+            passed(ALLOWED_REGION),
+            rows=20,
+        ),
+        limit=1.0,
+    )
 
-    reasons = row_reasons(chunk_results, offset=10)
+    reasons = chunk_reasons(failing, np.array(sorted(failing)), start=10, rows=10)
 
     assert reasons == {0: [REGION_REASON], 9: [REGION_REASON, AMOUNT_REASON]}
     table = quarantined(chunk, reasons)

@@ -259,8 +259,10 @@ def test_a_numeric_column_left_as_text_fails_its_type_check(runs: Runs) -> None:
     found = result(runs.missing, "type:amount")
 
     assert not found.success and found.check.level == "batch"
-    assert found.observed == "str"
-    assert found.explain() == "expected column 'amount' holds numeric values, but found str"
+    assert found.observed == "String"  # as GX's SQL engine names a text column's type
+    assert found.explain() == (
+        "expected column 'amount' holds numeric values, but found text values (String)"
+    )
 
 
 def test_stale_dates_fail_the_recent_check_with_the_newest_date(runs: Runs) -> None:
@@ -310,8 +312,8 @@ def test_chunked_validation_judges_the_newest_date_over_the_whole_batch(runs: Ru
     assert outcome.success, [r.explain() for r in outcome.failures]
 
 
-def test_column_presence_and_types_are_checked_with_the_first_chunk_only(runs: Runs) -> None:
-    from pipelines.validation.gx import ChunkedValidation
+def test_a_chunked_batch_is_validated_by_one_checkpoint_over_its_file(runs: Runs) -> None:
+    from pipelines.validation.gx import BatchValidation
 
     checks = [
         Check("exists:amount", "column_exists", "batch", "amount"),
@@ -321,31 +323,34 @@ def test_column_presence_and_types_are_checked_with_the_first_chunk_only(runs: R
             "column_type",
             "batch",
             "amount",
-            {"kind": "numeric", "types": ["float64"]},
+            {"kind": "numeric", "types": ["DOUBLE_PRECISION"]},
         ),
         Check("range:amount", "between", "row", "amount", {"min": 0, "max": 100}),
     ]
     chunks = [pd.DataFrame({"amount": values}) for values in ([1.0, 2.0], [3.0, 500.0])]
-    validation = ChunkedValidation(
+    validation = BatchValidation(
         checks, agency="alpha", suite_name="triage-schema", state=runs.state, columns=["amount"]
     )
+    scratch = validation.scratch
 
-    first = {r.check.name for r in validation.add(chunks[0])}
-    second = validation.add(chunks[1])
+    for chunk in chunks:
+        validation.add(chunk)
     outcome = validation.finish()
+    validation.discard()
 
-    assert first == {"exists:amount", "exists:region", "type:amount", "range:amount"}
-    assert [(r.check.name, r.failing_rows) for r in second] == [("range:amount", [3])]
-    # the whole table's outcome still answers every check, the schema ones from chunk 1
     assert {r.check.name: r.success for r in outcome.results} == {
         "exists:amount": True,
         "exists:region": False,
         "type:amount": True,
         "range:amount": False,
     }
-    assert len(outcome.result_id.split(",")) == 2  # a GX result per chunk, both in Data Docs
+    # positions are the batch's, across the chunk border
+    assert result(outcome, "range:amount").failing_rows == [3]
+    assert outcome.rows == 4
+    assert len(outcome.result_id.split(",")) == 1  # one GX result for the batch
     pages = "\n".join(p.read_text() for p in outcome.data_docs.rglob("*.html"))
-    assert "triage-schema-rows" in pages and "triage-schema" in pages
+    assert "triage-schema" in pages
+    assert not scratch.exists()  # the gate's working file is gone
 
 
 def test_chunked_validation_finds_ids_repeated_across_chunks(runs: Runs) -> None:
