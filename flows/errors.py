@@ -10,6 +10,7 @@ EXIT_CODES = {
     "UnknownUseCaseError": 2,
     "UnknownDatasetError": 2,
     "InputFileError": 3,
+    "InputChangedError": 3,
     "DataValidationError": 4,
     "BatchRejectedError": 4,
     "BatchSchemaError": 4,

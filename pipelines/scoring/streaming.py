@@ -40,6 +40,11 @@ from pipelines.validation.gx import BatchValidation, ValidationOutcome
 SCORE_BINS = 100_000  # score quantiles in the manifest are within 1e-5 of np.quantile
 
 
+class InputChangedError(RuntimeError):
+    """The input file gave other rows to score than the gate validated: it changed between
+    the two passes (still being written, or replaced)."""
+
+
 class ScoringMismatchError(RuntimeError):
     """The native fast path and the logged pyfunc disagree on a row: a broken model or code."""
 
@@ -497,7 +502,7 @@ class BatchStream:
                 )
         self.wait_for_scoring()
         if self.rows_in != self.outcome.rows:
-            raise storage.InputFileError(
+            raise InputChangedError(
                 f"{self.path} changed while it was scored: {self.outcome.rows:,} rows were "
                 f"validated but {self.rows_in:,} read to score; score it again once it is "
                 "complete"

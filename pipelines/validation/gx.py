@@ -224,15 +224,21 @@ class BatchValidation:
             # one batch at a time per suite: its view names one file
             with file_lock(database.with_suffix(".lock")):
                 gx_duckdb.point_view_at(database, self.file.path, threads=available_threads())
-                checkpoint = build_checkpoint(context, self.suite_name, self.suite_checks, database)
-                if checkpoint.result_format != result_format(rows):
-                    checkpoint.result_format = result_format(rows)
-                    checkpoint.save()  # GX runs only the saved form of a checkpoint
+                checkpoint = None
                 try:
                     with gx_duckdb.gx_on_duckdb():
+                        checkpoint = build_checkpoint(
+                            context, self.suite_name, self.suite_checks, database
+                        )
+                        if checkpoint.result_format != result_format(rows):
+                            checkpoint.result_format = result_format(rows)
+                            checkpoint.save()  # GX runs only the saved form of a checkpoint
                         run = checkpoint.run()
                 finally:
-                    gx_duckdb.release(checkpoint)
+                    gx_duckdb.release(
+                        *context.data_sources.all().values(),
+                        *(gx_duckdb.sources_of(checkpoint) if checkpoint is not None else []),
+                    )
             result_key, validation = next(iter(run.run_results.items()))
             by_name = {c.name: c for c in self.suite_checks}
             results = [

@@ -114,10 +114,21 @@ def connection_string(database: Path) -> str:
     return f"duckdb:///{database}"
 
 
-def release(checkpoint: Any) -> None:
-    """Close the connections GX's engines keep to the DuckDB file, so that another process
-    may open it (DuckDB lets one process at a time hold a database file)."""
-    for definition in checkpoint.validation_definitions:
-        source = definition.data.data_asset.datasource
-        with contextlib.suppress(Exception):
-            source.get_execution_engine().engine.dispose()
+def release(*sources: Any) -> None:
+    """Close every connection GX's data sources keep to their DuckDB file (the engine of
+    test_connection and the execution engine's), so that another process may open it: DuckDB
+    lets one process at a time hold a database file, and a long-lived process (a worker, the
+    inbox) would otherwise keep it."""
+    for source in sources:
+        engines = [
+            getattr(source, "_engine", None),
+            getattr(getattr(source, "_execution_engine", None), "engine", None),
+        ]
+        for engine in engines:
+            if engine is not None:
+                engine.dispose()
+
+
+def sources_of(checkpoint: Any) -> list[Any]:
+    """The data sources a checkpoint's validation definitions read."""
+    return [d.data.data_asset.datasource for d in checkpoint.validation_definitions]

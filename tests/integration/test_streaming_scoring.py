@@ -228,3 +228,40 @@ def test_an_error_while_a_chunk_is_scored_on_the_worker_thread_stops_the_run_cle
     assert not list(output.glob("*batch-worker-error*"))  # neither published nor staged
     quarantine = state_dir().quarantine(*FRAUD)
     assert not list(quarantine.glob("*batch-worker-error*"))
+
+
+def test_an_input_that_changes_between_the_gate_and_scoring_publishes_nothing(
+    project, tmp_path, monkeypatch
+):
+    from pipelines.scoring.streaming import (
+        BatchStream,
+        InputChangedError,
+        StreamOptions,
+        score_to_staging,
+    )
+
+    batch = tmp_path / "growing.parquet"
+    project["frame"].iloc[:20_000].to_parquet(batch)
+    gate = BatchStream.gate
+
+    def gate_then_the_file_grows(self, input_sha256):
+        gate(self, input_sha256)
+        project["frame"].iloc[:30_000].to_parquet(batch)  # still being written, say
+
+    monkeypatch.setattr(BatchStream, "gate", gate_then_the_file_grows)
+    spec = load_use_case(*FRAUD)
+    model = tracking.load_model(spec.model_name, state_dir())
+    with pytest.raises(InputChangedError, match="20,000 rows were validated but 30,000 read"):
+        score_to_staging(
+            spec,
+            batch,
+            model,
+            batch_id="batch-input-changed",
+            input_sha256="1" * 64,
+            state=state_dir(),
+            options=StreamOptions(chunk_rows=CHUNK_ROWS),
+        )
+
+    assert not list(state_dir().output_dir(*FRAUD).glob("*batch-input-changed*"))
+    assert not list(state_dir().quarantine(*FRAUD).glob("*batch-input-changed*"))
+    assert not list(state_dir().scratch_dir.glob("gate-*"))  # the gate's file is gone too

@@ -5,6 +5,8 @@ duckdb-engine fixes the bug a workaround covers, a test here fails and says to d
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -120,7 +122,7 @@ def run_without_workarounds(state: StateDir, database: Path) -> dict[str, tuple[
     try:
         run = checkpoint.run()
     finally:
-        gx_duckdb.release(checkpoint)
+        gx_duckdb.release(*context.data_sources.all().values(), *gx_duckdb.sources_of(checkpoint))
     [validation] = run.run_results.values()
     by_name = {c.name: c for c in CHECKS}
     return verdicts(
@@ -222,3 +224,42 @@ def test_duckdb_engine_still_needs_columns_from_describe(
             )
     finally:
         engine.dispose()
+
+
+# --- a long-lived process does not keep the suite's DuckDB file -----------------------------------
+
+ANOTHER_PROCESS = """
+import sys
+import pandas as pd
+from pipelines.paths import StateDir
+from pipelines.validation.expectations import Check
+from pipelines.validation.gx import run_checks
+
+checks = [Check("between:amount", "between", "row", "amount", {"min": 0, "max": 1})]
+outcome = run_checks(pd.DataFrame({"amount": [0.5, 7.0]}), checks, agency="alpha",
+                     suite_name="shared", state=StateDir(__import__("pathlib").Path(sys.argv[1])))
+print(outcome.results[0].failing_rows)
+"""
+
+
+def test_another_process_validates_the_same_suite_while_this_one_lives(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "state")
+    checks = [Check("between:amount", "between", "row", "amount", {"min": 0, "max": 1})]
+    frame = pd.DataFrame({"amount": [3.0, 0.5]})
+    from pipelines.validation.gx import run_checks
+
+    here = run_checks(frame, checks, agency="alpha", suite_name="shared", state=state)
+    # this process lives on, as a worker or the inbox does, while another validates
+    there = subprocess.run(
+        [sys.executable, "-c", ANOTHER_PROCESS, str(state.root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert here.results[0].failing_rows == [0]
+    assert there.returncode == 0, there.stderr[-2000:]
+    assert there.stdout.strip().splitlines()[-1] == "[1]"
+    again = run_checks(frame, checks, agency="alpha", suite_name="shared", state=state)
+    assert again.results[0].failing_rows == [0]
