@@ -374,8 +374,11 @@ def as_arrow(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
     """The column in the file's type; empty cells where it will not take it (GateFile)."""
     try:
         if pa.types.is_string(arrow_type):
-            text = values.astype(object).where(values.notna(), None)
-            return pa.array([None if v is None else str(v) for v in text], pa.string())
+            try:  # conformed text: strings and empty cells already
+                return pa.array(values, pa.string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                text = values.astype(object).where(values.notna(), None)
+                return pa.array([None if v is None else str(v) for v in text], pa.string())
         if arrow_type == TIMESTAMP:
             if not pd.api.types.is_datetime64_any_dtype(values):
                 raise TypeError("not dates")
