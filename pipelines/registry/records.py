@@ -242,10 +242,10 @@ def champion_profile(spec: UseCaseSpec, state: StateDir) -> tuple[dict[str, Any]
     """The champion's training profile, which batches are checked against, and what it is, for
     the report; the params alone while there is no champion yet."""
     try:
-        model = tracking.load_model(spec.model_name, state)
+        found, bundle = tracking.load_bundle(spec.model_name, state)
     except tracking.ModelNotFoundError:
         return {}, "the params only (no champion model yet)"
-    return model.bundle.profile, f"{model.name} v{model.version} and the params"
+    return bundle.profile, f"{found.name} v{found.version} and the params"
 
 
 def validate_training_data(

@@ -288,6 +288,24 @@ def load_model(
     return LoadedModel(found.name, found.version, found.run_id, pyfunc, bundle)
 
 
+def load_bundle(
+    model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
+) -> tuple[ModelRef, ModelBundle]:
+    """The version's bundle (booster, transform, policy, training profile) read from its two
+    artifact files, without loading the logged pyfunc (about 2 s): for what needs the model's
+    facts, not its signature check, e.g. the profile a batch is validated against."""
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    found = find_model(model_name, state, alias, version)
+    repository = ModelsArtifactRepository(found.uri)
+    with tempfile.TemporaryDirectory() as folder:
+        texts = {}
+        for artifact in repository.list_artifacts("artifacts"):
+            local = repository.download_artifacts(artifact.path, dst_path=folder)
+            texts[Path(artifact.path).name] = Path(local).read_text(encoding="utf-8")
+    return found, ModelBundle.from_texts(texts)
+
+
 # A logged model runs its own copy of tracking_model.py, which imports the bundle's module by
 # the name it had when the model was logged; registered models must keep loading after a move.
 MODULES_OF_OLDER_RELEASES = {"pipelines.model": "pipelines.modeling.model"}

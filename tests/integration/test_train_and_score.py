@@ -95,6 +95,10 @@ def test_rescoring_returns_the_existing_batch_and_retraining_keeps_the_champion(
     assert second.model_version == "2" and "champion" not in second.aliases
     champion = tracking.load_model("business-aid.fraud-risk", state_dir())
     assert champion.version == "1"
+    # the bundle alone, read from its artifact files without the pyfunc, is the same model
+    found, bundle = tracking.load_bundle("business-aid.fraud-risk", state_dir())
+    assert (found.version, found.run_id) == ("1", champion.run_id)
+    assert bundle.to_texts() == champion.bundle.to_texts()
     assert not (Path.cwd() / "mlflow.db").exists(), "MLflow must only write to the state dir"
 
     # training is deterministic: the same data and params give the same model and metrics
