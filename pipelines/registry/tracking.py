@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import os
 import re
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -288,6 +290,21 @@ def load_model(
     return LoadedModel(found.name, found.version, found.run_id, pyfunc, bundle)
 
 
+@contextlib.contextmanager
+def no_download_bars() -> Iterator[None]:
+    """No MLflow progress bar for downloading two small files."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def load_bundle(
     model_name: str, state: StateDir, alias: str = CHAMPION, version: str | None = None
 ) -> tuple[ModelRef, ModelBundle]:
@@ -298,7 +315,7 @@ def load_bundle(
 
     found = find_model(model_name, state, alias, version)
     repository = ModelsArtifactRepository(found.uri)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, no_download_bars():
         texts = {}
         for artifact in repository.list_artifacts("artifacts"):
             local = repository.download_artifacts(artifact.path, dst_path=folder)

@@ -404,9 +404,14 @@ def build_checkpoint(context: Any, suite_name: str, checks: list[Check], databas
 
     source_name = f"duckdb-{suite_name}"
     connection = gx_duckdb.connection_string(database)
+    options = gx_duckdb.engine_options(available_threads())
     digest = hashlib.sha256(
         json.dumps(
-            {"checks": [asdict(c) for c in checks], "engine": connection, "data docs": "once"},
+            {
+                "checks": [asdict(c) for c in checks],
+                "engine": [connection, options],
+                "data docs": "once",
+            },
             sort_keys=True,
             default=str,
         ).encode()
@@ -423,7 +428,9 @@ def build_checkpoint(context: Any, suite_name: str, checks: list[Check], databas
         meta={"agencyml_checks_sha256": digest},
     )
     suite = context.suites.add_or_update(suite)
-    source = context.data_sources.add_or_update_sql(source_name, connection_string=connection)
+    source = context.data_sources.add_or_update_sql(
+        source_name, connection_string=connection, kwargs=options
+    )
     batch = source.add_table_asset(
         gx_duckdb.VIEW, table_name=gx_duckdb.VIEW
     ).add_batch_definition_whole_table("whole-table")
