@@ -209,9 +209,22 @@ def registry_facts(version_tags: dict[str, str]) -> dict[str, Any]:
     return {
         "gate_decision": version_tags.get("agencyml.gate.decision"),
         "gate_reason": version_tags.get("agencyml.gate.reason"),
-        "approval": loads_or_text(version_tags.get("agencyml.approval")),
-        "rejected": loads_or_text(version_tags.get("agencyml.rejected")),
+        "approval": person_tags(version_tags, "agencyml.approval"),
+        "rejected": person_tags(version_tags, "agencyml.rejection", older="agencyml.rejected"),
     }
+
+
+def person_tags(tags: dict[str, str], prefix: str, older: str | None = None) -> Any:
+    """A person's decision from its readable tags (<prefix>.by, .reason, .time); versions
+    decided before those tags existed hold one JSON tag (`older`, else the prefix itself)."""
+    fields = {
+        key: tags[f"{prefix}.{key}"]
+        for key in ("by", "reason", "time")
+        if f"{prefix}.{key}" in tags
+    }
+    if fields:
+        return fields
+    return loads_or_text(tags.get(older or prefix))
 
 
 def loads_or_text(value: str | None) -> Any:
@@ -744,6 +757,67 @@ def md(text: str) -> str:
     text = _ENTITY.sub("&amp;", text)
     text = text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
     return " ".join(text.split())
+
+
+def render_description(facts: dict[str, Any]) -> str:
+    """A short Markdown summary for the registered version's description in MLflow, for an
+    auditor who reads the registry there: the verdicts, who decided what and why, the holdout
+    metrics against the baselines, the data, the code, and where the full card is."""
+    model, registry = obj(facts.get("model")), obj(facts.get("registry"))
+    aliases = ", ".join(seq(model.get("aliases"))) or "none"
+    lines = [
+        f"**{md(str(model.get('name', 'unknown model')))} v{md(str(model.get('version', '?')))}**"
+        f" (aliases: {md(aliases)})",
+        "",
+        f"- Promotion gate: {md(fmt(registry.get('gate_decision')))}: "
+        f"{md(fmt(registry.get('gate_reason')))}",
+        f"- Approval: {md(person_decision(registry.get('approval'), empty='none'))}",
+    ]
+    if registry.get("rejected") is not None:
+        lines.append(f"- Rejection: {md(person_decision(registry.get('rejected')))}")
+    lines.append(
+        f"- Holdout metrics ({md(holdout_rows_phrase(facts))}): {md(metric_summary(facts))}"
+    )
+    for dataset in seq(obj(facts.get("data")).get("datasets")):
+        where = dataset.get("dvc_path") or dataset.get("source")
+        lines.append(
+            f"- Data `{md(fmt(dataset.get('name')))}`: {md(fmt(where))}, "
+            f"md5 {md(fmt(dataset.get('md5')))}, DVC remote {md(fmt(dataset.get('dvc_remote')))}"
+        )
+    provenance = obj(facts.get("provenance"))
+    dirty = " (uncommitted changes)" if provenance.get("git_dirty") == "true" else ""
+    lines += [
+        f"- Code: git commit {md(fmt(provenance.get('git_commit')))}{dirty}; params sha256 "
+        f"{md(fmt(provenance.get('params_sha256')))}",
+        f"- Training run: {md(fmt(model.get('run_id')))}; model card: the run's artifact "
+        "`model_card/model_card.html` (and `.md`)",
+        "",
+        f"Refreshed {md(fmt(facts.get('generated_at')))}, when the version's status changed.",
+    ]
+    return "\n".join(lines)
+
+
+def holdout_rows_phrase(facts: dict[str, Any]) -> str:
+    rows = obj(obj(facts.get("data")).get("split_sizes")).get("holdout")
+    return f"{fmt(rows)} holdout rows" if rows is not None else "holdout rows not recorded"
+
+
+def metric_summary(facts: dict[str, Any]) -> str:
+    """Each recorded metric, with the baselines' value of the same metric beside it."""
+    metrics, baselines = obj(facts.get("metrics")), obj(facts.get("baselines"))
+    wanted = [m for m in ("roc_auc", "pr_auc", "macro_f1", "accuracy", "log_loss") if m in metrics]
+    if not wanted:
+        return NOT_RECORDED
+    parts = []
+    for metric in wanted:
+        against = [
+            f"{name.replace('_', ' ')} {fmt(values[metric])}"
+            for name, values in baselines.items()
+            if isinstance(values, dict) and isinstance(values.get(metric), int | float)
+        ]
+        beside = f" (baselines: {', '.join(against)})" if against else ""
+        parts.append(f"{metric} {fmt(metrics[metric])}{beside}")
+    return "; ".join(parts)
 
 
 def render_markdown(facts: dict[str, Any]) -> str:

@@ -329,7 +329,7 @@ def approve(model_name: str, version: str, by: str, reason: str, state: StateDir
     decision = tags.get("agencyml.gate.decision")
     if tracking.alias_version(model_name, CHAMPION, state) == str(version):
         raise RegistryError(f"{model_name} v{version} is already the champion")
-    if tags.get("agencyml.rejected"):
+    if tags.get("agencyml.rejection.by") or tags.get("agencyml.rejected"):
         raise RegistryError(f"{model_name} v{version} was rejected; train a new version instead")
     if decision != "await-approval":
         why = tags.get("agencyml.gate.reason", "it never went through the gate")
@@ -342,7 +342,7 @@ def approve(model_name: str, version: str, by: str, reason: str, state: StateDir
     tracking.set_version_tags(
         model_name,
         version,
-        {"agencyml.approval": json.dumps({"by": by, "reason": reason, "time": _now()})},
+        person_tags("agencyml.approval", by, reason),
         state,
     )
     return promote(model_name, version, state, action="approve", by=by, reason=reason)
@@ -360,7 +360,7 @@ def reject(model_name: str, version: str, by: str, reason: str, state: StateDir)
     tracking.set_version_tags(
         model_name,
         version,
-        {"agencyml.rejected": json.dumps({"by": by, "reason": reason, "time": _now()})},
+        person_tags("agencyml.rejection", by, reason),
         state,
     )
     was_challenger = tracking.alias_version(model_name, CHALLENGER, state) == str(version)
@@ -420,6 +420,11 @@ def parse_moment(text: str) -> datetime:
             "2026-11-29T14:30:00+01:00"
         ) from error
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def person_tags(prefix: str, by: str, reason: str) -> dict[str, str]:
+    """A person's decision as readable version tags: <prefix>.by, .reason and .time."""
+    return {f"{prefix}.by": by, f"{prefix}.reason": reason, f"{prefix}.time": _now()}
 
 
 def _check_person(by: str, reason: str) -> None:

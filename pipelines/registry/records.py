@@ -404,7 +404,8 @@ def record_evaluation(
 
 def refresh_model_card(model_name: str, version: str, state: StateDir) -> dict[str, str]:
     """Render the version's model card from what the registry holds now and log it, Markdown
-    and HTML, on its training run; run again whenever the version's status changes."""
+    and HTML, on its training run, and its summary as the version's description in the
+    registry; run again whenever the version's status changes."""
     from pipelines.registry import model_card
 
     facts = model_card.collect_card_facts(model_name, version, state)
@@ -414,4 +415,7 @@ def refresh_model_card(model_name: str, version: str, state: StateDir) -> dict[s
     }
     run_id = tracking.version_facts(model_name, version, state).run_id
     tracking.log_texts(run_id, texts, state)
+    tracking.set_version_description(
+        model_name, version, model_card.render_description(facts), state
+    )
     return texts

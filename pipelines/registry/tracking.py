@@ -425,6 +425,13 @@ def set_version_tags(model_name: str, version: str, tags: dict[str, str], state:
         client.set_model_version_tag(model_name, str(version), key, value[:5000])
 
 
+def set_version_description(
+    model_name: str, version: str, description: str, state: StateDir
+) -> None:
+    configure(state)
+    MlflowClient().update_model_version(model_name, str(version), description=description)
+
+
 def version_aliases(model_name: str, version: str, state: StateDir) -> list[str]:
     return list(_model_version(model_name, version, state).aliases)
 

@@ -89,7 +89,10 @@ def test_gate_approval_rejection_rollback_and_history(prefect_server, small_proj
     code, output = invoke("reject", MODEL, "3", "--by", "ana", "--reason", "no better")
     assert code == 0, output
     assert aliases(client) == {"champion": "2"}
-    assert json.loads(client.get_model_version(MODEL, "3").tags["agencyml.rejected"])["by"] == "ana"
+    rejected = client.get_model_version(MODEL, "3")
+    assert rejected.tags["agencyml.rejection.by"] == "ana"
+    assert rejected.tags["agencyml.rejection.reason"] == "no better"
+    assert "- Rejection: ana at " in rejected.description
 
     # rollback: champion goes back to v1, the version v2 replaced
     code, output = invoke("rollback", MODEL, "--by", "bo", "--reason", "complaints about v2")
@@ -108,8 +111,17 @@ def test_gate_approval_rejection_rollback_and_history(prefect_server, small_proj
     code, output = invoke("approve", MODEL, "4", "--by", "cy", "--reason", "reviewed slices")
     assert code == 0, output
     assert aliases(client) == {"champion": "4"}
-    approval = json.loads(client.get_model_version(MODEL, "4").tags["agencyml.approval"])
-    assert approval["by"] == "cy" and approval["reason"] == "reviewed slices"
+    approved = client.get_model_version(MODEL, "4")
+    # readable tags, not JSON, and a summary in the version's description
+    assert approved.tags["agencyml.approval.by"] == "cy"
+    assert approved.tags["agencyml.approval.reason"] == "reviewed slices"
+    assert approved.tags["agencyml.approval.time"]
+    assert approved.description.startswith(f"**{MODEL} v4** (aliases: champion)")
+    assert "- Approval: cy at " in approved.description
+    assert ": reviewed slices" in approved.description
+    assert "- Promotion gate: await-approval:" in approved.description
+    assert "md5 " in approved.description and "git commit " in approved.description
+    assert "model_card/model_card.html" in approved.description
     code, output = invoke("approve", MODEL, "4", "--by", "cy", "--reason", "again")
     assert code == 10 and "already the champion" in output
 

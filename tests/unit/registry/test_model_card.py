@@ -400,3 +400,70 @@ def test_baselines_recorded_oddly_are_not_compared() -> None:
 
     assert "Primary metric:" not in markdown
     assert generated_limitations(odd) == []
+
+
+# --- the version's description in MLflow ------------------------------------------------------
+
+
+def test_the_description_summarises_verdicts_people_metrics_data_and_code() -> None:
+    from pipelines.registry.model_card import render_description
+
+    text = render_description(facts())
+
+    assert text.startswith("**business-aid.fraud-risk v3** (aliases: champion)")
+    assert "- Promotion gate: await-approval: passed the gate; awaiting approval" in text
+    assert "- Approval: jane.doe at 2026-11-29T08:00:00+00:00: ok" in text
+    assert "Rejection" not in text
+    assert "(9,000 holdout rows)" in text
+    assert "pr_auc 0.3056 (baselines: class prior 0.0466, logistic regression 0.2000)" in text
+    assert "md5 9459ad56af83a4aca1c9f5759e4dd446" in text
+    assert "data/ingested/business-aid/applications.parquet" in text
+    assert "git commit 639bd8e0c2f1;" in text
+    assert "model_card/model_card.html" in text and "a142b08261e446158ff57da2b08da856" in text
+
+
+def test_the_description_says_what_is_missing_and_escapes_what_it_quotes() -> None:
+    from pipelines.registry.model_card import render_description
+
+    odd = facts()
+    odd["registry"] = {
+        "gate_decision": "hold",
+        "gate_reason": "<script>x</script> | worse",
+        "rejected": {"by": "kim", "time": "2026-11-30T09:00:00+00:00", "reason": "slices"},
+    }
+    odd["metrics"] = {}
+    odd["provenance"] = {}
+
+    text = render_description(odd)
+
+    assert "<script>" not in text and "&lt;script&gt;" in text and "\\| worse" in text
+    assert "- Approval: none" in text
+    assert "- Rejection: kim at 2026-11-30T09:00:00+00:00: slices" in text
+    assert "Holdout metrics (9,000 holdout rows): not recorded" in text
+    assert "git commit not recorded" in text
+
+
+def test_a_decision_reads_from_readable_tags_and_from_the_older_json_tag() -> None:
+    from pipelines.registry.model_card import registry_facts
+
+    readable = registry_facts(
+        {
+            "agencyml.approval.by": "cy",
+            "agencyml.approval.reason": "reviewed slices",
+            "agencyml.approval.time": "2026-11-30T09:00:00+00:00",
+        }
+    )
+    older = registry_facts(
+        {
+            "agencyml.approval": '{"by": "cy", "reason": "ok", "time": "t"}',
+            "agencyml.rejected": '{"by": "kim", "reason": "no", "time": "t"}',
+        }
+    )
+
+    assert readable["approval"] == {
+        "by": "cy",
+        "reason": "reviewed slices",
+        "time": "2026-11-30T09:00:00+00:00",
+    }
+    assert readable["rejected"] is None
+    assert older["approval"]["by"] == "cy" and older["rejected"]["reason"] == "no"
