@@ -29,10 +29,10 @@ def serve(
     with friendly_errors():
         import uvicorn
 
-        from pipelines.service.api import create_app
+        from pipelines.service.pages import create_service
 
         console.print(f"Serving {state_dir().outputs_dir} on http://{host}:{port} (docs: /docs)")
-        uvicorn.run(create_app(state_dir()), host=host, port=port, log_level="warning")
+        uvicorn.run(create_service(state_dir()), host=host, port=port, log_level="warning")
 
 
 @tokens_app.command("create")

@@ -1,0 +1,397 @@
+"""Web pages on the pull service, for agencies' case workers who do not use the API.
+
+Sign-in takes an existing token (`agencyml tokens create`) once and gives a session cookie
+(HttpOnly, SameSite=Strict, Secure over TLS). Sessions live in the service's memory: they end
+after AGENCYML_SESSION_IDLE_MINUTES without a request (default 30), at sign-out, when the token
+is revoked, or when the service restarts. Every form carries a CSRF token. Pages are rendered
+from the Jinja2 templates beside this module; every asset comes from the app itself. An agency
+sees its own batches only: another agency's batch gets the same "not found" page as a batch
+that does not exist. Page views and actions go to the access log like API calls."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pipelines.data import storage
+from pipelines.paths import StateDir
+from pipelines.service import access
+from pipelines.service.api import (
+    BATCH_PATTERN,
+    create_app,
+    download_file,
+    find_batch,
+    published_batches,
+)
+
+TEMPLATES = Path(__file__).with_name("templates")
+SESSION_COOKIE = "agencyml_session"
+SIGN_IN_COOKIE = "agencyml_sign_in"  # the sign-in form's CSRF token, before any session
+PAGE_SIZE = 20
+DEFAULT_IDLE_MINUTES = 30.0
+MAX_FORM_BYTES = 4096
+
+
+def idle_minutes() -> float:
+    """AGENCYML_SESSION_IDLE_MINUTES, or 30."""
+    value = os.environ.get("AGENCYML_SESSION_IDLE_MINUTES", "")
+    try:
+        minutes = float(value) if value else DEFAULT_IDLE_MINUTES
+    except ValueError:
+        minutes = DEFAULT_IDLE_MINUTES
+    return minutes if minutes > 0 else DEFAULT_IDLE_MINUTES
+
+
+@dataclass
+class Session:
+    token: access.Token
+    csrf: str
+    last_seen: float
+
+
+class Sessions:
+    """Signed-in sessions by their random id, in this process's memory."""
+
+    def __init__(self, state: StateDir, idle_seconds: float) -> None:
+        self.state, self.idle_seconds = state, idle_seconds
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+
+    def start(self, token: access.Token) -> tuple[str, Session]:
+        session_id = secrets.token_urlsafe(32)
+        session = Session(token, secrets.token_urlsafe(32), time.monotonic())
+        with self.lock:
+            self.sessions[session_id] = session
+        return session_id, session
+
+    def find(self, session_id: str | None) -> Session | None:
+        """The live session, or None: unknown, idle too long, or its token revoked since."""
+        if not session_id:
+            return None
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None:
+                return None
+            now = time.monotonic()
+            if now - session.last_seen > self.idle_seconds or self.revoked(session.token):
+                del self.sessions[session_id]
+                return None
+            session.last_seen = now
+            return session
+
+    def end(self, session_id: str | None) -> None:
+        with self.lock:
+            self.sessions.pop(session_id or "", None)
+
+    def revoked(self, token: access.Token) -> bool:
+        current = {t.token_id: t for t in access.list_tokens(self.state)}.get(token.token_id)
+        return current is None or current.revoked
+
+
+class PageNotFound(Exception):
+    """Answered with the one "not found" page, whatever was missing or not the caller's."""
+
+
+class SignInNeeded(Exception):
+    """No live session: back to the sign-in page."""
+
+
+def create_service(state: StateDir) -> FastAPI:
+    """The pull service as `agencyml serve` runs it: the API and these pages on one app."""
+    app = create_app(state)
+    add_pages(app, state)
+    return app
+
+
+def add_pages(app: FastAPI, state: StateDir) -> None:
+    """The pages, on the pull service's app."""
+    sessions = Sessions(state, idle_minutes() * 60)
+    templates = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
+    )
+    templates.filters["number"] = lambda value: f"{value:,}" if isinstance(value, int) else value
+
+    def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(**context)
+        response = HTMLResponse(html, status_code=status)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "frame-ancestors 'none'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def signed_in(request: Request) -> Session:
+        session = sessions.find(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise SignInNeeded
+        request.state.token = session.token  # the access log names who viewed the page
+        return session
+
+    def agency_of(session: Session) -> str:
+        if session.token.role != "agency" or not session.token.agency:
+            raise PageNotFound  # auditors' and approvers' pages are not built yet
+        return session.token.agency
+
+    async def form_of(request: Request) -> dict[str, str]:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, "form too large")
+        fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return {key: values[0] for key, values in fields.items()}
+
+    def same(presented: str | None, expected: str | None) -> bool:
+        return bool(presented and expected) and hmac.compare_digest(
+            str(presented).encode(), str(expected).encode()
+        )
+
+    @app.exception_handler(PageNotFound)
+    async def not_found_page(request: Request, error: PageNotFound) -> HTMLResponse:
+        session = sessions.find(request.cookies.get(SESSION_COOKIE))
+        return render("not_found.html", status=404, session=session)
+
+    @app.exception_handler(SignInNeeded)
+    async def to_sign_in(request: Request, error: SignInNeeded) -> RedirectResponse:
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        if sessions.find(request.cookies.get(SESSION_COOKIE)) is not None:
+            return RedirectResponse("/batches", status_code=303)
+        csrf = secrets.token_urlsafe(32)
+        response = render("sign_in.html", csrf=csrf, problem=None, idle=idle_minutes())
+        set_cookie(request, response, SIGN_IN_COOKIE, csrf)
+        return response
+
+    @app.post("/sign-in", include_in_schema=False)
+    async def sign_in(request: Request) -> Response:
+        form = await form_of(request)
+        if not same(form.get("csrf"), request.cookies.get(SIGN_IN_COOKIE)):
+            return render("refused.html", status=403, session=None)
+        token = access.authenticate(state, form.get("token", "").strip())
+        if token is None:
+            csrf = secrets.token_urlsafe(32)
+            response = render(
+                "sign_in.html",
+                status=401,
+                csrf=csrf,
+                idle=idle_minutes(),
+                problem="That token is not valid: it may be mistyped or revoked. Ask your "
+                "platform team for a token (agencyml tokens create).",
+            )
+            set_cookie(request, response, SIGN_IN_COOKIE, csrf)
+            return response
+        request.state.token = token
+        session_id, _ = sessions.start(token)
+        response = RedirectResponse("/batches", status_code=303)
+        set_cookie(request, response, SESSION_COOKIE, session_id)
+        response.delete_cookie(SIGN_IN_COOKIE, path="/")
+        return response
+
+    @app.post("/sign-out", include_in_schema=False)
+    async def sign_out(request: Request) -> Response:
+        session = signed_in(request)
+        form = await form_of(request)
+        if not same(form.get("csrf"), session.csrf):
+            return render("refused.html", status=403, session=session)
+        sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/batches", include_in_schema=False)
+    def batches_page(
+        request: Request, use_case: str = "", since: str = "", page: int = 1
+    ) -> HTMLResponse:
+        session = signed_in(request)
+        agency = agency_of(session)
+        everything = [manifest for _, manifest in published_batches(state, agency)]
+        use_cases = sorted({str(m.get("use_case")) for m in everything})
+        shown = [
+            m
+            for m in everything
+            if (not use_case or m.get("use_case") == use_case)
+            and (not since or str(m.get("created_at", ""))[:10] >= since)
+        ]
+        pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
+        page = min(max(page, 1), pages)
+        rows = [batch_row(m) for m in shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]]
+        query = {"use_case": use_case, "since": since}
+
+        def link(number: int) -> str:
+            return "/batches?" + urlencode({**query, "page": number})
+
+        return render(
+            "batches.html",
+            session=session,
+            agency=agency,
+            rows=rows,
+            use_cases=use_cases,
+            use_case=use_case,
+            since=since,
+            page=page,
+            pages=pages,
+            total=len(shown),
+            previous=link(page - 1) if page > 1 else None,
+            next=link(page + 1) if page < pages else None,
+        )
+
+    def own_batch(session: Session, batch_id: str) -> tuple[Path, dict[str, Any]]:
+        agency = agency_of(session)
+        if not BATCH_ID.fullmatch(batch_id):
+            raise PageNotFound
+        try:
+            return find_batch(state, agency, batch_id)
+        except HTTPException:
+            raise PageNotFound from None
+
+    @app.get("/batches/{batch_id}", include_in_schema=False)
+    def batch_page(request: Request, batch_id: str) -> HTMLResponse:
+        session = signed_in(request)
+        folder, manifest = own_batch(session, batch_id)
+        return render(
+            "batch.html",
+            session=session,
+            batch=batch_details(state, folder, manifest),
+        )
+
+    @app.get("/batches/{batch_id}/scored.{kind}", include_in_schema=False)
+    def scored_rows(request: Request, batch_id: str, kind: str) -> Response:
+        session = signed_in(request)
+        folder, manifest = own_batch(session, batch_id)
+        if kind == "parquet":
+            path, digest = download_file(state, folder, manifest, "parquet")
+        elif kind == "csv":
+            path, digest = friendly_csv(state, folder, manifest)
+        else:
+            raise PageNotFound
+        return FileResponse(
+            path,
+            filename=f"{batch_id}.{kind}",
+            headers={"X-Content-SHA256": digest},
+        )
+
+    @app.get("/batches/{batch_id}/drift.html", include_in_schema=False)
+    def drift_report(request: Request, batch_id: str) -> Response:
+        session = signed_in(request)
+        folder, _ = own_batch(session, batch_id)
+        report = folder / "drift.html"
+        if report.is_symlink() or not report.is_file():
+            raise PageNotFound
+        return FileResponse(report, media_type="text/html")
+
+    @app.get("/batches/{batch_id}/quarantined.csv", include_in_schema=False)
+    def quarantined_rows(request: Request, batch_id: str) -> Response:
+        session = signed_in(request)
+        _, manifest = own_batch(session, batch_id)
+        rows = quarantine_file(state, manifest, "rows.csv")
+        if rows is None:
+            raise PageNotFound
+        return FileResponse(rows, filename=f"{batch_id}-quarantined.csv")
+
+    @app.get("/static/site.css", include_in_schema=False)
+    def stylesheet() -> FileResponse:
+        return FileResponse(TEMPLATES / "site.css", media_type="text/css")
+
+
+BATCH_ID = re.compile(BATCH_PATTERN)
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def batch_row(manifest: dict[str, Any]) -> dict[str, Any]:
+    rows, model = manifest.get("rows") or {}, manifest.get("model") or {}
+    return {
+        "batch_id": manifest.get("batch_id"),
+        "use_case": manifest.get("use_case"),
+        "created_at": str(manifest.get("created_at", ""))[:19].replace("T", " "),
+        "rows_in": rows.get("in"),
+        "scored": rows.get("scored"),
+        "quarantined": rows.get("quarantined"),
+        "drift": (manifest.get("drift") or {}).get("level") or "not measured",
+        "model": f"{model.get('name')} v{model.get('version')}",
+    }
+
+
+def batch_details(state: StateDir, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the batch page shows, from the manifest and the quarantine's report."""
+    summary = manifest.get("summary") or {}
+    drift = manifest.get("drift") or {}
+    report = quarantine_file(state, manifest, "report.json")
+    checks = storage.read_json_file(report).get("checks", []) if report else []
+    failures = {
+        str(check.get("expectation")): int(check.get("unexpected_count") or 0)
+        for check in checks
+        if isinstance(check, dict) and not check.get("success") and check.get("level") == "row"
+    }
+    return {
+        **batch_row(manifest),
+        "decisions": summary.get("decisions") or {},
+        "drift_report": (folder / "drift.html").is_file(),
+        "drift_columns": drift.get("columns") or {},
+        "quarantine_reasons": failures,
+        "quarantine_rows": quarantine_file(state, manifest, "rows.csv") is not None,
+        "sha256": (manifest.get("file_sha256") or {}),
+    }
+
+
+def quarantine_file(state: StateDir, manifest: dict[str, Any], name: str) -> Path | None:
+    """A file of the batch's published quarantine, if it is a real file there."""
+    folder = state.quarantine(str(manifest.get("agency")), str(manifest.get("use_case")))
+    path = folder / str(manifest.get("batch_id")) / name
+    if path.is_symlink() or not path.is_file():
+        return None
+    if path.resolve().parent.parent != folder.resolve():
+        return None
+    return path
+
+
+def friendly_csv(state: StateDir, folder: Path, manifest: dict[str, Any]) -> tuple[Path, str]:
+    """The scored rows as CSV for a spreadsheet: probabilities rounded to 4 places (the parquet
+    keeps them whole), made once in the download cache, chunk by chunk."""
+    cache = state.root / "cache" / "downloads" / str(manifest["agency"])
+    target = cache / f"{manifest['batch_id']}.rounded.csv"
+    digest = target.with_name(target.name + ".sha256")
+    if not digest.is_file():
+        parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
+
+        def rounded(batch: pa.RecordBatch) -> Any:
+            frame = batch.to_pandas()
+            for column in frame.columns:
+                if column == "probability" or column.startswith("proba_"):
+                    frame[column] = np.round(frame[column].to_numpy(dtype=float), 4)
+            return frame
+
+        chunks = (
+            rounded(batch)
+            for part in parts
+            for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(250_000)
+        )
+        storage.write_csv_stream(chunks, target)
+        storage.write_text(digest, storage.file_sha256(target))
+    return target, digest.read_text().strip()
