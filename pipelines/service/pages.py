@@ -340,7 +340,7 @@ def batch_row(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def batch_details(state: StateDir, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """What the batch page shows, from the manifest and the quarantine's report."""
-    summary = manifest.get("summary") or {}
+    scores = manifest.get("scores") or {}
     drift = manifest.get("drift") or {}
     report = quarantine_file(state, manifest, "report.json")
     checks = storage.read_json_file(report).get("checks", []) if report else []
@@ -351,7 +351,7 @@ def batch_details(state: StateDir, folder: Path, manifest: dict[str, Any]) -> di
     }
     return {
         **batch_row(manifest),
-        "decisions": summary.get("decisions") or {},
+        "decisions": scores.get("decisions") or {},
         "drift_report": (folder / "drift.html").is_file(),
         "drift_columns": drift.get("columns") or {},
         "quarantine_reasons": failures,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 import time
 
@@ -95,6 +96,10 @@ def test_an_agency_sees_its_own_batches_and_a_batch_page_with_its_counts(site) -
     rows = re.search(r'"in": (\d+)', manifest).group(1)
     assert f"<dt>Rows in</dt><dd>{int(rows):,}</dd>" in page.text
     assert "drift report" in page.text and "Scored rows (CSV" in page.text
+    decisions = json.loads(manifest)["scores"]["decisions"]
+    assert decisions  # the holdout batch has scored rows
+    for decision, count in decisions.items():
+        assert f'<td>{decision}</td><td class="n">{count:,}</td>' in page.text
 
 
 def test_filters_and_pages_narrow_the_listing(site) -> None:

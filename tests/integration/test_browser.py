@@ -1,0 +1,159 @@
+"""The agency pages in a real browser: Playwright driving Debian's Chromium headless (never a
+downloaded build) against `agencyml serve` on a two-agency project, with axe-core checking each
+page's accessibility. Screenshots are kept in .cache/test-artifacts/screenshots/.
+
+.ci/run installs the chromium package and axe-core (npm) when they are missing; elsewhere these
+tests are skipped, saying which one is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines.paths import PACKAGE_ROOT, state_dir
+from pipelines.service import access
+
+FRAUD = "business-aid"
+TRIAGE = "product-safety"
+CHROMIUM = os.environ.get("AGENCYML_CHROMIUM", "/usr/bin/chromium")
+AXE = Path(
+    os.environ.get(
+        "AGENCYML_AXE_JS", PACKAGE_ROOT / ".cache" / "axe" / "node_modules/axe-core/axe.min.js"
+    )
+)
+SCREENSHOTS = PACKAGE_ROOT / ".cache" / "test-artifacts" / "screenshots"
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).is_file(),
+        reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)",
+    ),
+    pytest.mark.skipif(
+        not AXE.is_file(),
+        reason=f"no axe-core at {AXE}: npm install --prefix .cache/axe axe-core (.ci/run does)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def site(two_agencies, serve):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in two_agencies["env"].items():
+            patch.setenv(name, value)
+        state = state_dir()
+        secret = access.create_token(state, role="agency", agency=FRAUD, name="case worker")[1]
+        with serve(two_agencies["root"] / "serve-browser.log") as running:
+            yield {**running, "secret": secret, "batches": two_agencies["batches"]}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    # the pages forbid inline scripts: the test lifts that for its own axe-core injection
+    context = browser.new_context(accept_downloads=True, bypass_csp=True)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def serious_violations(page) -> list[dict]:
+    """axe-core's serious and critical findings on the page as it is."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in found
+        if v.get("impact") in ("serious", "critical")
+    ]
+
+
+def sign_in(page, site) -> None:
+    page.goto(site["url"] + "/")
+    page.get_by_label("Access token").fill(site["secret"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/batches")
+
+
+def test_an_agency_signs_in_filters_opens_a_batch_reads_drift_and_downloads(site, page) -> None:
+    own = site["batches"][FRAUD]
+    manifest = json.loads((own.output_dir / "manifest.json").read_text())
+    audited = {}
+
+    page.goto(site["url"] + "/")
+    audited["sign-in"] = serious_violations(page)
+    shot(page, "agency-1-sign-in")
+    sign_in(page, site)
+    page.get_by_label("Use case").select_option("fraud-risk")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**use_case=fraud-risk**")
+    audited["batches"] = serious_violations(page)
+    shot(page, "agency-2-batches")
+    page.get_by_role("link", name=own.batch_id).click()
+    page.wait_for_url(f"**/batches/{own.batch_id}")
+    audited["batch"] = serious_violations(page)
+    shot(page, "agency-3-batch")
+    assert page.get_by_text(f"{manifest['rows']['in']:,}").first.is_visible()
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Scored rows (parquet, exact)").click()
+    downloaded = Path(download_info.value.path())
+    assert (
+        hashlib.sha256(downloaded.read_bytes()).hexdigest()
+        == (manifest["file_sha256"]["scored.parquet"])
+    )
+
+    page.get_by_role("link", name="drift report").click()
+    page.wait_for_url("**/drift.html")
+    shot(page, "agency-4-drift")
+    assert "drift" in page.content().lower()
+
+    assert audited == {"sign-in": [], "batches": [], "batch": []}
+
+
+def test_another_agencys_batch_looks_exactly_like_a_missing_one(site, page) -> None:
+    sign_in(page, site)
+    theirs = site["batches"][TRIAGE].batch_id
+
+    page.goto(f"{site['url']}/batches/{theirs}")
+    other = page.content()
+    shot(page, "isolation-other-agency")
+    violations = serious_violations(page)
+    page.goto(f"{site['url']}/batches/batch-{'0' * 20}")
+    missing = page.content()
+
+    assert other == missing and "Not found" in other
+    assert TRIAGE not in other and theirs not in other
+    assert violations == []
+
+
+def test_the_pages_need_no_asset_from_outside_the_app(site, page) -> None:
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url) if not request.url.startswith(site["url"]) else None
+        ),
+    )
+    sign_in(page, site)
+    page.goto(f"{site['url']}/batches/{site['batches'][FRAUD].batch_id}")
+
+    assert outside == []
