@@ -39,7 +39,9 @@ def serve(
 def tokens_create(
     name: str = typer.Option(..., "--name", help="A label: who or what uses the token."),
     agency: str | None = typer.Option(None, "--agency", "-a", help="The agency it belongs to."),
-    role: str = typer.Option("agency", help="agency, auditor or admin."),
+    role: str = typer.Option(
+        "agency", help="agency, auditor, admin or approver (with --agency: one agency's)."
+    ),
     read_rows: bool = typer.Option(
         False, "--read-rows", help="Let an auditor token download row data too."
     ),

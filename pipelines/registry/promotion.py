@@ -348,6 +348,35 @@ def approve(model_name: str, version: str, by: str, reason: str, state: StateDir
     return promote(model_name, version, state, action="approve", by=by, reason=reason)
 
 
+def approval_queue(state: StateDir, agency: str | None = None) -> list[dict[str, Any]]:
+    """Versions that passed the gate and wait for a person (not approved, rejected or champion
+    yet), oldest first; of one agency's models, or of all. Each with the gate's whole verdict."""
+    queue = []
+    for entry in tracking.versions_tagged(state, "agencyml.gate.decision", "await-approval"):
+        if agency is not None and not entry.name.startswith(f"{agency}."):
+            continue
+        tags = entry.tags
+        if CHAMPION in entry.aliases or tags.get("agencyml.rejection.by"):
+            continue
+        if tags.get("agencyml.rejected") or tags.get("agencyml.approval.by"):
+            continue
+        try:
+            gate = json.loads(tags.get("agencyml.gate.result") or "{}")
+        except ValueError:
+            gate = {}
+        queue.append(
+            {
+                "model": entry.name,
+                "version": entry.version,
+                "aliases": entry.aliases,
+                "registered_ms": entry.registered_ms,
+                "reason": tags.get("agencyml.gate.reason", ""),
+                "gate": gate if isinstance(gate, dict) else {},
+            }
+        )
+    return sorted(queue, key=lambda item: (item["registered_ms"], item["model"]))
+
+
 def reject(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
     """A person rejects a version: it loses the challenger alias and can never be approved."""
     tracking.model_version_tags(model_name, version, state)  # exists, or ModelNotFoundError

@@ -395,6 +395,35 @@ def latest_version_facts(model_name: str, state: StateDir) -> VersionFacts:
     return version_facts(model_name, str(newest.version), state)
 
 
+@dataclass(frozen=True)
+class VersionEntry:
+    name: str
+    version: str
+    tags: dict[str, str]
+    aliases: list[str]
+    registered_ms: int
+
+
+def versions_tagged(state: StateDir, key: str, value: str) -> list[VersionEntry]:
+    """Every registered version, of any model, whose tag `key` is `value`."""
+    configure(state)
+    client = MlflowClient()
+    found = []
+    for model in client.search_registered_models(max_results=1000):
+        for version in client.search_model_versions(f"name='{model.name}'", max_results=1000):
+            if version.tags.get(key) == value:
+                found.append(
+                    VersionEntry(
+                        str(version.name),
+                        str(version.version),
+                        dict(version.tags),
+                        list(version.aliases),
+                        int(version.creation_timestamp or 0),
+                    )
+                )
+    return found
+
+
 # --- aliases and version tags: the registry's moving parts -----------------------------------
 
 

@@ -22,7 +22,7 @@ from pipelines.data import storage
 from pipelines.durable import file_lock
 from pipelines.paths import StateDir
 
-ROLES = ("agency", "auditor", "admin")
+ROLES = ("agency", "auditor", "admin", "approver")
 SECRET_PREFIX = "aml_"
 # "aml_" and secrets.token_urlsafe(32): 43 characters of URL-safe base64.
 SECRET_PATTERN = re.compile(r"aml_[A-Za-z0-9_-]{43}")
@@ -91,7 +91,7 @@ def create_token(
             name=name.strip(),
             created_at=_now(),
             revoked_at=None,
-            can_read_rows=role != "auditor" if can_read_rows is None else can_read_rows,
+            can_read_rows=role in ("agency", "admin") if can_read_rows is None else can_read_rows,
         )
         records.append({**asdict(token), "secret_sha256": _secret_hash(secret)})
         _write_records(state, records)
@@ -157,6 +157,13 @@ def _check_request(role: str, name: str, agency: str | None) -> None:
             raise AccessError(
                 f"unknown agency '{agency}'; known agencies: {', '.join(known) or 'none'} "
                 "(one per params/<agency>.yaml)"
+            )
+    elif role == "approver":
+        known = config.list_agencies()
+        if agency is not None and agency not in known:
+            raise AccessError(
+                f"unknown agency '{agency}'; known agencies: {', '.join(known) or 'none'} "
+                "(an approver token without an agency approves for every agency)"
             )
     elif agency is not None:
         raise AccessError(

@@ -196,8 +196,9 @@ def create_app(state: StateDir) -> FastAPI:
 
 
 def visible_to(token: access.Token, agency: str) -> None:
-    """An agency token sees only its own agency; another agency's resources do not exist."""
-    if token.role == "agency" and token.agency != agency:
+    """A token of one agency (an agency's, or an approver's for one agency) sees only that
+    agency; another agency's resources do not exist."""
+    if token.agency is not None and token.agency != agency:
         raise HTTPException(404, "not found")
 
 

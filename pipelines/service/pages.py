@@ -126,6 +126,7 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
     )
     templates.filters["number"] = lambda value: f"{value:,}" if isinstance(value, int) else value
+    templates.filters["metric"] = metric_text
 
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = templates.get_template(name).render(**context)
@@ -172,8 +173,9 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
-        if sessions.find(request.cookies.get(SESSION_COOKIE)) is not None:
-            return RedirectResponse("/batches", status_code=303)
+        session = sessions.find(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            return RedirectResponse(home_of(session.token), status_code=303)
         csrf = secrets.token_urlsafe(32)
         response = render("sign_in.html", csrf=csrf, problem=None, idle=idle_minutes())
         set_cookie(request, response, SIGN_IN_COOKIE, csrf)
@@ -199,7 +201,7 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
             return response
         request.state.token = token
         session_id, _ = sessions.start(token)
-        response = RedirectResponse("/batches", status_code=303)
+        response = RedirectResponse(home_of(token), status_code=303)
         set_cookie(request, response, SESSION_COOKIE, session_id)
         response.delete_cookie(SIGN_IN_COOKIE, path="/")
         return response
@@ -305,12 +307,120 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
             raise PageNotFound
         return FileResponse(rows, filename=f"{batch_id}-quarantined.csv")
 
+    def approver(session: Session) -> str | None:
+        """The agency an approver decides for (None: every agency); others get not-found."""
+        if session.token.role != "approver":
+            raise PageNotFound
+        return session.token.agency
+
+    @app.get("/approvals", include_in_schema=False)
+    def approvals_page(request: Request, done: str = "") -> HTMLResponse:
+        session = signed_in(request)
+        return render(
+            "approvals.html",
+            session=session,
+            queue=[queue_item(item) for item in promotion_queue(state, approver(session))],
+            done=done[:200],
+            problem=None,
+        )
+
+    @app.post("/approvals/{model}/{version}", include_in_schema=False)
+    async def decide(request: Request, model: str, version: str) -> Response:
+        session = signed_in(request)
+        scope = approver(session)
+        if not MODEL_NAME.fullmatch(model) or not version.isdigit():
+            raise PageNotFound
+        if scope is not None and not model.startswith(f"{scope}."):
+            raise PageNotFound
+        form = await form_of(request)
+        if not same(form.get("csrf"), session.csrf):
+            return render("refused.html", status=403, session=session)
+        action, reason = form.get("action"), form.get("reason", "").strip()
+        problem = None
+        if action not in ("approve", "reject"):
+            problem = "Choose approve or reject."
+        elif not reason:
+            problem = f"Say why you {action} {model} v{version}: the reason is recorded."
+        else:
+            problem = record_decision(state, model, version, action, session.token.name, reason)
+        if problem is None:
+            verb = "approved" if action == "approve" else "rejected"
+            return RedirectResponse(
+                "/approvals?" + urlencode({"done": f"{model} v{version} {verb}"}),
+                status_code=303,
+            )
+        queue = [queue_item(item) for item in promotion_queue(state, scope)]
+        return render(
+            "approvals.html", status=409, session=session, queue=queue, done="", problem=problem
+        )
+
     @app.get("/static/site.css", include_in_schema=False)
     def stylesheet() -> FileResponse:
         return FileResponse(TEMPLATES / "site.css", media_type="text/css")
 
 
 BATCH_ID = re.compile(BATCH_PATTERN)
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\.[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def metric_text(value: Any) -> str:
+    """A metric for the page: counts whole, rates to 4 places, 'none' when not measured."""
+    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if float(value).is_integer() and abs(value) >= 2:
+        return f"{int(value):,}"
+    return f"{value:.4f}"
+
+
+def home_of(token: access.Token) -> str:
+    return "/approvals" if token.role == "approver" else "/batches"
+
+
+def promotion_queue(state: StateDir, agency: str | None) -> list[dict[str, Any]]:
+    from pipelines.registry import promotion
+
+    return promotion.approval_queue(state, agency)
+
+
+def record_decision(
+    state: StateDir, model: str, version: str, action: str, by: str, reason: str
+) -> str | None:
+    """Approve or reject through the registry's own rules and audit log, as the CLI does, and
+    refresh the version's card and description; the registry's refusal, if any, in words."""
+    from pipelines.registry import promotion, records
+    from pipelines.registry.tracking import ModelNotFoundError
+
+    try:
+        decide = promotion.approve if action == "approve" else promotion.reject
+        event = decide(model, version, by, reason, state)
+    except (promotion.RegistryError, ModelNotFoundError) as error:
+        return str(error)
+    for touched in {event.get("from_version"), event.get("to_version"), version} - {None}:
+        records.refresh_model_card(model, str(touched), state)
+    return None
+
+
+def queue_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A version awaiting approval, as the page shows it: the gate's checks and the metrics of
+    challenger and champion side by side (the same holdout rows)."""
+    gate = item.get("gate") or {}
+    challenger, champion = gate.get("challenger") or {}, gate.get("champion") or {}
+    metrics = [
+        {
+            "name": name,
+            "challenger": challenger.get(name),
+            "champion": champion.get(name),
+        }
+        for name in sorted(challenger)
+        if isinstance(challenger.get(name), int | float) and not name.startswith("slice.")
+    ]  # per-slice figures are on the card; the gate's slice check sums them up here
+    return {
+        **item,
+        "primary_metric": gate.get("primary_metric"),
+        "champion_version": gate.get("champion_version"),
+        "checks": [c for c in gate.get("checks") or [] if isinstance(c, dict)],
+        "metrics": metrics,
+    }
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str) -> None:

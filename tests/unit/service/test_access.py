@@ -97,7 +97,7 @@ def test_only_auditors_read_no_rows_unless_granted(
     [
         (
             {"role": "owner", "name": "t"},
-            "unknown role 'owner'; use one of: agency, auditor, admin",
+            "unknown role 'owner'; use one of: agency, auditor, admin, approver",
         ),
         ({"role": "agency", "name": "t"}, "an agency token needs the agency"),
         ({"role": "admin", "name": "t", "agency": "business-aid"}, "take no agency"),
@@ -106,6 +106,10 @@ def test_only_auditors_read_no_rows_unless_granted(
         (
             {"role": "agency", "name": "t", "agency": "tax"},
             "unknown agency 'tax'; known agencies: business-aid, product-safety",
+        ),
+        (
+            {"role": "approver", "name": "t", "agency": "tax"},
+            "unknown agency 'tax'.*without an agency approves for every agency",
         ),
     ],
 )
@@ -117,8 +121,17 @@ def test_bad_token_requests_say_what_to_change(
     assert not tokens_path(state).exists()
 
 
-def test_roles_are_the_three_the_service_knows() -> None:
-    assert ROLES == ("agency", "auditor", "admin")
+def test_roles_are_the_four_the_service_knows() -> None:
+    assert ROLES == ("agency", "auditor", "admin", "approver")
+
+
+@pytest.mark.parametrize("agency", ["business-aid", None])
+def test_an_approver_decides_for_one_agency_or_all_and_reads_no_rows(
+    state: StateDir, agency: str | None
+) -> None:
+    token, _ = create_token(state, role="approver", name="head of unit", agency=agency)
+
+    assert (token.role, token.agency, token.can_read_rows) == ("approver", agency, False)
 
 
 # --- authentication and revocation ---------------------------------------------------------
