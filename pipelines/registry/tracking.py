@@ -404,6 +404,21 @@ class VersionEntry:
     registered_ms: int
 
 
+def versions_tagged_any(state: StateDir, model_name: str) -> list[VersionEntry]:
+    """Every version of one model, with its tags and aliases."""
+    configure(state)
+    return [
+        VersionEntry(
+            str(v.name),
+            str(v.version),
+            dict(v.tags),
+            list(v.aliases),
+            int(v.creation_timestamp or 0),
+        )
+        for v in MlflowClient().search_model_versions(f"name='{model_name}'", max_results=1000)
+    ]
+
+
 def versions_tagged(state: StateDir, key: str, value: str) -> list[VersionEntry]:
     """Every registered version, of any model, whose tag `key` is `value`."""
     configure(state)

@@ -354,6 +354,74 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
             "approvals.html", status=409, session=session, queue=queue, done="", problem=problem
         )
 
+    def auditor(session: Session) -> None:
+        """Auditors (and admins) read every agency; everyone else gets not-found."""
+        if session.token.role not in ("auditor", "admin"):
+            raise PageNotFound
+
+    @app.get("/audit", include_in_schema=False)
+    def audit_home(request: Request) -> HTMLResponse:
+        session = signed_in(request)
+        auditor(session)
+        return render("audit.html", session=session, models=registered_models(state))
+
+    @app.get("/audit/models/{model}", include_in_schema=False)
+    def audit_model(request: Request, model: str, at: str = "") -> HTMLResponse:
+        session = signed_in(request)
+        auditor(session)
+        if not MODEL_NAME.fullmatch(model):
+            raise PageNotFound
+        details = model_details(state, model, at.strip())
+        if details is None:
+            raise PageNotFound
+        return render("audit_model.html", session=session, model=details, at=at.strip())
+
+    @app.get("/audit/models/{model}/{version}/card", include_in_schema=False)
+    def audit_card(request: Request, model: str, version: str) -> Response:
+        session = signed_in(request)
+        auditor(session)
+        if not MODEL_NAME.fullmatch(model) or not version.isdigit():
+            raise PageNotFound
+        card = model_card_html(state, model, version)
+        if card is None:
+            raise PageNotFound
+        response = HTMLResponse(card)  # self-contained: its own inline CSS, no script
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        )
+        return response
+
+    @app.get("/audit/lineage", include_in_schema=False)
+    def audit_lineage(request: Request, batch_id: str = "") -> HTMLResponse:
+        session = signed_in(request)
+        auditor(session)
+        batch_id = batch_id.strip()
+        if not BATCH_ID.fullmatch(batch_id):
+            return render(
+                "audit_lineage.html",
+                status=404 if batch_id else 200,
+                session=session,
+                batch_id=batch_id,
+                tree=None,
+                problem="Give a batch id such as batch-0123456789abcdef0123." if batch_id else "",
+            )
+        tree, problem = lineage_of(state, batch_id)
+        return render(
+            "audit_lineage.html",
+            status=200 if tree else 404,
+            session=session,
+            batch_id=batch_id,
+            tree=tree,
+            problem=problem,
+            mlflow_ui=mlflow_ui_url(),
+        )
+
+    @app.get("/audit/logs", include_in_schema=False)
+    def audit_logs(request: Request) -> HTMLResponse:
+        session = signed_in(request)
+        auditor(session)
+        return render("audit_logs.html", session=session, **logs_of(state))
+
     @app.get("/static/site.css", include_in_schema=False)
     def stylesheet() -> FileResponse:
         return FileResponse(TEMPLATES / "site.css", media_type="text/css")
@@ -373,7 +441,130 @@ def metric_text(value: Any) -> str:
 
 
 def home_of(token: access.Token) -> str:
-    return "/approvals" if token.role == "approver" else "/batches"
+    return {"approver": "/approvals", "auditor": "/audit", "admin": "/audit"}.get(
+        token.role, "/batches"
+    )
+
+
+def mlflow_ui_url() -> str:
+    """Where auditors open MLflow's UI: AGENCYML_MLFLOW_UI_URL, default `agencyml ui`'s."""
+    return os.environ.get("AGENCYML_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def registered_models(state: StateDir) -> list[dict[str, Any]]:
+    """Every registered model of every agency, with its aliases."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.registry import tracking
+
+    tracking.configure(state)
+    models = MlflowClient().search_registered_models(max_results=1000)
+    return sorted(
+        (
+            {
+                "name": m.name,
+                "agency": m.name.partition(".")[0],
+                "aliases": {alias: str(v) for alias, v in (m.aliases or {}).items()},
+            }
+            for m in models
+        ),
+        key=lambda m: m["name"],
+    )
+
+
+def model_details(state: StateDir, model: str, at: str) -> dict[str, Any] | None:
+    """A model's versions with their status, its champion history, and the champion at `at`."""
+    from pipelines.registry import promotion, tracking
+    from pipelines.registry.model_card import registry_facts
+
+    if model not in {m["name"] for m in registered_models(state)}:
+        return None
+    versions = sorted(
+        (entry for entry in tracking.versions_tagged_any(state, model)),
+        key=lambda e: int(e.version),
+        reverse=True,
+    )
+    events = promotion.read_events(state, model)
+    answer = problem = None
+    if at:
+        try:
+            answer = promotion.champion_at(events, promotion.parse_moment(at)) or "none"
+        except promotion.RegistryError as error:
+            problem = str(error)
+    return {
+        "name": model,
+        "versions": [
+            {
+                "version": e.version,
+                "aliases": ", ".join(e.aliases) or "-",
+                "registered": datetime_text(e.registered_ms),
+                **registry_facts(e.tags),
+            }
+            for e in versions
+        ],
+        "events": events,
+        "champion_at": answer,
+        "problem": problem,
+    }
+
+
+def datetime_text(milliseconds: int) -> str:
+    from datetime import UTC, datetime
+
+    if not milliseconds:
+        return "not recorded"
+    moment = datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+def model_card_html(state: StateDir, model: str, version: str) -> str | None:
+    from pipelines.registry import model_card
+    from pipelines.registry.tracking import ModelNotFoundError
+
+    try:
+        return model_card.render_html(model_card.collect_card_facts(model, version, state))
+    except ModelNotFoundError:
+        return None
+
+
+def lineage_of(state: StateDir, batch_id: str) -> tuple[dict[str, Any] | None, str]:
+    """The batch's lineage as a tree of plain values, or why there is none."""
+    from pipelines.registry.trace import BatchNotFoundError, trace_batch
+
+    try:
+        tree = trace_batch(batch_id, state)
+    except BatchNotFoundError as error:
+        return None, str(error)
+    return {"complete": tree.complete(), "root": readable(tree.to_dict())}, ""
+
+
+def readable(node: dict[str, Any]) -> dict[str, Any]:
+    """A lineage node for the page: the gate's whole verdict (JSON) and the audit entries are
+    left to the model's page and the version in MLflow; the gate's reason stays."""
+    facts = {
+        key: value
+        for key, value in node["facts"].items()
+        if key != "tag agencyml.gate.result" and not key.startswith("tag agencyml.audit.")
+    }
+    return {**node, "facts": facts, "children": [readable(c) for c in node["children"]]}
+
+
+def logs_of(state: StateDir) -> dict[str, Any]:
+    """The registry's audit log and the newest access-log entries, each chain verified."""
+    from pipelines.hashlog import LogTamperedError
+    from pipelines.registry import promotion
+
+    found: dict[str, Any] = {}
+    for name, read in (
+        ("audit", lambda: promotion.read_events(state)),
+        ("access", lambda: access.read_access_log(state)),
+    ):
+        try:
+            records = read()
+            found[name] = {"records": records[-100:][::-1], "total": len(records), "problem": ""}
+        except LogTamperedError as error:
+            found[name] = {"records": [], "total": 0, "problem": str(error)}
+    return found
 
 
 def promotion_queue(state: StateDir, agency: str | None) -> list[dict[str, Any]]:

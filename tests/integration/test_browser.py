@@ -157,3 +157,32 @@ def test_the_pages_need_no_asset_from_outside_the_app(site, page) -> None:
     page.goto(f"{site['url']}/batches/{site['batches'][FRAUD].batch_id}")
 
     assert outside == []
+
+
+def test_an_auditor_traces_a_batch_to_its_model_card_and_data(site, page) -> None:
+    own = site["batches"][FRAUD].batch_id
+    _, secret = access.create_token(state_dir(), role="auditor", name="national audit")
+    audited = {}
+
+    page.goto(site["url"] + "/")
+    page.get_by_label("Access token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/audit")
+    audited["audit"] = serious_violations(page)
+    page.get_by_label("Trace a batch").fill(own)
+    page.get_by_role("button", name="Show its lineage").click()  # click 1
+    page.wait_for_url("**/audit/lineage?batch_id=**")
+    audited["lineage"] = serious_violations(page)
+    shot(page, "auditor-1-lineage")
+    text = page.content()
+    assert "Complete: every link was followed." in text and "md5" in text
+    page.get_by_role("link", name="model card").first.click()  # click 2
+    page.wait_for_url("**/card")
+    shot(page, "auditor-2-card")
+    assert "Model card: business-aid.fraud-risk" in page.content()
+    page.goto(site["url"] + "/audit/models/business-aid.fraud-risk")
+    audited["model"] = serious_violations(page)
+    page.goto(site["url"] + "/audit/logs")
+    audited["logs"] = serious_violations(page)
+
+    assert audited == {"audit": [], "lineage": [], "model": [], "logs": []}

@@ -196,3 +196,68 @@ def test_a_session_ends_after_its_idle_time(tmp_path) -> None:
     time.sleep(0.3)
     assert sessions.find(session_id) is None
     assert sessions.find("made-up") is None
+
+
+# --- auditors ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auditor(site) -> httpx.Client:
+    _, secret = access.create_token(site["state"], role="auditor", name="national audit")
+    return signed_in_as(site, secret, home="/audit")
+
+
+def signed_in_as(site, secret: str, home: str) -> httpx.Client:
+    client = httpx.Client(base_url=site["url"], timeout=120)
+    form = client.get("/")
+    reply = client.post("/sign-in", data={"csrf": csrf_of(form.text), "token": secret})
+    assert reply.status_code == 303 and reply.headers["location"] == home, reply.text
+    return client
+
+
+def test_an_auditor_sees_every_agencys_models_and_their_versions(site, auditor) -> None:
+    home = auditor.get("/audit")
+    model = auditor.get("/audit/models/business-aid.fraud-risk")
+    card = auditor.get("/audit/models/business-aid.fraud-risk/1/card")
+
+    assert "business-aid.fraud-risk" in home.text and "product-safety.risk-triage" in home.text
+    assert model.status_code == 200 and "v1" in model.text and "promote" in model.text
+    assert card.status_code == 200 and "Model card: business-aid.fraud-risk v1" in card.text
+    assert auditor.get("/audit/models/no-such.model").status_code == 404
+    assert auditor.get("/audit/models/business-aid.fraud-risk/99/card").status_code == 404
+
+
+def test_the_champion_at_a_moment_comes_from_the_audit_log(site, auditor) -> None:
+    before = auditor.get("/audit/models/business-aid.fraud-risk", params={"at": "2000-01-01"})
+    now = auditor.get("/audit/models/business-aid.fraud-risk", params={"at": "2999-01-01"})
+    wrong = auditor.get("/audit/models/business-aid.fraud-risk", params={"at": "yesterday"})
+
+    assert "Champion at 2000-01-01: none" in before.text
+    assert "Champion at 2999-01-01: v1" in now.text
+    assert "is not a date or time" in wrong.text
+
+
+def test_a_batch_is_traced_to_its_model_run_and_data(site, auditor) -> None:
+    own = site["batches"][FRAUD]
+
+    page = auditor.get("/audit/lineage", params={"batch_id": own.batch_id})
+    unknown = auditor.get("/audit/lineage", params={"batch_id": f"batch-{'0' * 20}"})
+    malformed = auditor.get("/audit/lineage", params={"batch_id": "../../etc"})
+
+    assert page.status_code == 200 and "Complete: every link was followed." in page.text
+    assert "model card" in page.text and "open in MLflow" in page.text and "md5" in page.text
+    assert unknown.status_code == 404 and malformed.status_code == 404
+
+
+def test_the_logs_page_verifies_both_hash_chains(site, auditor) -> None:
+    page = auditor.get("/audit/logs")
+
+    assert page.text.count("The hash chain verifies") == 2
+    assert "/audit/logs" in page.text or "GET /batches" in page.text
+
+
+def test_agencies_do_not_get_the_audit_pages(site) -> None:
+    client = signed_in(site, site["secrets"]["fraud"])
+
+    assert client.get("/audit").status_code == 404
+    assert client.get("/audit/models/product-safety.risk-triage").status_code == 404
