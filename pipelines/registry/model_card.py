@@ -870,8 +870,37 @@ def h(text: str) -> str:
     return escaped
 
 
-def render_html(facts: dict[str, Any]) -> str:
-    """The card as one self-contained HTML page (inline CSS, no scripts, all text escaped)."""
+PLOT_TITLES = {
+    "roc_curve.png": "ROC curve on the holdout rows",
+    "pr_curve.png": "Precision-recall curve on the holdout rows",
+    "reliability.png": "Reliability (calibration) on the holdout rows",
+    "confusion_matrix.png": "Confusion matrix at the decision policy",
+    "feature_importance.png": "Feature importance by gain",
+    "shap_summary.png": "SHAP summary on a sample of holdout rows",
+    "slices.png": "Metrics by slice",
+    "baselines.png": "The model against its baselines",
+}
+
+
+def plots_html(plots: dict[str, bytes]) -> str:
+    """The training run's plots as one section of inline PNG images, each with its title."""
+    import base64
+
+    figures = []
+    known = [name for name in PLOT_TITLES if name in plots]
+    for name in known + sorted(set(plots) - set(known)):
+        title = h(PLOT_TITLES.get(name, name))
+        data = base64.b64encode(plots[name]).decode("ascii")
+        figures.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{title}" '
+            f'style="max-width:100%"><figcaption>{title}</figcaption></figure>'
+        )
+    return "<section>\n<h2>Plots</h2>\n" + "\n".join(figures) + "\n</section>"
+
+
+def render_html(facts: dict[str, Any], plots: dict[str, bytes] | None = None) -> str:
+    """The card as one self-contained HTML page (inline CSS, no scripts, all text escaped),
+    with the training run's plots embedded when they are given."""
     title = h(title_of(facts))
     parts = [
         "<!DOCTYPE html>",
@@ -889,6 +918,8 @@ def render_html(facts: dict[str, Any]) -> str:
         parts.append(f"<section>\n<h2>{h(section.title)}</h2>")
         parts += [html_block(block) for block in section.blocks]
         parts.append("</section>")
+    if plots:
+        parts.append(plots_html(plots))
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"
 

@@ -223,6 +223,9 @@ def test_an_auditor_sees_every_agencys_models_and_their_versions(site, auditor) 
     assert "business-aid.fraud-risk" in home.text and "product-safety.risk-triage" in home.text
     assert model.status_code == 200 and "v1" in model.text and "promote" in model.text
     assert card.status_code == 200 and "Model card: business-aid.fraud-risk v1" in card.text
+    # the training run's plots, embedded with their titles
+    assert "<h2>Plots</h2>" in card.text and 'alt="ROC curve on the holdout rows"' in card.text
+    assert card.text.count("data:image/png;base64,") >= 6
     assert auditor.get("/audit/models/no-such.model").status_code == 404
     assert auditor.get("/audit/models/business-aid.fraud-risk/99/card").status_code == 404
 

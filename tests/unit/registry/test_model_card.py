@@ -467,3 +467,19 @@ def test_a_decision_reads_from_readable_tags_and_from_the_older_json_tag() -> No
     }
     assert readable["rejected"] is None
     assert older["approval"]["by"] == "cy" and older["rejected"]["reason"] == "no"
+
+
+def test_the_html_card_embeds_the_plots_it_is_given_with_escaped_titles() -> None:
+    import base64
+
+    from pipelines.registry.model_card import render_html
+
+    png = b"\x89PNG\r\n\x1a\n-not-really"
+    page = render_html(facts(), {"roc_curve.png": png, "<odd>.png": png})
+
+    assert page.index("<h2>Plots</h2>") > page.index("<h1>")
+    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in page
+    assert 'alt="ROC curve on the holdout rows"' in page
+    assert "&lt;odd&gt;.png" in page and "<odd>" not in page
+    assert page.index("ROC curve") < page.index("&lt;odd&gt;")  # known plots first
+    assert "<h2>Plots</h2>" not in render_html(facts())
