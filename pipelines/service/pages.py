@@ -396,19 +396,14 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
         session = signed_in(request)
         auditor(session)
         batch_id = batch_id.strip()
-        if not BATCH_ID.fullmatch(batch_id):
-            return render(
-                "audit_lineage.html",
-                status=404 if batch_id else 200,
-                session=session,
-                batch_id=batch_id,
-                tree=None,
-                problem="Give a batch id such as batch-0123456789abcdef0123." if batch_id else "",
-            )
-        tree, problem = lineage_of(state, batch_id)
+        if BATCH_ID.fullmatch(batch_id):
+            tree, problem = lineage_of(state, batch_id)
+        else:
+            tree = None
+            problem = "Give a batch id such as batch-0123456789abcdef0123." if batch_id else ""
         return render(
             "audit_lineage.html",
-            status=200 if tree else 404,
+            status=404 if batch_id and tree is None else 200,
             session=session,
             batch_id=batch_id,
             tree=tree,

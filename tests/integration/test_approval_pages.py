@@ -11,31 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from browser import AXE, CHROMIUM, serious_violations, shot
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.paths import PACKAGE_ROOT, state_dir
+from pipelines.paths import state_dir
 from pipelines.registry.promotion import read_events
 from pipelines.service import access
 
 MODEL = "business-aid.fraud-risk"
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = PACKAGE_ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = PACKAGE_ROOT / ".cache" / "test-artifacts" / "screenshots"
-
-
-def serious_violations(page) -> list[dict]:
-    """axe-core's serious and critical findings on the page; none checked without axe-core."""
-    if not AXE.is_file():
-        return []
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("async () => (await axe.run(document)).violations")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in found
-        if v.get("impact") in ("serious", "critical")
-    ]
 
 
 def require_approval(project: Path) -> None:
@@ -136,9 +121,8 @@ def test_an_approver_approves_in_the_browser_and_the_cli_history_shows_it(site, 
         page.get_by_label("Access token").fill(site["secrets"]["approver"])
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/approvals")
-        violations = serious_violations(page)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "approver-queue.png"), full_page=True)
+        violations = serious_violations(page) if AXE.is_file() else []
+        shot(page, "approver-queue")
         page.get_by_label(re.compile("Your reason")).fill("reviewed the slices and the baselines")
         page.get_by_role("button", name=f"Approve {MODEL} v{site['version']}").click()
         page.wait_for_url("**/approvals?done=**")

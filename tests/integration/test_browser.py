@@ -9,28 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
+from browser import AXE, CHROMIUM, serious_violations, shot
 
-from pipelines.paths import PACKAGE_ROOT, state_dir
+from pipelines.paths import state_dir
 from pipelines.service import access
 
 FRAUD = "business-aid"
 TRIAGE = "product-safety"
-CHROMIUM = os.environ.get("AGENCYML_CHROMIUM", "/usr/bin/chromium")
-AXE = Path(
-    os.environ.get(
-        "AGENCYML_AXE_JS", PACKAGE_ROOT / ".cache" / "axe" / "node_modules/axe-core/axe.min.js"
-    )
-)
-SCREENSHOTS = PACKAGE_ROOT / ".cache" / "test-artifacts" / "screenshots"
-
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = [
     pytest.mark.skipif(
-        not Path(CHROMIUM).is_file(),
+        not CHROMIUM.is_file(),
         reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)",
     ),
     pytest.mark.skipif(
@@ -55,7 +47,7 @@ def site(two_agencies, serve):
 def browser():
     with playwright.sync_playwright() as driver:
         launched = driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
         )
         yield launched
         launched.close()
@@ -68,22 +60,6 @@ def page(browser, tmp_path):
     opened = context.new_page()
     yield opened
     context.close()
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def serious_violations(page) -> list[dict]:
-    """axe-core's serious and critical findings on the page as it is."""
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("async () => (await axe.run(document)).violations")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in found
-        if v.get("impact") in ("serious", "critical")
-    ]
 
 
 def sign_in(page, site) -> None:
