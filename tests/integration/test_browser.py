@@ -162,3 +162,25 @@ def test_an_auditor_traces_a_batch_to_its_model_card_and_data(site, page) -> Non
     audited["logs"] = serious_violations(page)
 
     assert audited == {"audit": [], "lineage": [], "model": [], "logs": []}
+
+
+@pytest.mark.parametrize(
+    ("width", "name"), [(390, "phone"), (640, "200-percent-zoom")]
+)  # a 1280-pixel window at 200% zoom lays the page out 640 CSS pixels wide
+def test_the_agency_pages_fit_a_phone_and_200_percent_zoom(site, browser, width, name) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    own = site["batches"][FRAUD].batch_id
+    overflowing = {}
+    try:
+        sign_in(page, site)
+        for label, path in (("batches", "/batches"), ("batch", f"/batches/{own}")):
+            page.goto(site["url"] + path)
+            shot(page, f"{name}-{label}")
+            overflowing[label] = page.evaluate(
+                "() => document.documentElement.scrollWidth > window.innerWidth"
+            )
+    finally:
+        context.close()
+
+    assert overflowing == {"batches": False, "batch": False}  # wide tables scroll in place
