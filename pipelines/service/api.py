@@ -9,10 +9,11 @@ whatever its outcome, is appended to the access log."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import pyarrow.parquet as pq
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -278,20 +279,31 @@ def download_file(
     if format == "parquet" and len(parts) == 1:
         recorded = (manifest.get("file_sha256") or {}).get(parts[0].name)
         return parts[0], recorded or storage.file_sha256(parts[0])
+    write = storage.write_parquet_stream if format == "parquet" else storage.write_csv_stream
+    return cached_file(state, manifest, parts, format, lambda frame: frame, write)
+
+
+def cached_file(
+    state: StateDir,
+    manifest: dict[str, Any],
+    parts: list[Path],
+    suffix: str,
+    shape: Callable[[pd.DataFrame], pd.DataFrame],
+    write: Callable[[Iterator[pd.DataFrame], Path], Path],
+) -> tuple[Path, str]:
+    """The batch's scored rows, each chunk shaped, written once (atomically) into the download
+    cache as `<batch_id>.<suffix>`, chunk by chunk; and its sha256, hashed once when made."""
     cache = state.root / "cache" / "downloads" / manifest["agency"]
-    target = cache / f"{manifest['batch_id']}.{format}"
+    target = cache / f"{manifest['batch_id']}.{suffix}"
     digest = target.with_name(target.name + ".sha256")
     if not digest.is_file():
         chunks = (
-            batch.to_pandas()
+            shape(batch.to_pandas())
             for part in parts
             for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(250_000)
         )
-        if format == "parquet":
-            storage.write_parquet_stream(chunks, target)
-        else:
-            storage.write_csv_stream(chunks, target)
-        storage.write_text(digest, storage.file_sha256(target))  # hashed once, when made
+        write(chunks, target)
+        storage.write_text(digest, storage.file_sha256(target))
     return target, digest.read_text().strip()
 
 

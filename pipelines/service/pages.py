@@ -23,8 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -34,6 +33,7 @@ from pipelines.paths import StateDir
 from pipelines.service import access
 from pipelines.service.api import (
     BATCH_PATTERN,
+    cached_file,
     create_app,
     download_file,
     find_batch,
@@ -695,24 +695,12 @@ def quarantine_file(state: StateDir, manifest: dict[str, Any], name: str) -> Pat
 def friendly_csv(state: StateDir, folder: Path, manifest: dict[str, Any]) -> tuple[Path, str]:
     """The scored rows as CSV for a spreadsheet: probabilities rounded to 4 places (the parquet
     keeps them whole), made once in the download cache, chunk by chunk."""
-    cache = state.root / "cache" / "downloads" / str(manifest["agency"])
-    target = cache / f"{manifest['batch_id']}.rounded.csv"
-    digest = target.with_name(target.name + ".sha256")
-    if not digest.is_file():
-        parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
+    parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
 
-        def rounded(batch: pa.RecordBatch) -> Any:
-            frame = batch.to_pandas()
-            for column in frame.columns:
-                if column == "probability" or column.startswith("proba_"):
-                    frame[column] = np.round(frame[column].to_numpy(dtype=float), 4)
-            return frame
+    def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+        for column in frame.columns:
+            if column == "probability" or column.startswith("proba_"):
+                frame[column] = np.round(frame[column].to_numpy(dtype=float), 4)
+        return frame
 
-        chunks = (
-            rounded(batch)
-            for part in parts
-            for batch in pq.ParquetFile(part, pre_buffer=False).iter_batches(250_000)
-        )
-        storage.write_csv_stream(chunks, target)
-        storage.write_text(digest, storage.file_sha256(target))
-    return target, digest.read_text().strip()
+    return cached_file(state, manifest, parts, "rounded.csv", rounded, storage.write_csv_stream)

@@ -44,11 +44,7 @@ def csrf_of(page: str) -> str:
 
 
 def signed_in(site, secret: str) -> httpx.Client:
-    client = httpx.Client(base_url=site["url"], timeout=60)
-    form = client.get("/")
-    reply = client.post("/sign-in", data={"csrf": csrf_of(form.text), "token": secret})
-    assert reply.status_code == 303 and reply.headers["location"] == "/batches", reply.text
-    return client
+    return signed_in_as(site, secret, home="/batches")
 
 
 def test_sign_in_gives_an_httponly_strict_session_cookie(site) -> None:
