@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -177,4 +178,8 @@ def test_the_limits_are_tested_on_a_loaded_machine(busy_cores):
     """Every core has had a busy process beside these tests, from first to last."""
     for burner in busy_cores:
         assert burner.poll() is None
-        assert psutil.Process(burner.pid).cpu_percent(interval=0.5) > 30
+        process = psutil.Process(burner.pid)
+        # its share of a core since it started, not over one short window: on 2 cores the
+        # burners share them with the tests' own processes, so a 0.5 s sample can dip low
+        used = sum(process.cpu_times()[:2]) / (time.time() - process.create_time())
+        assert used > 0.2, f"a burner used {used:.0%} of a core"
