@@ -209,31 +209,11 @@ def registry_facts(version_tags: dict[str, str]) -> dict[str, Any]:
     return {
         "gate_decision": version_tags.get("agencyml.gate.decision"),
         "gate_reason": version_tags.get("agencyml.gate.reason"),
-        "approval": person_tags(version_tags, "agencyml.approval"),
-        "rejected": person_tags(version_tags, "agencyml.rejection", older="agencyml.rejected"),
+        "approval": trace.person_tags(version_tags, "agencyml.approval"),
+        "rejected": trace.person_tags(
+            version_tags, "agencyml.rejection", older="agencyml.rejected"
+        ),
     }
-
-
-def person_tags(tags: dict[str, str], prefix: str, older: str | None = None) -> Any:
-    """A person's decision from its readable tags (<prefix>.by, .reason, .time); versions
-    decided before those tags existed hold one JSON tag (`older`, else the prefix itself)."""
-    fields = {
-        key: tags[f"{prefix}.{key}"]
-        for key in ("by", "reason", "time")
-        if f"{prefix}.{key}" in tags
-    }
-    if fields:
-        return fields
-    return loads_or_text(tags.get(older or prefix))
-
-
-def loads_or_text(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def audit_events(
@@ -260,7 +240,7 @@ def audit_events(
                 events.append(event)
     if not events:
         tagged = [
-            loads_or_text(value)
+            trace.loads_or_text(value)
             for key, value in sorted(version_tags.items())
             if key.startswith("agencyml.audit.")
         ]

@@ -540,6 +540,7 @@ def model_version_node(client: MlflowClient, found: ModelVersion) -> LineageNode
     )
     if found.model_id:
         node.ids["logged_model_id"] = found.model_id
+    node.children.append(approval_node(found))
     run_id = found.run_id or found.tags.get("agencyml.run_id")
     if not run_id:
         node.missing.append("the version names no training run (run_id or tag agencyml.run_id)")
@@ -561,13 +562,86 @@ def model_version_node(client: MlflowClient, found: ModelVersion) -> LineageNode
 
 
 def registry_tags(version_tags: dict[str, str], run_tags: dict[str, str]) -> dict[str, str]:
-    """Tags the registry added to the version (gate verdict, approvals, audit entries): the
-    ones copied from the training run at registration say nothing new."""
+    """Tags the registry added to the version (the gate's whole verdict, audit entries): the
+    ones copied from the training run at registration say nothing new, and the decision that
+    made it champion is the approval node's."""
     return {
         f"tag {key}": value
         for key, value in sorted(version_tags.items())
-        if run_tags.get(key) != value and key not in ("agencyml.model_sha256", "agencyml.run_id")
+        if run_tags.get(key) != value
+        and key not in ("agencyml.model_sha256", "agencyml.run_id", *DECISION_TAGS)
+        and not key.startswith(PERSON_TAG_PREFIXES)
     }
+
+
+DECISION_TAGS = ("agencyml.gate.decision", "agencyml.gate.reason")
+PERSON_TAG_PREFIXES = ("agencyml.approval", "agencyml.rejection", "agencyml.rejected")
+
+
+def approval_node(found: ModelVersion) -> LineageNode:
+    """Who or what let the version become champion: the gate alone, or a person after it (with
+    their reason). A champion whose gate asked for approval and that has none recorded is a
+    broken link."""
+    tags = found.tags
+    decision = tags.get("agencyml.gate.decision")
+    facts = {"gate decision": decision or "not recorded"}
+    if tags.get("agencyml.gate.reason"):
+        facts["gate reason"] = tags["agencyml.gate.reason"]
+    approval = person_tags(tags, "agencyml.approval")
+    rejection = person_tags(tags, "agencyml.rejection", older="agencyml.rejected")
+    if approval is not None:
+        label = f"approved by {who(approval)}"
+        facts.update(decision_facts("approval", approval))
+    elif rejection is not None:
+        label = f"rejected by {who(rejection)}"
+        facts.update(decision_facts("rejection", rejection))
+    elif decision == "await-approval":
+        label = "awaiting a person's approval"
+    elif decision == "promote":
+        label = "not required: the gate promoted it"
+    elif decision:
+        label = f"the gate decided '{decision}'"
+    else:
+        label = "no gate decision is recorded (registered outside the gate)"
+    node = LineageNode(kind="approval", label=label, facts=facts)
+    if decision == "await-approval" and approval is None and tracking.CHAMPION in found.aliases:
+        node.missing.append(
+            "the gate asked for a person's approval, but the champion has no "
+            "agencyml.approval.* tags"
+        )
+    return node
+
+
+def person_tags(tags: dict[str, str], prefix: str, older: str | None = None) -> Any:
+    """A person's decision from its readable tags (<prefix>.by, .reason, .time); versions
+    decided before those tags existed hold one JSON tag (`older`, else the prefix itself)."""
+    fields = {
+        key: tags[f"{prefix}.{key}"]
+        for key in ("by", "reason", "time")
+        if f"{prefix}.{key}" in tags
+    }
+    if fields:
+        return fields
+    return loads_or_text(tags.get(older or prefix))
+
+
+def loads_or_text(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def who(decision: Any) -> str:
+    return show(decision.get("by")) if isinstance(decision, dict) else "a person"
+
+
+def decision_facts(kind: str, value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {f"{kind} {key}": show(item) for key, item in value.items()}
+    return {kind: show(value)}
 
 
 def training_run_node(client: MlflowClient, run: Run) -> LineageNode:

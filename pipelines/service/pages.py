@@ -392,20 +392,32 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
         return response
 
     @app.get("/audit/lineage", include_in_schema=False)
-    def audit_lineage(request: Request, batch_id: str = "") -> HTMLResponse:
+    def audit_lineage(
+        request: Request, batch_id: str = "", model: str = "", version: str = ""
+    ) -> HTMLResponse:
         session = signed_in(request)
         auditor(session)
-        batch_id = batch_id.strip()
-        if BATCH_ID.fullmatch(batch_id):
-            tree, problem = lineage_of(state, batch_id)
+        batch_id, model, version = batch_id.strip(), model.strip(), version.strip()
+        asked = bool(batch_id or model or version)
+        if batch_id and BATCH_ID.fullmatch(batch_id):
+            tree, problem = lineage_of(state, batch_id=batch_id)
+        elif not batch_id and MODEL_NAME.fullmatch(model) and version.isdigit():
+            tree, problem = lineage_of(state, model=model, version=version)
         else:
             tree = None
-            problem = "Give a batch id such as batch-0123456789abcdef0123." if batch_id else ""
+            problem = (
+                "Give a batch id such as batch-0123456789abcdef0123, or a model such as "
+                "business-aid.fraud-risk and a version number."
+                if asked
+                else ""
+            )
         return render(
             "audit_lineage.html",
-            status=404 if batch_id and tree is None else 200,
+            status=404 if asked and tree is None else 200,
             session=session,
             batch_id=batch_id,
+            model=model,
+            version=version,
             tree=tree,
             problem=problem,
             mlflow_ui=mlflow_ui_url(),
@@ -547,13 +559,21 @@ def run_plots(state: StateDir, run_id: str | None) -> dict[str, bytes]:
         return {}
 
 
-def lineage_of(state: StateDir, batch_id: str) -> tuple[dict[str, Any] | None, str]:
-    """The batch's lineage as a tree of plain values, or why there is none."""
-    from pipelines.registry.trace import BatchNotFoundError, trace_batch
+def lineage_of(
+    state: StateDir, *, batch_id: str = "", model: str = "", version: str = ""
+) -> tuple[dict[str, Any] | None, str]:
+    """A batch's or a model version's lineage as a tree of plain values, or why there is
+    none."""
+    from pipelines.registry.trace import (
+        BatchNotFoundError,
+        ModelNotFoundError,
+        trace_batch,
+        trace_model,
+    )
 
     try:
-        tree = trace_batch(batch_id, state)
-    except BatchNotFoundError as error:
+        tree = trace_batch(batch_id, state) if batch_id else trace_model(model, version, state)
+    except (BatchNotFoundError, ModelNotFoundError) as error:
         return None, str(error)
     return {"complete": tree.complete(), "root": readable(tree.to_dict())}, ""
 

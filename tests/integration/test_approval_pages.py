@@ -5,19 +5,23 @@ HTTP and in Debian's Chromium."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from browser import AXE, CHROMIUM, serious_violations, shot
+from browser import AXE, CHROMIUM, chromium, serious_violations, shot
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
+from pipelines.config import load_use_case
 from pipelines.paths import state_dir
+from pipelines.registry import promotion
 from pipelines.registry.promotion import read_events
+from pipelines.scoring.batches import write_holdout_batch
 from pipelines.service import access
 
 MODEL = "business-aid.fraud-risk"
@@ -57,7 +61,13 @@ def site(prefect_server, tmp_path_factory, make_small_project, serve):
             ],
         }
         with serve(root / "serve-approvals.log") as running:
-            yield {**running, "state": state, "secrets": secrets, "version": first.model_version}
+            yield {
+                **running,
+                "project": project,
+                "state": state,
+                "secrets": secrets,
+                "version": first.model_version,
+            }
 
 
 def signed_in(site, who: str) -> httpx.Client:
@@ -107,14 +117,15 @@ def test_a_decision_needs_a_reason_and_its_csrf_token_and_stays_in_scope(site) -
     assert "champion" not in aliases
 
 
-def test_an_approver_approves_in_the_browser_and_the_cli_history_shows_it(site, tmp_path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
+def needs_a_browser() -> None:
+    pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+
+
+def test_an_approver_approves_in_the_browser_and_the_cli_history_shows_it(site, tmp_path) -> None:
+    needs_a_browser()
+    with chromium() as browser:
         # the pages forbid inline scripts: lifted for the test's own axe-core injection
         page = browser.new_context(bypass_csp=True).new_page()
         page.goto(site["url"] + "/")
@@ -127,7 +138,6 @@ def test_an_approver_approves_in_the_browser_and_the_cli_history_shows_it(site, 
         page.get_by_role("button", name=f"Approve {MODEL} v{site['version']}").click()
         page.wait_for_url("**/approvals?done=**")
         shown = page.content()
-        browser.close()
 
     assert violations == []
     assert f"{MODEL} v{site['version']} approved" in shown
@@ -142,3 +152,39 @@ def test_an_approver_approves_in_the_browser_and_the_cli_history_shows_it(site, 
     [event] = [e for e in read_events(site["state"], MODEL) if e["action"] == "approve"]
     assert event["by"] == "head of unit"
     assert event["reason"] == "reviewed the slices and the baselines"
+
+
+def test_an_auditor_reads_the_approvers_reason_and_the_data_md5_one_click_from_a_batch_id(
+    site,
+) -> None:
+    needs_a_browser()
+    reason = "reviewed the slices and the baselines"
+    version = MlflowClient().get_model_version(MODEL, site["version"])
+    if "champion" not in version.aliases:  # when run alone, without the approver's test
+        promotion.approve(MODEL, site["version"], "head of unit", reason, site["state"])
+    from flows.score import score
+
+    use_case = load_use_case(*MODEL.split("."))
+    batch = score(*MODEL.split("."), str(write_holdout_batch(use_case, site["state"])))
+    data = site["project"] / "data" / "ingested" / "business-aid" / "applications.parquet"
+    md5 = hashlib.md5(data.read_bytes(), usedforsecurity=False).hexdigest()
+    secret = access.create_token(site["state"], role="auditor", name="national audit")[1]
+
+    with chromium() as browser:
+        page = browser.new_context(bypass_csp=True).new_page()
+        page.goto(site["url"] + "/")
+        page.get_by_label("Access token").fill(secret)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/audit")
+        page.get_by_label("Trace a batch").fill(batch.batch_id)
+        page.get_by_role("button", name="Show its lineage").click()  # the one click
+        page.wait_for_url("**/audit/lineage?batch_id=**")
+        shot(page, "auditor-approval-and-data")
+        shown = page.locator("main").inner_text()
+        violations = serious_violations(page) if AXE.is_file() else []
+
+    assert "Complete: every link was followed." in shown
+    assert "approval: approved by head of unit" in shown
+    assert reason in shown
+    assert md5 in shown
+    assert violations == []

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from browser import AXE, CHROMIUM, serious_violations, shot
+from browser import AXE, CHROMIUM, chromium, serious_violations, shot
 
 from pipelines.paths import state_dir
 from pipelines.service import access
@@ -45,12 +45,8 @@ def site(two_agencies, serve):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
         "scoring run",
         "validation",
         "model version",
+        "approval",
         "training run",
         "git commit",
         "params",
@@ -96,7 +97,9 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
     assert version.ids["ui_path"] == f"#/models/{MODEL}/versions/1"
     assert "champion" in version.facts["aliases"]
     assert version.facts["model_sha256"] == trained.model_sha256
-    [training] = version.children
+    approval, training = version.children
+    assert approval.label == "not required: the gate promoted it"
+    assert approval.facts["gate decision"] == "promote"
     assert training.ids["run_id"] == registered.run_id == trained.run_id
     assert training.facts["roc_auc"] == f"{trained.metrics['roc_auc']:.4f}"
     run = client.get_run(trained.run_id)

@@ -7,14 +7,20 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from html import unescape
+from urllib.parse import urlsplit
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from servers import free_port, stop, wait_until_up
 
-from pipelines.paths import StateDir, state_dir
+from pipelines.paths import PACKAGE_ROOT, StateDir, state_dir
 from pipelines.service import access
 from pipelines.service.pages import SESSION_COOKIE, Sessions
 
@@ -246,6 +252,54 @@ def test_a_batch_is_traced_to_its_model_run_and_data(site, auditor) -> None:
     assert page.status_code == 200 and "Complete: every link was followed." in page.text
     assert "model card" in page.text and "open in MLflow" in page.text and "md5" in page.text
     assert unknown.status_code == 404 and malformed.status_code == 404
+
+
+def test_a_version_is_traced_and_its_evidence_links_open_in_a_real_mlflow_ui(
+    site, auditor, tmp_path
+) -> None:
+    page = auditor.get("/audit/lineage", params={"model": "business-aid.fraud-risk", "version": 1})
+    unknown = auditor.get(
+        "/audit/lineage", params={"model": "business-aid.fraud-risk", "version": 9}
+    )
+    model_page = auditor.get("/audit/models/business-aid.fraud-risk")
+
+    assert page.status_code == 200 and "Lineage of business-aid.fraud-risk v1" in page.text
+    assert "Complete: every link was followed." in page.text
+    assert "approval</strong>: not required: the gate promoted it" in page.text
+    assert unknown.status_code == 404 and "version" in unknown.text
+    assert "/audit/lineage?model=business-aid.fraud-risk&amp;version=1" in model_page.text
+    links = [
+        unescape(link)
+        for link in re.findall(r'href="(http://127\.0\.0\.1:5000/get-artifact[^"]+)"', page.text)
+    ]
+    assert any("validation%2Ftraining_data.json" in link for link in links), links
+    assert any("data_docs%2Findex.html" in link for link in links), links
+
+    port = free_port()  # `agencyml ui` on its own port: the links' paths must open there
+    log = tmp_path / "mlflow-ui.log"
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    with open(log, "wb") as output:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "flows", "ui", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", ui, log)
+        opened = {}
+        for link in links:
+            parts = urlsplit(link)
+            reply = httpx.get(f"http://127.0.0.1:{port}{parts.path}?{parts.query}", timeout=60)
+            opened[parts.query] = (reply.status_code, reply.text[:200])
+    finally:
+        stop(ui)
+
+    assert all(status == 200 for status, _ in opened.values()), opened
+    report = next(text for query, (_, text) in opened.items() if "training_data.json" in query)
+    docs = next(text for query, (_, text) in opened.items() if "index.html" in query)
+    assert '"result_id"' in report or '"success"' in report
+    assert "<html" in docs.lower()
 
 
 def test_the_logs_page_verifies_both_hash_chains(site, auditor) -> None:
