@@ -838,7 +838,7 @@ th { background: #f6f8fa; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; overflow-wrap: anywhere; }
-.not-recorded { color: #8c959f; font-style: italic; }
+.not-recorded { color: #57606a; font-style: italic; }
 """
 
 

@@ -180,3 +180,68 @@ def test_the_agency_pages_fit_a_phone_and_200_percent_zoom(site, browser, width,
         context.close()
 
     assert overflowing == {"batches": False, "batch": False}  # wide tables scroll in place
+
+
+def test_a_form_without_its_csrf_token_is_refused_in_the_browser(site, page) -> None:
+    sign_in(page, site)
+    page.evaluate("() => document.querySelector('form[action=\"/sign-out\"] [name=csrf]').remove()")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+    refused = page.locator("main").inner_text()
+    violations = serious_violations(page)
+    shot(page, "isolation-csrf-refused")
+    page.goto(site["url"] + "/batches")  # still signed in: nothing was changed
+
+    assert "Refused" in refused and "Nothing was changed" in refused
+    assert page.url.endswith("/batches") and "Sign out" in page.content()
+    assert violations == []
+
+
+def test_a_revoked_tokens_browser_session_ends_at_its_next_request(site, page) -> None:
+    token, secret = access.create_token(
+        state_dir(), role="agency", agency=FRAUD, name="leaving soon"
+    )
+    page.goto(site["url"] + "/")
+    page.get_by_label("Access token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/batches")
+
+    access.revoke_token(state_dir(), token.token_id)
+    page.goto(f"{site['url']}/batches/{site['batches'][FRAUD].batch_id}")
+    shot(page, "isolation-revoked")
+
+    assert page.get_by_label("Access token").is_visible()
+    assert site["batches"][FRAUD].batch_id not in page.locator("main").inner_text()
+
+
+def test_the_remaining_pages_have_no_serious_accessibility_violation(site, page) -> None:
+    """The pages the journeys above do not check: a version's lineage and card, the drift
+    report, and a refused sign-in."""
+    own = site["batches"][FRAUD].batch_id
+    _, secret = access.create_token(state_dir(), role="auditor", name="accessibility audit")
+    found = {}
+
+    page.goto(site["url"] + "/")
+    page.get_by_label("Access token").fill("aml_not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    found["sign-in refused"] = serious_violations(page)
+    sign_in(page, site)
+    page.goto(f"{site['url']}/batches/{own}/drift.html")
+    found["drift report"] = serious_violations(page)
+    page.goto(site["url"] + "/")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+    page.get_by_label("Access token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/audit")
+    for name, path in (
+        ("version lineage", "/audit/lineage?model=business-aid.fraud-risk&version=1"),
+        ("model card", "/audit/models/business-aid.fraud-risk/1/card"),
+        ("unknown version", "/audit/lineage?model=business-aid.fraud-risk&version=99"),
+    ):
+        page.goto(site["url"] + path)
+        shot(page, f"axe-{name.replace(' ', '-')}")
+        found[name] = serious_violations(page)
+
+    assert found == {name: [] for name in found}
