@@ -11,6 +11,7 @@ it only reads: runs, artifacts, dataset inputs and registry entries that trackin
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ REJECTION_REPORT = "quarantine/report.json"
 DATA_DOCS = "validation/data_docs"
 DATA_DOCS_INDEX = f"{DATA_DOCS}/index.html"
 USE_CASE_PARAMS = "params/use_case.json"
+MODEL_CARD = "model_card/model_card.html"
 # Metrics shown on a training run node; the full set is in MLflow.
 HEADLINE_METRICS = ("roc_auc", "pr_auc", "macro_f1", "accuracy", "log_loss", "brier")
 # Dataset facts, in the order an auditor reads them.
@@ -91,6 +93,23 @@ class LineageNode:
         """True when no node in the tree has a link that could not be followed."""
         return not any(node.missing for node in self.walk())
 
+    def for_people(self) -> LineageNode:
+        """The tree as pages and the terminal show it: the gate's whole verdict (a long JSON
+        tag) and the audit entries are left to the model card and `--json`; the gate's reason
+        and the approval are in the approval node."""
+        return LineageNode(
+            kind=self.kind,
+            label=self.label,
+            ids=dict(self.ids),
+            facts={
+                key: value
+                for key, value in self.facts.items()
+                if key != "tag agencyml.gate.result" and not key.startswith("tag agencyml.audit.")
+            },
+            children=[child.for_people() for child in self.children],
+            missing=list(self.missing),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only, for `--json` output and for archiving with an audit."""
         return {
@@ -104,6 +123,11 @@ class LineageNode:
 
 
 # --- reading MLflow ----------------------------------------------------------------------------
+
+
+def mlflow_ui_url() -> str:
+    """Where people open MLflow's UI: AGENCYML_MLFLOW_UI_URL, default `agencyml ui`'s."""
+    return os.environ.get("AGENCYML_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
 
 
 def client_for(state: StateDir) -> MlflowClient:
@@ -313,6 +337,8 @@ def batch_node(
         else f"{folder / 'scored'} ({len(scored)} parts)"
     )
     node.missing += [f"{folder / name} does not exist" for name in absent]
+    drift = folder / "drift.html"
+    node.facts["drift report"] = str(drift) if drift.is_file() else "not written"
     if run_manifest is not None and published[folder] != run_manifest:
         differing = sorted(
             key
@@ -552,6 +578,10 @@ def model_version_node(client: MlflowClient, found: ModelVersion) -> LineageNode
         node.facts.update(registry_tags(found.tags, {}))
         return node
     node.facts.update(registry_tags(found.tags, run.data.tags))
+    card = MODEL_CARD if artifact_exists(client, run_id, MODEL_CARD) else None
+    node.facts["model card"] = f"{card} on run {run_id}" if card else "not logged"
+    if card:
+        node.ids["card_artifact"] = card
     run_sha = run.data.tags.get("agencyml.model_sha256")
     if run_sha and found.tags.get("agencyml.model_sha256") not in (None, run_sha):
         node.missing.append(
@@ -757,6 +787,7 @@ def dataset_nodes(run: Run) -> list[LineageNode]:
 def render_tree(node: LineageNode, *, max_value: int = 100) -> Tree:
     """The lineage as a rich tree: kind in bold, the ids in cyan, facts, missing links in red.
     Values longer than max_value are shortened; `to_dict()` keeps them whole."""
+    node = node.for_people()
     tree = Tree(node_text(node, max_value), guide_style="dim")
     add_children(tree, node, max_value)
     return tree
@@ -771,6 +802,8 @@ def node_text(node: LineageNode, max_value: int) -> Text:
     # Text objects, not markup: labels and facts come from files and must print as written
     lines = [Text.assemble((node.kind, "bold"), "  ", node.label)]
     lines += [pair(key, value, "cyan", max_value) for key, value in node.ids.items()]
+    if "ui_path" in node.ids:
+        lines.append(pair("open", f"{mlflow_ui_url()}/{node.ids['ui_path']}", "cyan", 10_000))
     lines += [pair(key, value, "dim", max_value) for key, value in node.facts.items()]
     lines += [Text(f"missing: {problem}", style="red") for problem in node.missing]
     return Text("\n").join(lines)

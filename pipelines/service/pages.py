@@ -454,8 +454,9 @@ def home_of(token: access.Token) -> str:
 
 
 def mlflow_ui_url() -> str:
-    """Where auditors open MLflow's UI: AGENCYML_MLFLOW_UI_URL, default `agencyml ui`'s."""
-    return os.environ.get("AGENCYML_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    from pipelines.registry.trace import mlflow_ui_url as configured
+
+    return configured()
 
 
 def registered_models(state: StateDir) -> list[dict[str, Any]]:
@@ -575,18 +576,7 @@ def lineage_of(
         tree = trace_batch(batch_id, state) if batch_id else trace_model(model, version, state)
     except (BatchNotFoundError, ModelNotFoundError) as error:
         return None, str(error)
-    return {"complete": tree.complete(), "root": readable(tree.to_dict())}, ""
-
-
-def readable(node: dict[str, Any]) -> dict[str, Any]:
-    """A lineage node for the page: the gate's whole verdict (JSON) and the audit entries are
-    left to the model's page and the version in MLflow; the gate's reason stays."""
-    facts = {
-        key: value
-        for key, value in node["facts"].items()
-        if key != "tag agencyml.gate.result" and not key.startswith("tag agencyml.audit.")
-    }
-    return {**node, "facts": facts, "children": [readable(c) for c in node["children"]]}
+    return {"complete": tree.complete(), "root": tree.for_people().to_dict()}, ""
 
 
 def logs_of(state: StateDir) -> dict[str, Any]:

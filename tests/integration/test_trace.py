@@ -139,6 +139,11 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
     console.print(render_tree(tree))
     shown = console.export_text()
     assert result.batch_id in shown and trained.run_id in shown and "missing" not in shown
+    # whole links for the terminal, and the gate's long JSON left to --json and the card
+    assert f"open: http://127.0.0.1:5000/#/models/{MODEL}/versions/1" in shown
+    assert "agencyml.gate.result" not in shown and "tag agencyml.gate.result" in version.facts
+    assert tree.facts["drift report"] == str(result.output_dir / "drift.html")
+    assert version.facts["model card"] == f"model_card/model_card.html on run {trained.run_id}"
 
     # the model card of that version states its real figures
     facts = collect_card_facts(MODEL, "1", state)
