@@ -298,12 +298,15 @@ def card(
 ) -> None:
     """Print a version's model card (Markdown); it is also logged on the training run."""
     with friendly_errors():
-        from pipelines.registry import model_card
+        from pipelines.registry import model_card, tracking
 
-        facts = model_card.collect_card_facts(model, version, state_dir())
+        state = state_dir()
+        facts = model_card.collect_card_facts(model, version, state)
         markdown = model_card.render_markdown(facts)
         print(markdown)
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
             (output / "model_card.md").write_text(markdown, encoding="utf-8")
-            (output / "model_card.html").write_text(model_card.render_html(facts), encoding="utf-8")
+            plots = tracking.run_plots(facts["model"].get("run_id"), state)
+            html = model_card.render_html(facts, plots)
+            (output / "model_card.html").write_text(html, encoding="utf-8")

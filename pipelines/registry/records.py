@@ -409,11 +409,13 @@ def refresh_model_card(model_name: str, version: str, state: StateDir) -> dict[s
     from pipelines.registry import model_card
 
     facts = model_card.collect_card_facts(model_name, version, state)
+    run_id = tracking.version_facts(model_name, version, state).run_id
     texts = {
         "model_card/model_card.md": model_card.render_markdown(facts),
-        "model_card/model_card.html": model_card.render_html(facts),
+        "model_card/model_card.html": model_card.render_html(
+            facts, tracking.run_plots(run_id, state)
+        ),
     }
-    run_id = tracking.version_facts(model_name, version, state).run_id
     tracking.log_texts(run_id, texts, state)
     tracking.set_version_description(
         model_name, version, model_card.render_description(facts), state

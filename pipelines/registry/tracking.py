@@ -290,6 +290,24 @@ def load_model(
     return LoadedModel(found.name, found.version, found.run_id, pyfunc, bundle)
 
 
+def run_plots(run_id: str | None, state: StateDir) -> dict[str, bytes]:
+    """The PNG plots a training run logged under plots/, by file name (none if the run is gone),
+    for model cards that embed them."""
+    if not run_id:
+        return {}
+    configure(state)
+    client = MlflowClient()
+    try:
+        listed = [a.path for a in client.list_artifacts(run_id, "plots") if a.path.endswith(".png")]
+        with tempfile.TemporaryDirectory() as folder, no_download_bars():
+            return {
+                Path(path).name: Path(client.download_artifacts(run_id, path, folder)).read_bytes()
+                for path in listed
+            }
+    except (MlflowException, OSError):
+        return {}
+
+
 @contextlib.contextmanager
 def no_download_bars() -> Iterator[None]:
     """No MLflow progress bar for downloading two small files."""

@@ -526,38 +526,14 @@ def datetime_text(milliseconds: int) -> str:
 
 
 def model_card_html(state: StateDir, model: str, version: str) -> str | None:
-    from pipelines.registry import model_card
+    from pipelines.registry import model_card, tracking
     from pipelines.registry.tracking import ModelNotFoundError
 
     try:
         facts = model_card.collect_card_facts(model, version, state)
     except ModelNotFoundError:
         return None
-    return model_card.render_html(facts, run_plots(state, facts["model"].get("run_id")))
-
-
-def run_plots(state: StateDir, run_id: str | None) -> dict[str, bytes]:
-    """The PNG plots the training run logged under plots/ (none if the run is gone)."""
-    import tempfile
-
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from pipelines.registry import tracking
-
-    if not run_id:
-        return {}
-    tracking.configure(state)
-    client = MlflowClient()
-    try:
-        listed = [a.path for a in client.list_artifacts(run_id, "plots") if a.path.endswith(".png")]
-        with tempfile.TemporaryDirectory() as folder, tracking.no_download_bars():
-            return {
-                Path(path).name: Path(client.download_artifacts(run_id, path, folder)).read_bytes()
-                for path in listed
-            }
-    except (MlflowException, OSError):
-        return {}
+    return model_card.render_html(facts, tracking.run_plots(facts["model"].get("run_id"), state))
 
 
 def lineage_of(

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.score import score
 from flows.train import train
 from pipelines.config import load_use_case
@@ -43,7 +45,9 @@ def train_and_score() -> tuple[Any, Path, Any, MlflowClient]:
     return trained, batch_path, result, MlflowClient(state.tracking_uri, state.tracking_uri)
 
 
-def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, small_project):
+def test_a_scored_batch_traces_to_every_record_that_produced_it(
+    prefect_server, small_project, tmp_path
+):
     trained, batch_path, result, client = train_and_score()
     state = state_dir()
 
@@ -144,6 +148,18 @@ def test_a_scored_batch_traces_to_every_record_that_produced_it(prefect_server, 
     assert "agencyml.gate.result" not in shown and "tag agencyml.gate.result" in version.facts
     assert tree.facts["drift report"] == str(result.output_dir / "drift.html")
     assert version.facts["model card"] == f"model_card/model_card.html on run {trained.run_id}"
+    # the card logged on the run embeds the run's plots, for auditors who stay in MLflow
+    logged = Path(
+        client.download_artifacts(trained.run_id, "model_card/model_card.html", str(tmp_path))
+    )
+    card = logged.read_text()
+    assert 'alt="ROC curve on the holdout rows"' in card
+    assert card.count("data:image/png;base64,") >= 6
+    printed = CliRunner().invoke(app, ["card", MODEL, "1", "-o", str(tmp_path / "card")])
+    assert printed.exit_code == 0, printed.output
+    assert "# Model card: business-aid.fraud-risk v1" in printed.output
+    written = (tmp_path / "card" / "model_card.html").read_text()
+    assert written.count("data:image/png;base64,") == card.count("data:image/png;base64,")
 
     # the model card of that version states its real figures
     facts = collect_card_facts(MODEL, "1", state)
