@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pyarrow.parquet as pq
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from pipelines.data import storage
 from pipelines.paths import StateDir
@@ -27,6 +28,9 @@ from pipelines.service import access
 
 AGENCY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 BATCH_PATTERN = r"^batch-[0-9a-f]{20}$"
+USE_CASE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+REPORT_FILES = {"drift.html": "text/html", "drift.png": "image/png"}
+TOTAL_HEADER = "X-Total-Count"
 CONTENT_HASH_HEADER = "X-Content-SHA256"
 BLOCK = 1 << 20
 
@@ -50,7 +54,17 @@ def caller(
     return token
 
 
+def iso_day(value: Any) -> Any:
+    """Days are YYYY-MM-DD text only: pydantic would also read a number as a Unix time."""
+    if not isinstance(value, str | date) or (
+        isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
+    ):
+        raise ValueError("give a day as YYYY-MM-DD, e.g. 2026-11-30")
+    return value
+
+
 Caller = Annotated[access.Token, Depends(caller)]
+Day = Annotated[date, BeforeValidator(iso_day)]
 Agency = Annotated[str, PathParam(pattern=AGENCY_PATTERN, max_length=64)]
 BatchId = Annotated[str, PathParam(pattern=BATCH_PATTERN, max_length=26)]
 
@@ -122,10 +136,27 @@ def create_app(state: StateDir) -> FastAPI:
         response_model=list[BatchSummary],
         responses={**NOT_FOUND, **UNAUTHORISED},
     )
-    def list_batches(agency: Agency, token: Caller) -> list[BatchSummary]:
-        """The agency's published batches, newest first, each with its manifest summary."""
+    def list_batches(
+        agency: Agency,
+        token: Caller,
+        response: Response,
+        use_case: Annotated[
+            str | None, Query(pattern=USE_CASE_PATTERN, max_length=64, description="Only this one")
+        ] = None,
+        since: Annotated[Day | None, Query(description="Scored on or after this day (UTC)")] = None,
+        until: Annotated[
+            Day | None, Query(description="Scored on or before this day (UTC)")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[BatchSummary]:
+        """The agency's published batches, newest first, each with its manifest summary:
+        `limit` of them from `offset`, the number that match in the X-Total-Count header."""
         visible_to(token, agency)
-        return [summary(manifest) for _, manifest in published_batches(state, agency)]
+        manifests = [manifest for _, manifest in published_batches(state, agency)]
+        matching = filter_batches(manifests, use_case=use_case, since=since, until=until)
+        response.headers[TOTAL_HEADER] = str(len(matching))
+        return [summary(manifest) for manifest in matching[offset : offset + limit]]
 
     @app.get(
         "/v1/agencies/{agency}/batches/{batch_id}/manifest",
@@ -172,6 +203,26 @@ def create_app(state: StateDir) -> FastAPI:
                 "Content-Disposition": f'attachment; filename="{batch_id}.{format}"',
             },
         )
+
+    @app.get(
+        "/v1/agencies/{agency}/batches/{batch_id}/reports/{name}",
+        responses={
+            **NOT_FOUND,
+            **UNAUTHORISED,
+            200: {"content": {"text/html": {}, "image/png": {}}, "description": "The report"},
+        },
+        response_class=FileResponse,
+    )
+    def report(
+        agency: Agency,
+        batch_id: BatchId,
+        name: Annotated[Literal["drift.html", "drift.png"], PathParam()],
+        token: Caller,
+    ) -> FileResponse:
+        """A report the batch's manifest lists: the drift report (HTML) or its plot (PNG)."""
+        visible_to(token, agency)
+        folder, manifest = find_batch(state, agency, batch_id)
+        return FileResponse(report_file(folder, manifest, name), media_type=REPORT_FILES[name])
 
     @app.get(
         "/v1/agencies/{agency}/batches/{batch_id}/lineage",
@@ -251,6 +302,39 @@ def find_batch(state: StateDir, agency: str, batch_id: str) -> tuple[Path, dict[
         if manifest.get("batch_id") == batch_id:
             return folder, manifest
     raise HTTPException(404, "not found")
+
+
+def filter_batches(
+    manifests: list[dict[str, Any]],
+    *,
+    use_case: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[dict[str, Any]]:
+    """The manifests of one use case (all when None) scored between two days, both included
+    (UTC, from each manifest's created_at; one without it matches no day), in the order
+    given."""
+
+    def day(manifest: dict[str, Any]) -> str:
+        return str(manifest.get("created_at", ""))[:10]
+
+    return [
+        m
+        for m in manifests
+        if (not use_case or m.get("use_case") == use_case)
+        and (since is None or (day(m) != "" and day(m) >= since.isoformat()))
+        and (until is None or (day(m) != "" and day(m) <= until.isoformat()))
+    ]
+
+
+def report_file(folder: Path, manifest: dict[str, Any], name: str) -> Path:
+    """A report file of the batch, only if its manifest lists it and it is a real file."""
+    path = folder / name
+    if name not in REPORT_FILES or name not in manifest.get("files", []):
+        raise HTTPException(404, "not found")
+    if path.is_symlink() or not path.is_file():
+        raise HTTPException(404, "not found")
+    return path
 
 
 def summary(manifest: dict[str, Any]) -> BatchSummary:

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -36,6 +37,7 @@ from pipelines.service.api import (
     cached_file,
     create_app,
     download_file,
+    filter_batches,
     find_batch,
     published_batches,
 )
@@ -219,22 +221,18 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
 
     @app.get("/batches", include_in_schema=False)
     def batches_page(
-        request: Request, use_case: str = "", since: str = "", page: int = 1
+        request: Request, use_case: str = "", since: str = "", until: str = "", page: int = 1
     ) -> HTMLResponse:
         session = signed_in(request)
         agency = agency_of(session)
         everything = [manifest for _, manifest in published_batches(state, agency)]
         use_cases = sorted({str(m.get("use_case")) for m in everything})
-        shown = [
-            m
-            for m in everything
-            if (not use_case or m.get("use_case") == use_case)
-            and (not since or str(m.get("created_at", ""))[:10] >= since)
-        ]
+        days, problem = filter_days(since.strip(), until.strip())
+        shown = filter_batches(everything, use_case=use_case or None, **days)
         pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
         page = min(max(page, 1), pages)
         rows = [batch_row(m) for m in shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]]
-        query = {"use_case": use_case, "since": since}
+        query = {"use_case": use_case, "since": since, "until": until}
 
         def link(number: int) -> str:
             return "/batches?" + urlencode({**query, "page": number})
@@ -247,6 +245,8 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
             use_cases=use_cases,
             use_case=use_case,
             since=since,
+            until=until,
+            problem=problem,
             page=page,
             pages=pages,
             total=len(shown),
@@ -436,6 +436,21 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
 
 BATCH_ID = re.compile(BATCH_PATTERN)
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\.[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def filter_days(since: str, until: str) -> tuple[dict[str, date | None], str]:
+    """The listing's date filter from its form fields (YYYY-MM-DD, either may be empty), or
+    no filter and what is wrong with them."""
+    try:
+        days = {
+            key: date.fromisoformat(value) if value else None
+            for key, value in (("since", since), ("until", until))
+        }
+    except ValueError:
+        return {}, "Give dates as YYYY-MM-DD, e.g. 2026-11-30. Showing every date."
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        return days, "The first date is after the second, so no batch can match."
+    return days, ""
 
 
 def metric_text(value: Any) -> str:

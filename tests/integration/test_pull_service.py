@@ -17,7 +17,7 @@ from pipelines.service.pull import PullError, pull_batch
 
 FRAUD = ("business-aid", "fraud-risk")
 TRIAGE = ("product-safety", "risk-triage")
-ENDPOINTS = ("list", "manifest", "data", "lineage")
+ENDPOINTS = ("list", "manifest", "data", "lineage", "report")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,7 @@ def endpoint(service, name: str, agency: str) -> str:
         "manifest": f"{base}/{batch_id}/manifest",
         "data": f"{base}/{batch_id}/data",
         "lineage": f"{base}/{batch_id}/lineage",
+        "report": f"{base}/{batch_id}/reports/drift.html",
     }[name]
 
 
@@ -71,7 +72,7 @@ EXPECTED = {
     "fraud": AGENCY_ONLY,
     "triage": AGENCY_ONLY,
     "auditor": {"list": (200, 200), "manifest": (200, 200), "data": (403, 403),
-                "lineage": (200, 200)},
+                "lineage": (200, 200), "report": (200, 200)},
     "auditor+rows": {n: (200, 200) for n in ENDPOINTS},
     "admin": {n: (200, 200) for n in ENDPOINTS},
 }  # fmt: skip
@@ -103,6 +104,43 @@ def test_an_agency_lists_its_own_batches_with_their_manifest_summary(service) ->
 
     assert [b["batch_id"] for b in listed] == [scored.batch_id]
     assert listed[0]["rows"]["scored"] == scored.rows and listed[0]["use_case"] == FRAUD[1]
+
+
+def test_the_listing_filters_by_use_case_and_day_and_pages(service) -> None:
+    base = f"/v1/agencies/{FRAUD[0]}/batches"
+    own = service["batches"][FRAUD[0]].batch_id
+    day = json.loads((service["batches"][FRAUD[0]].output_dir / "manifest.json").read_text())[
+        "created_at"
+    ][:10]
+
+    def listed(**params) -> tuple[list[str], str]:
+        reply = request(service, "fraud", base, params=params)
+        assert reply.status_code == 200, reply.text
+        return [b["batch_id"] for b in reply.json()], reply.headers["X-Total-Count"]
+
+    assert listed() == ([own], "1")
+    assert listed(use_case=FRAUD[1], since=day, until=day) == ([own], "1")
+    assert listed(use_case="other-use-case") == ([], "0")
+    assert listed(since="2999-01-01") == ([], "0")
+    assert listed(until="2000-01-01") == ([], "0")
+    assert listed(limit=1, offset=1) == ([], "1")  # past the end: none, and how many match
+    for bad in ({"since": "yesterday"}, {"limit": 0}, {"offset": -1}, {"use_case": "../x"}):
+        reply = request(service, "fraud", base, params=bad)
+        assert reply.status_code == 422, (bad, reply.text)
+
+
+def test_the_drift_report_and_its_plot_are_served_as_the_manifest_lists_them(service) -> None:
+    scored = service["batches"][FRAUD[0]]
+    base = f"/v1/agencies/{FRAUD[0]}/batches/{scored.batch_id}/reports"
+
+    page = request(service, "fraud", f"{base}/drift.html")
+    plot = request(service, "fraud", f"{base}/drift.png")
+    other = request(service, "fraud", f"{base}/manifest.json")
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == (scored.output_dir / "drift.html").read_bytes()
+    assert plot.status_code == 200 and plot.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert other.status_code == 422  # only the listed report names exist
 
 
 @pytest.mark.parametrize("who", [None, "revoked"])

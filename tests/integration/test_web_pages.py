@@ -112,6 +112,9 @@ def test_filters_and_pages_narrow_the_listing(site) -> None:
     assert "No batch matches" in client.get("/batches", params={"use_case": "other"}).text
     assert "No batch matches" in client.get("/batches", params={"since": "2999-01-01"}).text
     assert own in client.get("/batches", params={"page": 99}).text  # the last page
+    wrong = client.get("/batches", params={"since": "yesterday"}).text
+    assert "Give dates as YYYY-MM-DD" in wrong and own in wrong  # said, and nothing hidden
+    assert "No batch matches" in client.get("/batches", params={"until": "2000-01-01"}).text
 
 
 def test_downloads_match_the_manifest_and_the_csv_is_rounded(site) -> None:
