@@ -96,6 +96,10 @@ def create_app(state: StateDir) -> FastAPI:
         version="1",
         description="Scored batches for the agency that owns them; manifests and lineage for "
         "auditors. Every request is logged.",
+        # Swagger UI and ReDoc load their scripts from a public CDN: the service serves nothing
+        # from outside itself, so it has neither; /openapi.json opens in any OpenAPI viewer
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.agencyml = state
 

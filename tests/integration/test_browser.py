@@ -129,6 +129,8 @@ def test_the_pages_need_no_asset_from_outside_the_app(site, page) -> None:
     page.goto(f"{site['url']}/batches/{site['batches'][FRAUD].batch_id}")
 
     assert outside == []
+    for viewer in ("/docs", "/redoc"):  # they would load Swagger UI / ReDoc from a CDN
+        assert page.goto(site["url"] + viewer).status == 404
 
 
 def test_an_auditor_traces_a_batch_to_its_model_card_and_data(site, page) -> None:
