@@ -20,10 +20,22 @@ from pipelines.paths import project_root
 PANEL = "Running unattended"  # where `agencyml --help` lists these commands
 
 
+API_URL_HELP = (
+    "The Prefect API to talk to, e.g. http://prefect.internal:4200/api [default: "
+    "PREFECT_API_URL, else http://127.0.0.1:4200/api, where `agencyml server` listens]"
+)
+
+
 @app.command(rich_help_panel=PANEL)
 def server(
     host: str = typer.Option(prefect_server.DEFAULT_HOST, help="Keep 127.0.0.1 unless proxied."),
     port: int = typer.Option(prefect_server.DEFAULT_PORT, min=1, max=65535),
+    api_url: str | None = typer.Option(
+        None,
+        "--api-url",
+        help="The API's address as browsers and clients reach it, when that is not "
+        "http://HOST:PORT/api (behind a proxy, or with --host 0.0.0.0): the UI calls it.",
+    ),
     ui: bool = typer.Option(True, help="Serve Prefect's UI as well as its API."),
     status: bool = typer.Option(
         False, "--status", help="Say whether the background server runs, and where."
@@ -33,18 +45,22 @@ def server(
     """Start a local Prefect server (API and UI), its database in the state directory.
 
     Deployments, schedules and workers need one; `agencyml deploy` and `agencyml worker` find
-    it at http://127.0.0.1:4200/api unless PREFECT_API_URL says otherwise. Commands that run
-    a flow without PREFECT_API_URL use a background server of the state directory instead,
-    started by the first of them: --status says where it is, --stop stops it."""
+    it at http://127.0.0.1:4200/api unless --api-url or PREFECT_API_URL says otherwise.
+    Commands that run a flow without PREFECT_API_URL use a background server of the state
+    directory instead, started by the first of them: --status says where it is, --stop stops
+    it."""
     if status or stop:
         background_server(stop)
         return
-    environment = {**os.environ, "PREFECT_UI_ENABLED": "true" if ui else "false"}
-    environment.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
+    with friendly_errors():
+        environment = prefect_server.server_environment(host, port, ui, api_url)
+    public = environment["PREFECT_UI_API_URL"]
     console.print(
-        f"Prefect server on http://{host}:{port} (API: /api"
-        + (", UI: /" if ui else "")
-        + f"), database in {environment['PREFECT_HOME']}. Ctrl+C stops it."
+        f"Prefect server listening on {host}:{port}; API {public}"
+        + (f", UI {environment['PREFECT_UI_URL']}" if ui else "")
+        + f"; database in {environment['PREFECT_HOME']}. Ctrl+C stops it.",
+        soft_wrap=True,
+        highlight=False,
     )
     raise typer.Exit(
         subprocess.call(prefect_server.server_command(host, port, ui), env=environment)
@@ -144,6 +160,7 @@ def deploy(
         min=45,
         help="Seconds without a heartbeat after which a running flow run is marked Crashed.",
     ),
+    api_url: str | None = typer.Option(None, "--api-url", help=API_URL_HELP),
 ) -> None:
     """Register every agency's training, scoring and inbox deployments on the Prefect server.
 
@@ -166,19 +183,20 @@ def deploy(
         if dry_run:
             console.print(f"{path} matches params/; nothing registered (--dry-run)")
             return
-        url = prefect_server.api_url()
+        url = prefect_server.api_url(api_url)
         prefect_server.require_server(url)
-        os.environ["PREFECT_API_URL"] = url
-        if prefect_server.ensure_work_pool():
-            console.print(f"created work pool {deployments.WORK_POOL} (process)")
-        else:
-            console.print(f"work pool {deployments.WORK_POOL} exists; its type is kept")
-        prefect_server.deploy_all(root, url, run_dir)
-        prefect_server.ensure_crash_automation(crash_after)
+        with prefect_server.talking_to(url):
+            if prefect_server.ensure_work_pool():
+                console.print(f"created work pool {deployments.WORK_POOL} (process)")
+            else:
+                console.print(f"work pool {deployments.WORK_POOL} exists; its type is kept")
+            prefect_server.deploy_all(root, url, run_dir)
+            prefect_server.ensure_crash_automation(crash_after)
+            registered = prefect_server.registered_deployments()
         table = Table(title=f"Deployments on {url}")
         for column in ("deployment", "schedule", "concurrency", "work pool"):
             table.add_column(column, overflow="fold")
-        for item in prefect_server.registered_deployments():
+        for item in registered:
             table.add_row(
                 item["name"],
                 ", ".join(item["schedules"]) or "on demand",
@@ -186,7 +204,10 @@ def deploy(
                 item["work_pool"] or "-",
             )
         console.print(table)
-        console.print(f"Start a worker to run them: agencyml worker (pool {deployments.WORK_POOL})")
+        to_same = "" if api_url is None else f" --api-url {url}"
+        console.print(
+            f"Start a worker to run them: agencyml worker{to_same} (pool {deployments.WORK_POOL})"
+        )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -195,10 +216,11 @@ def worker(
     limit: int | None = typer.Option(
         None, min=1, help="Flow runs this worker runs at once (default: no limit)."
     ),
+    api_url: str | None = typer.Option(None, "--api-url", help=API_URL_HELP),
 ) -> None:
     """Start a worker that runs the deployments' flow runs in subprocesses of this machine."""
     with friendly_errors():
-        url = prefect_server.api_url()
+        url = prefect_server.api_url(api_url)
         prefect_server.require_server(url)
         environment = {**os.environ, "PREFECT_API_URL": url}
         console.print(f"Worker for pool {pool} on {url}. Ctrl+C stops it.")

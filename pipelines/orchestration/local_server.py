@@ -25,7 +25,9 @@ from pipelines.durable import file_lock
 from pipelines.orchestration.prefect_server import (
     DEFAULT_HOST,
     OrchestrationError,
+    served_api_url,
     server_command,
+    server_environment,
 )
 from pipelines.paths import StateDir
 
@@ -81,16 +83,13 @@ def find_or_start(state: StateDir, timeout: float = STARTUP_SECONDS) -> tuple[Lo
 
 def start(state: StateDir) -> LocalServer:
     port = free_port()
-    url = f"http://{DEFAULT_HOST}:{port}/api"
+    url = served_api_url(DEFAULT_HOST, port)
     log = state.prefect_home / LOG
     environment = {
-        **os.environ,
+        **server_environment(DEFAULT_HOST, port, ui=True),  # the UI calls the API on this port
         "PREFECT_HOME": str(state.prefect_home),
-        "PREFECT_UI_ENABLED": "true",
-        "PREFECT_UI_API_URL": url,  # the UI's browser code calls the API on this port
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    environment.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
     with open(log, "ab") as output:
         process = subprocess.Popen(
             server_command(DEFAULT_HOST, port, ui=True),

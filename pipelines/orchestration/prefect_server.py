@@ -7,9 +7,11 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,9 +27,35 @@ class OrchestrationError(RuntimeError):
     """No Prefect server, an out-of-date prefect.yaml, or a deployment Prefect refused."""
 
 
-def api_url() -> str:
-    """The Prefect API to talk to: PREFECT_API_URL, or the one `agencyml server` starts."""
-    return os.environ.get("PREFECT_API_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
+def served_api_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+    """The API of a server listening on host:port, as a client on this machine calls it."""
+    return f"http://{host}:{port}/api"
+
+
+def api_url(given: str | None = None) -> str:
+    """The Prefect API to talk to: the one given (--api-url), else PREFECT_API_URL, else the
+    one `agencyml server` starts."""
+    return checked_api_url(given or os.environ.get("PREFECT_API_URL") or served_api_url())
+
+
+def checked_api_url(url: str) -> str:
+    """An http(s) URL without its trailing slash; OrchestrationError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise OrchestrationError(
+            f"{url!r} is not a Prefect API URL: give one like http://127.0.0.1:4200/api (or "
+            "https://prefect.example.org/api behind a proxy)"
+        )
+    return url.rstrip("/")
+
+
+@contextlib.contextmanager
+def talking_to(url: str) -> Iterator[None]:
+    """Prefect's client calls in this block go to `url`, whatever PREFECT_API_URL says."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
 
 
 def require_server(url: str, timeout: float = 5.0) -> None:
@@ -38,8 +66,28 @@ def require_server(url: str, timeout: float = 5.0) -> None:
     if not healthy:
         raise OrchestrationError(
             f"no Prefect server answers at {url}. Start one with `agencyml server` (in another "
-            "terminal), or point PREFECT_API_URL at yours."
+            "terminal), or give yours with --api-url (or PREFECT_API_URL)."
         )
+
+
+def server_environment(
+    host: str, port: int, ui: bool = True, public_api_url: str | None = None
+) -> dict[str, str]:
+    """The environment for `prefect server start --host --port`: Prefect's UI reads the API's
+    address from PREFECT_UI_API_URL (served at /ui-settings), which otherwise follows
+    PREFECT_SERVER_API_PORT (4200) whatever --port says. `public_api_url` is the address
+    browsers and clients use when a proxy stands in front (default: http://host:port/api)."""
+    api = checked_api_url(public_api_url or served_api_url(host, port))
+    environment = {
+        **os.environ,
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_UI_URL": api.removesuffix("/api"),  # the links Prefect writes (automations)
+    }
+    environment.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
+    return environment
 
 
 def server_command(host: str, port: int, ui: bool = True) -> list[str]:
