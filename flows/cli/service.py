@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.table import Table
 
 from flows.cli.app import app, console, friendly_errors
 from pipelines.paths import state_dir
+from pipelines.service.access import ROLES
+from pipelines.service.pull import Format
 
 PANEL = "Pull service"  # where `agencyml --help` lists these commands
+# typer makes a Literal a choice: `--help` lists the values and any other is a usage error.
+# A Literal of the tuple itself keeps access.ROLES the one list of roles.
+Role = Literal[ROLES]
+
 tokens_app = typer.Typer(help="API tokens of the pull service: one or more per agency.")
 app.add_typer(tokens_app, name="tokens", rich_help_panel=PANEL)
 
@@ -39,8 +45,8 @@ def serve(
 def tokens_create(
     name: str = typer.Option(..., "--name", help="A label: who or what uses the token."),
     agency: str | None = typer.Option(None, "--agency", "-a", help="The agency it belongs to."),
-    role: str = typer.Option(
-        "agency", help="agency, auditor, admin or approver (with --agency: one agency's)."
+    role: Role = typer.Option(
+        "agency", help="Who holds it; an approver's with --agency is one agency's."
     ),
     read_rows: bool = typer.Option(
         False, "--read-rows", help="Let an auditor token download row data too."
@@ -134,25 +140,41 @@ def pull(
     batch: str | None = typer.Option(None, "--batch", help="A batch id."),
     latest: bool = typer.Option(False, "--latest", help="The agency's newest batch."),
     use_case: str | None = typer.Option(None, "--use-case", "-u", help="With --latest."),
-    format: str = typer.Option("parquet", help="parquet or csv."),
-    url: str = typer.Option(
-        os.environ.get("AGENCYML_URL", "http://127.0.0.1:8765"), help="The service's address."
+    format: Format = typer.Option("parquet", "--format", help="The file's format."),
+    url: str | None = typer.Option(
+        None, help="The service's address; default: AGENCYML_URL, else http://127.0.0.1:8765."
     ),
     token: str | None = typer.Option(
         None, help="The agency's secret; default: the AGENCYML_TOKEN environment variable."
     ),
+    timeout: float = typer.Option(
+        60.0, min=0.1, help="Seconds to wait for the service before giving up."
+    ),
 ) -> None:
-    """Download a batch through the pull service and check its content hash."""
+    """Download a batch through the pull service and check its content hash.
+
+    Any failure exits 13 with what went wrong and leaves nothing under the output's name."""
     with friendly_errors():
         from pipelines.service.pull import PullError, pull_batch
+        from pipelines.settings import settings
 
         if (batch is None) == (not latest):
             raise PullError("say which batch: --batch ID or --latest")
-        secret = token or os.environ.get("AGENCYML_TOKEN")
+        if batch is not None and use_case is not None:
+            raise PullError("--use-case picks among the latest batches: drop it, or use --latest")
+        configured = settings()
+        secret = token or (configured.token.get_secret_value() if configured.token else None)
         if not secret:
             raise PullError("no token: pass --token or set AGENCYML_TOKEN")
         pulled = pull_batch(
-            url, secret, agency, output, batch_id=batch, use_case=use_case, format=format
+            url or configured.url,
+            secret,
+            agency,
+            output,
+            batch_id=batch,
+            use_case=use_case,
+            format=format,
+            timeout=timeout,
         )
         console.print(
             f"Pulled {pulled.batch_id} to {pulled.path} ({pulled.bytes:,} bytes, "
