@@ -20,7 +20,9 @@ from pipelines.orchestration.deployments import PREFECT_YAML, WORK_POOL
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 CRASH_AUTOMATION = "agencyml: mark runs that stopped sending heartbeats Crashed"
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+# Prefect's CLI through this interpreter: an installed agencyml may have no `prefect` script
+# beside it (dependencies from another environment, a zipapp, a frozen image)
+PREFECT = (sys.executable, "-m", "prefect")
 
 
 class OrchestrationError(RuntimeError):
@@ -91,12 +93,12 @@ def server_environment(
 
 
 def server_command(host: str, port: int, ui: bool = True) -> list[str]:
-    command = [PREFECT, "server", "start", "--host", host, "--port", str(port)]
+    command = [*PREFECT, "server", "start", "--host", host, "--port", str(port)]
     return [*command, "--ui" if ui else "--no-ui"]
 
 
 def worker_command(pool: str, limit: int | None) -> list[str]:
-    command = [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+    command = [*PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
     return [*command, "--limit", str(limit)] if limit else command
 
 
@@ -124,7 +126,7 @@ def deploy_all(project_root: Path, url: str, run_dir: str | None = None) -> str:
     Runs start in `run_dir` (default: this checkout), which prefect.yaml reads as $PWD."""
     environment = {**os.environ, "PREFECT_API_URL": url, "PWD": run_dir or str(project_root)}
     done = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_YAML],
+        [*PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_YAML],
         cwd=project_root,
         env=environment,
         capture_output=True,
