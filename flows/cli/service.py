@@ -13,7 +13,8 @@ from rich.table import Table
 from flows.cli.app import app, console, friendly_errors
 from pipelines.paths import state_dir
 from pipelines.service.access import ROLES
-from pipelines.service.pull import Format
+from pipelines.service.pull import Format, PullError, pull_batch
+from pipelines.settings import settings
 
 PANEL = "Pull service"  # where `agencyml --help` lists these commands
 # typer makes a Literal a choice: `--help` lists the values and any other is a usage error.
@@ -155,9 +156,6 @@ def pull(
 
     Any failure exits 13 with what went wrong and leaves nothing under the output's name."""
     with friendly_errors():
-        from pipelines.service.pull import PullError, pull_batch
-        from pipelines.settings import settings
-
         if (batch is None) == (not latest):
             raise PullError("say which batch: --batch ID or --latest")
         if batch is not None and use_case is not None:
