@@ -1,0 +1,91 @@
+"""Commands on MLflow's access control: one MLflow user per agency and a read-only auditor."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.table import Table
+
+from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
+from pipelines.paths import state_dir
+
+PANEL = "MLflow access"  # where `agencyml --help` lists these commands
+EXIT_CODE = 15  # the README's exit codes: the MLflow server or its admin is not usable
+mlflow_access_app = typer.Typer(
+    help="MLflow users per agency on a tracking server that runs MLflow's basic-auth app."
+)
+app.add_typer(mlflow_access_app, name="mlflow-access", rich_help_panel=PANEL)
+
+
+@mlflow_access_app.command("sync")
+def sync(
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="The MLflow server (default: AGENCYML_TRACKING_URI). Admin credentials come from "
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.",
+    ),
+    rotate: list[str] = typer.Option(
+        [], "--rotate", help="Give this user (e.g. agency-business-aid, auditor) a new password."
+    ),
+) -> None:
+    """Create each agency's MLflow user and the auditor, with access to exactly their own
+    experiments and models; safe to re-run (passwords are kept unless --rotate)."""
+    with friendly_errors():
+        from pipelines.registry import mlflow_access
+
+        uri = tracking_uri or os.environ.get("AGENCYML_TRACKING_URI")
+        try:
+            if not uri:
+                raise mlflow_access.MlflowAccessError(
+                    "which MLflow server? pass --tracking-uri http://HOST:PORT or set "
+                    "AGENCYML_TRACKING_URI"
+                )
+            report = run_with_spinner(
+                f"Syncing MLflow access on {uri}",
+                lambda: mlflow_access.sync(uri, state_dir().root, rotate=rotate),
+            )
+        except mlflow_access.MlflowAccessError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_CODE) from None
+        print_report(report)
+
+
+def print_report(report) -> None:
+    table = Table(title=f"MLflow access on {report.tracking_uri}")
+    for column in ("user", "account", "permission", "on"):
+        table.add_column(column, overflow="fold")
+    for username, grants in report.grants.items():
+        for index, grant in enumerate(grants):
+            first = index == 0
+            table.add_row(
+                username if first else "",
+                report.users.get(username, "") if first else "",
+                grant.permission,
+                f"{grant.resource_type.replace('_', ' ')} {grant.label}",
+            )
+    console.print(table)
+    for name in report.created_experiments:
+        console.print(f"created experiment {name}")
+    for name in report.created_models:
+        console.print(f"created registered model {name} (no versions yet)")
+    changes = len(report.granted) + len(report.changed) + len(report.revoked)
+    console.print(
+        f"{len(report.granted)} granted, {len(report.changed)} changed, "
+        f"{len(report.revoked)} revoked" + ("" if changes else ": already in sync")
+    )
+    for username, resource_type, resource_id in report.revoked:
+        console.print(f"revoked {username}'s grant on {resource_type} {resource_id}")
+    for username, roles in report.other_roles.items():
+        errors.print(
+            f"warning: {username} also has the roles {', '.join(roles)}, which may give it "
+            "more than its own resources; unassign them unless that is intended",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if any(state in ("created", "rotated") for state in report.users.values()):
+        console.print(
+            f"New passwords are in {report.passwords_file} (readable by you only); hand each "
+            "one to its agency and the auditor, never by the same channel as the username."
+        )
