@@ -38,6 +38,8 @@ EXIT_CODES = {
     "TimeLimitError": 14,  # the run stopped itself past its use case's time limit
     "PrefectServerStartError": 14,
     "PipelineOutOfDateError": 14,  # dvc.yaml or prefect.yaml no longer matches params/
+    "ProjectNotFoundError": 2,  # no params/ here or above: `agencyml init DIR` makes a project
+    "SettingsError": 2,  # an AGENCYML_* variable holds a value agencyml cannot use
 }
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 

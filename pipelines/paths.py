@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.settings import settings
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_MARKER = "params"
+
+
+class ProjectNotFoundError(LookupError):
+    """No agencyml project here: no params/ folder in the working directory or above it."""
 
 
 def project_root() -> Path:
-    """The checkout that holds params/ and data/; AGENCYML_PROJECT_ROOT overrides it."""
-    override = os.environ.get("AGENCYML_PROJECT_ROOT")
-    return Path(override).expanduser().resolve() if override else PACKAGE_ROOT
+    """The project that holds params/ and data/: AGENCYML_PROJECT_ROOT, else the nearest
+    folder with params/ from the working directory up (never where the package is
+    installed)."""
+    override = settings().project_root
+    if override is not None:
+        root = override.expanduser().resolve()
+        if not root.is_dir():
+            raise ProjectNotFoundError(
+                f"AGENCYML_PROJECT_ROOT={override} is not a folder. Point it at a project "
+                "(a folder with params/), or create one with `agencyml init DIR`."
+            )
+        return root
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_dir():
+            return folder
+    raise ProjectNotFoundError(
+        f"no agencyml project here: neither {here} nor a folder above it has a params/ folder. "
+        "Create one with `agencyml init DIR` and run commands inside it, or set "
+        "AGENCYML_PROJECT_ROOT to an existing project."
+    )
 
 
 @dataclass(frozen=True)
@@ -29,19 +53,17 @@ class StateDir:
     def tracking_uri(self) -> str:
         """MLflow's tracking and registry store: AGENCYML_TRACKING_URI (a shared MLflow server,
         e.g. http://mlflow:5000), or SQLite in the state directory."""
-        return (
-            os.environ.get("AGENCYML_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
-        )
+        return settings().tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     def artifact_location(self, agency: str, purpose: str = "") -> str | None:
         """Where a new experiment keeps its artifacts: under AGENCYML_ARTIFACT_ROOT (e.g.
         s3://bucket/agencyml), else the tracking server's own default, else the state
         directory."""
         parts = [agency, purpose] if purpose else [agency]
-        root = os.environ.get("AGENCYML_ARTIFACT_ROOT")
-        if root:
-            return "/".join([root.rstrip("/"), *parts])
-        if os.environ.get("AGENCYML_TRACKING_URI", "").startswith(("http://", "https://")):
+        configured = settings()
+        if configured.artifact_root:
+            return "/".join([configured.artifact_root.rstrip("/"), *parts])
+        if (configured.tracking_uri or "").startswith(("http://", "https://")):
             return None  # the server stores (or proxies) artifacts where it is told to
         return self.artifact_root.joinpath(*parts).as_uri()
 
@@ -103,6 +125,6 @@ class StateDir:
 
 def state_dir() -> StateDir:
     """The state directory: AGENCYML_HOME, or .agencyml/ in the project."""
-    override = os.environ.get("AGENCYML_HOME")
-    root = Path(override).expanduser() if override else project_root() / ".agencyml"
+    override = settings().home
+    root = override.expanduser() if override else project_root() / ".agencyml"
     return StateDir(root.resolve())

@@ -23,7 +23,9 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """agencyml's settings, from AGENCYML_<NAME> environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     project_root: Path | None = Field(
         None,

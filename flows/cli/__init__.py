@@ -2,7 +2,16 @@
 module per group of commands, each registering its commands on that app. Nothing here imports
 this package back."""
 
-from flows.cli import batches, data, demo, mlflow_access, models, orchestration, service  # noqa: F401
+from flows.cli import (  # noqa: F401
+    batches,
+    data,
+    demo,
+    mlflow_access,
+    models,
+    orchestration,
+    project,
+    service,
+)
 from flows.cli.app import app, main
 
 __all__ = ["app", "main"]

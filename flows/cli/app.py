@@ -3,7 +3,6 @@ with the README's exit codes, and a spinner for work of unknown length."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,8 @@ from rich.progress import (
 
 from flows.errors import EXIT_CODES, explained
 from flows.runtime import prepare_environment
-from pipelines.paths import state_dir
+from pipelines.paths import ProjectNotFoundError, state_dir
+from pipelines.settings import SettingsError, settings
 
 app = typer.Typer(
     help="agencyml: train, register and batch-score models for public agencies.",
@@ -35,7 +35,11 @@ errors = Console(stderr=True)
 def main_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect and MLflow logs."),
 ) -> None:
-    prepare_environment(state_dir(), verbose=verbose)
+    try:
+        state = state_dir()
+    except (ProjectNotFoundError, SettingsError):
+        return  # `init` and `settings` work anywhere; other commands say what is wrong
+    prepare_environment(state, verbose=verbose)
 
 
 @contextmanager
@@ -60,7 +64,7 @@ def prefect_api() -> Iterator[None]:
     AGENCYML_PREFECT_SERVER=temporary keeps Prefect's own temporary server per command."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if PREFECT_API_URL.value() or os.environ.get("AGENCYML_PREFECT_SERVER") == "temporary":
+    if PREFECT_API_URL.value() or settings().prefect_server == "temporary":
         yield
         return
     from pipelines.orchestration import local_server

@@ -36,6 +36,8 @@ def demo() -> None:
         from flows.train import train as train_flow
         from pipelines.data.versioning import can_track, default_remote
         from pipelines.paths import project_root
+        from pipelines.registry import tracking
+        from pipelines.registry.tracking import CHAMPION
         from pipelines.scoring.batches import write_holdout_batch
 
         agencies = config.list_agencies()
@@ -59,6 +61,11 @@ def demo() -> None:
                 progress.update(overall, description=f"training {spec.model_name}")
                 trained = train_flow(spec.agency, spec.name)
                 progress.advance(overall)
+                if tracking.alias_version(spec.model_name, CHAMPION, state_dir()) is None:
+                    # the gate kept the version out (a floor not met, say): nothing to score with
+                    results.append((trained, None))
+                    progress.advance(overall, 2)
+                    continue
                 progress.update(
                     overall, description=f"preparing a held-out batch for {spec.model_name}"
                 )
@@ -82,8 +89,15 @@ def demo() -> None:
         else:
             console.print("  (not a git + DVC checkout: the files are not versioned by DVC)")
         console.print("\nScored batches (scored.parquet + manifest.json):")
-        for _, scored in results:
-            console.print(f"  {scored.output_dir}", soft_wrap=True)
+        for trained, scored in results:
+            if scored is None:
+                console.print(
+                    f"  [yellow]{trained.model_name} not scored:[/] the gate made no champion "
+                    f"({trained.gate.get('decision')}: {trained.gate.get('reason')})",
+                    soft_wrap=True,
+                )
+            else:
+                console.print(f"  {scored.output_dir}", soft_wrap=True)
         console.print(
             f"Validation reports (Data Docs): {state_dir().root / 'gx'}/<agency>/gx/"
             "uncommitted/data_docs/local_site/index.html",
@@ -119,6 +133,17 @@ def demo_table(results: list[tuple[Any, Any]]) -> Table:
         headline = f"{metric} {trained.metrics[metric]:.3f}"
         if "pr_auc" in trained.metrics:
             headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
+        if scored is None:
+            table.add_row(
+                trained.model_name,
+                f"v{trained.model_version}",
+                headline,
+                "not scored: no champion",
+                "-",
+                "-",
+                "-",
+            )
+            continue
         table.add_row(
             trained.model_name,
             f"v{trained.model_version}",

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.data.storage import file_md5
+from pipelines.settings import settings
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def follow_state_remote(repo: Path, remote_dir: Path) -> None:
     """Point the default remote named 'local' at the state directory's DVC remote, in the
     repository's untracked config.local, when AGENCYML_HOME moves the state elsewhere."""
     name, url = default_remote(repo)
-    if name != "local" or "AGENCYML_HOME" not in os.environ:
+    if name != "local" or settings().home is None:
         return
     if url is None or Path(url).resolve() != Path(remote_dir).resolve():
         _dvc(repo, "remote", "modify", "--local", "local", "url", str(remote_dir))

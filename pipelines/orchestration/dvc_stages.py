@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.config import AgencyParams, FileSource, GeneratorSource
+from pipelines.paths import project_root
 
 DVC_YAML = "dvc.yaml"
 # The code that makes a generated dataset: a change to it changes the data.
@@ -97,20 +98,33 @@ USE_CASE_STAGES = """\
 """
 
 
-def source_dependency(source: FileSource | GeneratorSource) -> str:
-    """What a dataset is made from: its file, or the code of its generator."""
+def source_dependency(
+    source: FileSource | GeneratorSource, agency: str, code_deps: bool = True
+) -> str:
+    """What a dataset is made from: its file, or the code of its generator (in a project without
+    agencyml's source, the params file whose settings the generator follows)."""
     if isinstance(source, GeneratorSource):
-        return GENERATOR_CODE[source.generator]
+        return GENERATOR_CODE[source.generator] if code_deps else f"params/{agency}.yaml"
     return source.path.as_posix()
 
 
-def render(agencies: list[AgencyParams]) -> str:
-    """The whole dvc.yaml for these agencies, deterministically (in the order given)."""
+def has_code(root: Path) -> bool:
+    """Whether the project holds agencyml's own source (this repository), so its stages can
+    depend on the code files; a project made by `agencyml init` runs the installed package."""
+    return (root / "pipelines" / "data" / "sources.py").is_file()
+
+
+def render(agencies: list[AgencyParams], code_deps: bool | None = None) -> str:
+    """The whole dvc.yaml for these agencies, deterministically (in the order given). The
+    stages depend on agencyml's code files only in a project that holds them (default: decided
+    from the current project)."""
+    if code_deps is None:
+        code_deps = has_code(project_root())
     ingest = [
         f"      {params.agency}-{name}:\n"
         f"        agency: {params.agency}\n"
         f"        dataset: {name}\n"
-        f"        source: {source_dependency(source)}\n"
+        f"        source: {source_dependency(source, params.agency, code_deps)}\n"
         for params in agencies
         for name, source in sorted(params.datasets.items())
     ]
@@ -122,7 +136,7 @@ def render(agencies: list[AgencyParams]) -> str:
         for params in agencies
         for name, use_case in sorted(params.use_cases.items())
     ]
-    return "".join(
+    text = "".join(
         [
             HEADER,
             "  ingest:\n    foreach:\n",
@@ -133,11 +147,20 @@ def render(agencies: list[AgencyParams]) -> str:
             USE_CASE_STAGES,
         ]
     )
+    if code_deps:
+        return text
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(CODE_DEPENDENCY)
+    )
+
+
+CODE_DEPENDENCY = "        - pipelines/"
 
 
 def out_of_date(path: Path, agencies: list[AgencyParams]) -> bool:
     """True when dvc.yaml is missing or differs from what the params give."""
-    return not path.is_file() or path.read_text(encoding="utf-8") != render(agencies)
+    expected = render(agencies, code_deps=has_code(path.parent))
+    return not path.is_file() or path.read_text(encoding="utf-8") != expected
 
 
 class PipelineOutOfDateError(RuntimeError):

@@ -11,7 +11,6 @@ it only reads: runs, artifacts, dataset inputs and registry entries that trackin
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from pipelines.data.storage import file_sha256
 from pipelines.paths import StateDir, project_root
 from pipelines.registry import tracking
 from pipelines.registry.tracking import ModelNotFoundError
+from pipelines.settings import settings
 
 BATCH_TAG = "agencyml.batch_id"
 DATA_TAG_PREFIX = "agencyml.data."
@@ -127,7 +127,7 @@ class LineageNode:
 
 def mlflow_ui_url() -> str:
     """Where people open MLflow's UI: AGENCYML_MLFLOW_UI_URL, default `agencyml ui`'s."""
-    return os.environ.get("AGENCYML_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    return settings().mlflow_ui_url.rstrip("/")
 
 
 def client_for(state: StateDir) -> MlflowClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
 import re
 import secrets
 import threading
@@ -41,23 +40,19 @@ from pipelines.service.api import (
     find_batch,
     published_batches,
 )
+from pipelines.settings import settings
 
 TEMPLATES = Path(__file__).with_name("templates")
 SESSION_COOKIE = "agencyml_session"
 SIGN_IN_COOKIE = "agencyml_sign_in"  # the sign-in form's CSRF token, before any session
 PAGE_SIZE = 20
-DEFAULT_IDLE_MINUTES = 30.0
 MAX_FORM_BYTES = 4096
 
 
 def idle_minutes() -> float:
-    """AGENCYML_SESSION_IDLE_MINUTES, or 30."""
-    value = os.environ.get("AGENCYML_SESSION_IDLE_MINUTES", "")
-    try:
-        minutes = float(value) if value else DEFAULT_IDLE_MINUTES
-    except ValueError:
-        minutes = DEFAULT_IDLE_MINUTES
-    return minutes if minutes > 0 else DEFAULT_IDLE_MINUTES
+    """AGENCYML_SESSION_IDLE_MINUTES (default 30); a malformed value stops the service at
+    start with a SettingsError rather than silently using the default."""
+    return settings().session_idle_minutes
 
 
 @dataclass

@@ -47,9 +47,22 @@ def test_a_new_agency_gets_its_ingest_and_use_case_stages(small_project: Path):
     item = {"agency": "tax-office", "use_case": "claim-risk", "dataset": "claims"}
     for stage in ("validate", "train", "evaluate"):  # the anchor: one list for three stages
         assert stages[stage]["foreach"]["tax-office-claim-risk"] == item
+    # a project without agencyml's source: the generated data follows its params file
+    assert stages["ingest"]["foreach"]["business-aid-applications"]["source"] == (
+        "params/business-aid.yaml"
+    )
+    assert "- pipelines/" not in dvc_stages.render(load_all_params())
+
+
+def test_in_this_repository_the_stages_depend_on_the_code_too(small_project: Path):
+    text = dvc_stages.render(load_all_params(), code_deps=True)
+    stages = yaml.safe_load(text)["stages"]
+
     assert stages["ingest"]["foreach"]["business-aid-applications"]["source"] == (
         "pipelines/data/business_aid.py"
     )
+    assert "pipelines/modeling/training.py" in stages["train"]["do"]["deps"]
+    assert dvc_stages.has_code(PACKAGE_ROOT) and not dvc_stages.has_code(small_project)
 
 
 def test_work_dvc_must_record_refuses_to_start_while_dvc_yaml_is_out_of_date(
