@@ -23,6 +23,19 @@ def prefect_server():
         yield
 
 
+@pytest.fixture
+def postgres_database():
+    """A factory of throw-away PostgreSQL databases (names), dropped when the test ends; the
+    test is skipped, saying why, where the tests' PostgreSQL does not answer."""
+    import postgres
+
+    reason = postgres.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with contextlib.ExitStack() as stack:
+        yield lambda prefix="agencyml": stack.enter_context(postgres.throwaway_database(prefix))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
