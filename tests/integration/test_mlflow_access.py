@@ -565,6 +565,18 @@ def test_the_auditor_reads_everything_and_writes_nothing(server):
     assert [label for label, answer in writes if not refused(answer)] == []
     assert_untouched(server)
 
+    # While workspaces are off, MLflow lets every signed-in user create experiments and models
+    # of its own (README, "what MLflow's auth does not cover"): they are the auditor's alone,
+    # and agencyml's own names were all taken by the sync, so none can be claimed
+    create = "/api/2.0/mlflow/experiments/create"
+    assert call(server, user, "POST", create, {"name": "auditor/notes"}).ok
+    claim = call(
+        server, user, "POST", "/api/2.0/mlflow/registered-models/create", {"name": MODEL[B]}
+    )
+    assert not claim.ok and "RESOURCE_ALREADY_EXISTS" in claim.text
+    seen = call(server, server.users["a"], *searches_across_everything(server)[0][1:])
+    assert "auditor/notes" not in seen.text and f"agencyml/{A}" in seen.text
+
 
 def test_anonymous_requests_get_nothing_and_write_nothing(server):
     everything = [
