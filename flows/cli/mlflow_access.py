@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
 from pipelines.paths import state_dir
+from pipelines.settings import settings
+
+if TYPE_CHECKING:
+    from pipelines.registry.mlflow_access import SyncReport
 
 PANEL = "MLflow access"  # where `agencyml --help` lists these commands
 EXIT_CODE = 15  # the README's exit codes: the MLflow server or its admin is not usable
@@ -35,7 +39,7 @@ def sync(
     with friendly_errors():
         from pipelines.registry import mlflow_access
 
-        uri = tracking_uri or os.environ.get("AGENCYML_TRACKING_URI")
+        uri = tracking_uri or settings().tracking_uri
         try:
             if not uri:
                 raise mlflow_access.MlflowAccessError(
@@ -52,7 +56,7 @@ def sync(
         print_report(report)
 
 
-def print_report(report) -> None:
+def print_report(report: SyncReport) -> None:
     table = Table(title=f"MLflow access on {report.tracking_uri}")
     for column in ("user", "account", "permission", "on"):
         table.add_column(column, overflow="fold")

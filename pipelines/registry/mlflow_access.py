@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import config
 from pipelines.registry.records import SCORING
+from pipelines.settings import settings
 
 AGENCY_USER_PREFIX = "agency-"
 AUDITOR = "auditor"
@@ -131,6 +132,13 @@ def sync(
     users (and `rotate`d ones) and written to a file only the operator can read."""
     tracking_uri = tracking_uri.rstrip("/")
     resources = agency_resources(agencies)
+    managed = {owned.username for owned in resources} | {AUDITOR}
+    unknown = set(rotate) - managed
+    if unknown:
+        raise MlflowAccessError(
+            f"cannot rotate {', '.join(sorted(unknown))}: sync manages only "
+            f"{', '.join(sorted(managed))}"
+        )
     check_admin(tracking_uri)
     report = SyncReport(tracking_uri, passwords_path(state_root))
     tracking = MlflowClient(tracking_uri, tracking_uri)
@@ -145,12 +153,6 @@ def sync(
 
     auth: AuthServiceClient = get_app_client("basic-auth", tracking_uri=tracking_uri)
     plan = planned_grants(resources, experiment_ids)
-    unknown = set(rotate) - set(plan)
-    if unknown:
-        raise MlflowAccessError(
-            f"cannot rotate {', '.join(sorted(unknown))}: sync manages only "
-            f"{', '.join(sorted(plan))}"
-        )
     for username, grants in plan.items():
         password = ensure_user(auth, username, rotate=username in set(rotate), report=report)
         if password is not None:  # saved at once: a later failure must not lose it
@@ -242,7 +244,7 @@ def ensure_experiment(tracking: MlflowClient, name: str, report: SyncReport) -> 
 def artifact_location(experiment_name: str) -> str | None:
     """AGENCYML_ARTIFACT_ROOT's folder for the experiment, as StateDir.artifact_location makes
     it; without it, the server's own (proxied) artifact root."""
-    root = os.environ.get("AGENCYML_ARTIFACT_ROOT")
+    root = settings().artifact_root
     if not root:
         return None
     return "/".join([root.rstrip("/"), *experiment_name.split("/")[1:]])

@@ -620,6 +620,8 @@ def test_sync_says_what_is_wrong_with_the_server_or_the_admin(server, monkeypatc
     nobody = f"http://127.0.0.1:{free_port()}"
     down = invoke(app, ["mlflow-access", "sync", "--tracking-uri", nobody])
     assert down.exit_code == 15 and "does not answer" in down.output
+    typo = invoke(app, ["mlflow-access", "sync", "--tracking-uri", server.url, "--rotate", "x"])
+    assert typo.exit_code == 15 and "cannot rotate x: sync manages only" in typo.output
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     wrong = invoke(app, ["mlflow-access", "sync", "--tracking-uri", server.url])
