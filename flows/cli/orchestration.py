@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -15,6 +18,7 @@ from flows.cli.app import app, console, friendly_errors, prefect_api
 from pipelines import config
 from pipelines.data import storage
 from pipelines.orchestration import deployments, dvc_stages, prefect_server
+from pipelines.orchestration.inbox_watch import WatchedInbox
 from pipelines.paths import project_root
 
 PANEL = "Running unattended"  # where `agencyml --help` lists these commands
@@ -231,16 +235,39 @@ def worker(
 
 @app.command("inbox", rich_help_panel=PANEL)
 def inbox_command(
-    agency: str = typer.Option(..., "--agency", "-a"),
-    use_case: str = typer.Option(..., "--use-case", "-u"),
+    agency: str | None = typer.Option(
+        None, "--agency", "-a", help="Required without --watch; with it, only this agency."
+    ),
+    use_case: str | None = typer.Option(
+        None, "--use-case", "-u", help="Required without --watch; with it, only this use case."
+    ),
     settle_seconds: float | None = typer.Option(
         None, min=0, help="Override how long a file must be unchanged (default: from params)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    watch: bool = typer.Option(
+        False,
+        "--watch",
+        help="Keep running: look at the inboxes every --interval seconds and poll one as soon "
+        "as a file is ready there (every use case's inbox unless -a/-u narrow it). SIGTERM "
+        "or Ctrl+C stops it after the current poll.",
+    ),
+    interval: float = typer.Option(
+        5.0, min=0.1, help="With --watch: seconds between two looks at the inbox folders."
+    ),
 ) -> None:
     """Poll a use case's inbox once, here and now: what the inbox deployment does on its
-    schedule. Prints the folder to drop files in when it is empty."""
+    schedule. Prints the folder to drop files in when it is empty. With --watch, one process
+    watches the inboxes instead of a deployed poll every minute."""
+    if watch:
+        watch_inboxes(agency, use_case, settle_seconds, interval)
+        return
     with friendly_errors():
+        if agency is None or use_case is None:
+            raise config.ParamsError(
+                "agencyml inbox needs --agency and --use-case (or --watch, which watches every "
+                "use case's inbox)"
+            )
         spec = config.load_use_case(agency, use_case)
         from flows.deployed import inbox_of, inbox_poll
 
@@ -267,3 +294,69 @@ def inbox_command(
             console.print(table)
         else:
             console.print(f"nothing to score; drop parquet or CSV batches in {box.root}")
+
+
+def watch_inboxes(
+    agency: str | None, use_case: str | None, settle_seconds: float | None, interval: float
+) -> None:
+    """`agencyml inbox --watch`: the one-shot poll, run by one long-lived process whenever a
+    file is ready (pipelines.orchestration.inbox_watch)."""
+    from pipelines.orchestration import inbox, inbox_watch
+    from pipelines.paths import state_dir
+
+    with friendly_errors():
+        specs = [
+            spec
+            for spec in config.list_use_cases()
+            if agency in (None, spec.agency) and use_case in (None, spec.name)
+        ]
+        if agency is not None:
+            config.load_params(agency)  # an unknown agency is said as such
+        if not specs:
+            raise config.ParamsError(
+                f"no use case named {use_case!r}"
+                + (f" in {agency}" if agency else "")
+                + ": its inbox cannot be watched"
+            )
+        state = state_dir()
+        watched = [
+            inbox_watch.WatchedInbox(
+                agency=spec.agency,
+                use_case=spec.name,
+                box=inbox.Inbox(
+                    state.inbox(spec.agency, spec.name), state.inbox_lock(spec.agency, spec.name)
+                ).create(),
+                settle_seconds=spec.params.orchestration.inbox_settle_seconds
+                if settle_seconds is None
+                else settle_seconds,
+                retry_seconds=spec.params.orchestration.inbox_poll_seconds,
+            )
+            for spec in specs
+        ]
+    log(f"drop batch files in {state.inbox_dir}/<agency>/<use-case>/; SIGTERM or Ctrl+C stops")
+    watcher = inbox_watch.InboxWatcher(watched, poll_and_log, interval, log)
+    stopped = watcher.watch()
+    if stopped.abandoned is not None:
+        sys.stdout.flush()
+        os._exit(128 + signal.Signals[stopped.signal_name].value)  # the poll's thread is left
+
+
+def poll_and_log(item: WatchedInbox) -> None:
+    """One poll of a watched inbox, exactly as `agencyml inbox -a -u` does it, and a log line
+    per file; raises as that command fails (InboxError: files left claimed for a retry)."""
+    from flows.deployed import inbox_poll
+
+    with prefect_api():
+        result = inbox_poll(item.agency, item.use_case, item.settle_seconds)
+    if result.busy:
+        log(f"{item.name}: another poll holds the inbox; looking again in a moment")
+    for done in result.scored:
+        outcome = "scored" if done["newly_published"] else "was already published"
+        log(f"{item.name}: {done['file']} {outcome} as batch {done['batch_id']}")
+    for refused in result.quarantined:
+        log(f"{item.name}: {refused['file']} quarantined: {refused['reason']}")
+
+
+def log(message: str) -> None:
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    console.print(f"{stamp} {message}", soft_wrap=True, highlight=False, markup=False)
