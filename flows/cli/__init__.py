@@ -6,6 +6,7 @@ from flows.cli import (  # noqa: F401
     batches,
     data,
     demo,
+    deployment,
     mlflow_access,
     models,
     orchestration,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,33 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+FAKE_AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **FAKE_AWS_KEYS)
+
+
+@contextlib.contextmanager
+def s3_server(log_path: Path, env: dict[str, str], bucket: str) -> Iterator[str]:
+    """A real moto S3 server process on a free local port, holding `bucket`; yields its
+    endpoint and stops it afterwards."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{endpoint}/moto-api/", server, log_path, timeout=60, any_status=True)
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        stop(server, timeout=15)

@@ -24,10 +24,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
-from servers import free_port, stop, wait_until_up
+from servers import free_port, s3_client, s3_server, stop, wait_until_up
 
 from pipelines.data.versioning import DataIntegrityError, restore_file, temporary_worktree
 
@@ -35,7 +34,6 @@ BUCKET = "agencyml-dvc"
 STAGE = "ingest@business-aid-applications"
 DATA = "data/ingested/business-aid/applications.parquet"
 RASFF = "data/ingested/product-safety/rasff.parquet"
-FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 # variables that would point boto3 or DVC at a real AWS account or another endpoint
 AWS_LEAKS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
 
@@ -61,29 +59,11 @@ def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         yield env
 
 
-def s3_client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **FAKE_KEYS)
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto S3 server process on a free local port, holding the bucket BUCKET."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, **aws_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{endpoint}/moto-api/", server, log_path, timeout=60, any_status=True)
-        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    with s3_server(tmp_path_factory.mktemp("moto") / "server.log", aws_env, BUCKET) as endpoint:
         yield endpoint
-    finally:
-        stop(server, timeout=15)
 
 
 @pytest.fixture
