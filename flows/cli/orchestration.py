@@ -62,7 +62,7 @@ def server(
     console.print(
         f"Prefect server listening on {host}:{port}; API {public}"
         + (f", UI {environment['PREFECT_UI_URL']}" if ui else "")
-        + f"; database in {environment['PREFECT_HOME']}. Ctrl+C stops it.",
+        + f"; database in {environment.get('PREFECT_HOME', '~/.prefect')}. Ctrl+C stops it.",
         soft_wrap=True,
         highlight=False,
     )
