@@ -9,13 +9,19 @@ from prefect import flow
 from flows import tasks
 from flows.progress import row_progress
 from pipelines.deadline import run_deadline
+from pipelines.orchestration import alerts
 from pipelines.paths import state_dir
 from pipelines.registry.records import ScoreResult
 from pipelines.scoring import batches
 from pipelines.scoring.streaming import StreamOptions
 
 
-@flow(name="score", flow_run_name="score-{agency}-{use_case}")
+@flow(
+    name="score",
+    flow_run_name="score-{agency}-{use_case}",
+    on_completion=[alerts.on_scored_batch],  # many rows quarantined, drift at the alert level
+    on_failure=[alerts.on_failed_scoring],  # a batch the gate rejected
+)
 def score(
     agency: str,
     use_case: str,

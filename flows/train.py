@@ -10,11 +10,17 @@ from prefect import flow, get_run_logger
 from flows import tasks
 from pipelines.deadline import run_deadline
 from pipelines.durable import file_lock
+from pipelines.orchestration import alerts
 from pipelines.paths import state_dir
 from pipelines.registry.records import TrainResult
 
 
-@flow(name="train", flow_run_name="train-{agency}-{use_case}", log_prints=False)
+@flow(
+    name="train",
+    flow_run_name="train-{agency}-{use_case}",
+    log_prints=False,
+    on_completion=[alerts.on_trained_model],  # a version awaiting a person's approval
+)
 def train(agency: str, use_case: str) -> TrainResult:
     """Validate, featurize, train, evaluate and register one use case's model; the promotion
     gate then decides whether the new version replaces the champion. One training of a model

@@ -6,9 +6,10 @@ import codecs
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.paths import project_root
 
@@ -437,6 +438,40 @@ class Execution(Strict):
         return self
 
 
+class UseCaseAlerts(Strict):
+    """When a scored batch is worth a message to the agency (pipelines.orchestration.alerts)."""
+
+    quarantined_fraction_above: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="Alert when more than this share of a published batch's rows was "
+        "quarantined; a batch above expectations.max_quarantine_fraction is rejected instead.",
+    )
+
+
+class AgencyAlerts(Strict):
+    """Where an agency's alerts are posted: `agencyml deploy` points Prefect automations at it."""
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="An http(s) URL that takes a JSON POST ({'subject', 'text'}), e.g. a "
+        "Slack, Teams or Mattermost incoming webhook; none: events only, nothing posted.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _is_http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"'{url}' is not an http(s) URL like https://hooks.example.org/services/T0/B0"
+            )
+        return url
+
+
 class UseCase(Strict):
     """One model: its data, columns, task, hyper-parameters, split and decision policy."""
 
@@ -469,6 +504,7 @@ class UseCase(Strict):
     expectations: Expectations = Expectations()
     orchestration: Orchestration = Orchestration()
     execution: Execution = Execution()
+    alerts: UseCaseAlerts = UseCaseAlerts()
     batch_format: TableFormat = Field(
         default_factory=TableFormat,
         description="How the batches sent for scoring are read (sniffed unless set).",
@@ -542,6 +578,14 @@ class UseCase(Strict):
             raise ValueError(
                 f"split.date_column '{self.split.date_column}' must be listed in features.date"
             )
+        alert_at = self.alerts.quarantined_fraction_above
+        reject_at = self.expectations.max_quarantine_fraction
+        if "quarantined_fraction_above" in self.alerts.model_fields_set and alert_at >= reject_at:
+            raise ValueError(
+                f"alerts.quarantined_fraction_above ({alert_at}) must be below "
+                f"expectations.max_quarantine_fraction ({reject_at}): a batch quarantining "
+                "more is rejected as a whole (and alerted as rejected), so it could never fire"
+            )
         return self
 
     def required_columns(self, with_target: bool) -> list[str]:
@@ -555,6 +599,7 @@ class AgencyParams(Strict):
 
     agency: str = Field(pattern=SLUG)
     description: str = ""
+    alerts: AgencyAlerts = AgencyAlerts()
     datasets: dict[str, Source] = Field(
         min_length=1, description="Raw sources; each is ingested to one DVC-tracked parquet file."
     )
