@@ -1,9 +1,14 @@
-"""The typer app and what every command shares: the console, the --verbose option, clear errors
-with the README's exit codes, and a spinner for work of unknown length."""
+"""The typer app and what every command shares: the console, the --verbose and --json options,
+clear errors with the README's exit codes, a spinner for work of unknown length, and table
+columns that never shorten an id.
+
+stdout carries a command's result only (its tables, or with --json one JSON document); progress,
+notices and errors go to stderr, so `agencyml X --json | jq` always reads one document."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +20,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from flows.errors import EXIT_CODES, explained
 from flows.runtime import prepare_environment
@@ -27,8 +33,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console()  # stdout: results only
+errors = Console(stderr=True)  # stderr: progress, notices and errors
 
 
 @app.callback()
@@ -88,7 +94,7 @@ def spinner() -> Progress:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=errors,
         transient=True,
     )
 
@@ -97,6 +103,26 @@ def run_with_spinner(description: str, action: Callable[[], Any]) -> Any:
     with spinner() as progress:
         progress.add_task(description, total=None)
         return action()
+
+
+def json_option(
+    help: str = "Print the result as one JSON document on stdout (progress and notices on stderr).",
+) -> Any:
+    """The --json option of every command that prints a result."""
+    return typer.Option(False, "--json", help=help)
+
+
+def emit_json(result: Any) -> None:
+    """A command's result as one JSON document on stdout: plain types, keys sorted, paths and
+    times as strings."""
+    print(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+def add_id_column(table: Table, header: str, ids: Iterable[str]) -> None:
+    """A column of identifiers (batch ids, model names, token ids) that a narrow terminal never
+    cuts with an ellipsis: it keeps the longest id's width and the other columns wrap instead."""
+    longest = max((len(str(value)) for value in ids), default=0)
+    table.add_column(header, no_wrap=True, min_width=max(longest, len(header)))
 
 
 def main() -> None:
