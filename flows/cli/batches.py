@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, prefect_api
+from flows.cli.app import (
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    prefect_api,
+)
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -34,6 +42,7 @@ def score(
         min=1_000,
         help="A batch with more scored rows than this is written as several parquet parts.",
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Score a batch with the use case's champion model and publish it.
 
@@ -48,15 +57,20 @@ def score(
             result = timed(spec, "score")(
                 agency, use_case, str(input), store_input, chunk_rows, part_rows, progress=True
             )
-        console.print(score_table(result))
+        if as_json:
+            emit_json(asdict(result))
+        else:
+            console.print(score_table(result))
 
 
 def score_table(result: Any) -> Table:
     table = Table(title="Scored batch" if result.newly_published else "Batch already published")
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
+    model = f"{result.model_name} v{result.model_version}"
+    table.add_column("field", no_wrap=True)
+    # the ids keep their width; only long paths and notes fold onto more lines
+    table.add_column("value", overflow="fold", min_width=max(len(result.batch_id), len(model)))
     table.add_row("batch id", result.batch_id)
-    table.add_row("model", f"{result.model_name} v{result.model_version}")
+    table.add_row("model", model)
     table.add_row("rows", str(result.rows))
     table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in result.decisions.items()))
     table.add_row("rows quarantined", str(result.rows_quarantined))
@@ -82,7 +96,7 @@ def lineage(
     batch_id: str | None = typer.Argument(None, help="A scored batch id, e.g. batch-57857271..."),
     model: str | None = typer.Option(None, "--model", "-m", help="Start from a model instead."),
     version: str | None = typer.Option(None, "--version", "-V"),
-    as_json: bool = typer.Option(False, "--json", help="Print the tree as JSON."),
+    as_json: bool = json_option(),
 ) -> None:
     """Trace a scored batch (or a model version) back to its run, model, training run, commit,
     params, DVC data and validation results; every node shows the MLflow ids to open."""
@@ -96,7 +110,7 @@ def lineage(
         else:
             tree = trace.trace_model(str(model), str(version), state_dir())
         if as_json:
-            print(json.dumps(tree.to_dict(), indent=2, sort_keys=True, default=str))
+            emit_json(tree.to_dict())
         else:
             console.print(trace.render_tree(tree))
         if not tree.complete():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, prefect_api, run_with_spinner
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    prefect_api,
+    run_with_spinner,
+)
 from flows.errors import EXIT_CODES
 from pipelines import config
 
@@ -25,16 +36,35 @@ PANEL = "Data"  # where `agencyml --help` lists these commands
 
 
 @app.command(rich_help_panel=PANEL)
-def agencies() -> None:
+def agencies(as_json: bool = json_option()) -> None:
     """List the agencies and their use cases."""
     with friendly_errors():
-        table = Table(title="Agencies and use cases")
-        for column in ("agency", "use case", "task", "registered model", "description"):
-            table.add_column(column)
-        for spec in config.list_use_cases():
-            table.add_row(
-                spec.agency, spec.name, spec.params.task, spec.model_name, spec.params.description
+        specs = config.list_use_cases()
+        if as_json:
+            emit_json(
+                {
+                    "use_cases": [
+                        {
+                            "agency": spec.agency,
+                            "use_case": spec.name,
+                            "task": spec.params.task,
+                            "registered_model": spec.model_name,
+                            "description": spec.params.description,
+                        }
+                        for spec in specs
+                    ]
+                }
             )
+            return
+        # the model's name says its agency and use case, and leaves the description room
+        table = Table(
+            title="Agencies and use cases", caption="a registered model is <agency>.<use case>"
+        )
+        add_id_column(table, "registered model", (spec.model_name for spec in specs))
+        table.add_column("task", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for spec in specs:
+            table.add_row(spec.model_name, spec.params.task, spec.params.description)
         console.print(table)
 
 
@@ -44,6 +74,7 @@ def ingest(
     dataset: str | None = typer.Option(
         None, "--dataset", "-d", help="One of the agency's datasets (default: all of them)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Write the agency's raw sources, cleaned, to data/ingested/<agency>/<dataset>.parquet."""
     with friendly_errors():
@@ -54,8 +85,12 @@ def ingest(
 
         with prefect_api():
             written = run_with_spinner(f"Ingesting {agency}", lambda: ingest_flow(agency, dataset))
+        if as_json:
+            emit_json({"agency": agency, "datasets": [asdict(item) for item in written]})
+            return
         table = Table(title=f"Ingested {agency}")
-        for column in ("dataset", "file", "rows"):
+        add_id_column(table, "dataset", (item.dataset for item in written))
+        for column in ("file", "rows"):
             table.add_column(column, overflow="fold")
         table.add_column("md5", no_wrap=True, min_width=32)
         for item in written:
@@ -77,12 +112,13 @@ def validate(
     report_out: Path | None = typer.Option(
         None, help="Training data only: also write the validation report to this JSON file."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Run the validation gate alone on a batch (nothing is scored), or on the training data."""
     with friendly_errors():
         config.load_use_case(agency, use_case)
         if input is None:
-            validate_training(agency, use_case, report_out)
+            validate_training(agency, use_case, report_out, as_json)
             return
         from flows.validate import validate as validate_flow
 
@@ -91,6 +127,11 @@ def validate(
                 f"Validating {input.name} for {agency}.{use_case}",
                 lambda: validate_flow(agency, use_case, str(input)),
             )
+        if as_json:
+            emit_json(check_report(check))
+            if not check.accepted:
+                raise typer.Exit(EXIT_CODES["BatchRejectedError"])
+            return
         console.print(check_table(check))
         verdict = "[green]accepted[/]" if check.accepted else "[bold red]rejected[/]"
         counts = ", ".join(f"{name}: {count}" for name, count in check.counts.items())
@@ -103,7 +144,7 @@ def validate(
             raise typer.Exit(EXIT_CODES["BatchRejectedError"])
 
 
-def validate_training(agency: str, use_case: str, report_out: Path | None) -> None:
+def validate_training(agency: str, use_case: str, report_out: Path | None, as_json: bool) -> None:
     """The training suite on the ingested data; a failure exits 4 with the problems."""
     from flows.validate import validate_training_data
 
@@ -112,6 +153,13 @@ def validate_training(agency: str, use_case: str, report_out: Path | None) -> No
             f"Validating the training data of {agency}.{use_case}",
             lambda: validate_training_data(agency, use_case),
         )
+    if report_out is not None:
+        from pipelines.data.storage import write_json
+
+        write_json(report_out, outcome.as_dict())
+    if as_json:
+        emit_json({**outcome.as_dict(), "data_docs": outcome.data_docs / "index.html"})
+        return
     failed = sum(not result.success for result in outcome.results)
     console.print(
         f"Training data of {agency}.{use_case}: [green]passed[/] "
@@ -119,10 +167,20 @@ def validate_training(agency: str, use_case: str, report_out: Path | None) -> No
         soft_wrap=True,
     )
     console.print(f"Data Docs: {outcome.data_docs / 'index.html'}", soft_wrap=True)
-    if report_out is not None:
-        from pipelines.data.storage import write_json
 
-        write_json(report_out, outcome.as_dict())
+
+def check_report(check: Any) -> dict[str, Any]:
+    """The gate's verdict on a batch as plain data: the same facts as check_table and the lines
+    under it."""
+    outcome = check.outcome
+    return {
+        "accepted": check.accepted,
+        "against": check.against,
+        "counts": check.counts,
+        "problems": check.problems,
+        "checks": outcome.as_dict()["checks"] if outcome is not None else [],
+        "data_docs": outcome.data_docs / "index.html" if outcome is not None else None,
+    }
 
 
 def check_table(check: Any) -> Table:
@@ -144,6 +202,7 @@ def generate(
     rows: int = typer.Option(100_000, min=1, help="How many applications."),
     seed: int = typer.Option(2020),
     chunk_rows: int = typer.Option(250_000, min=1, help="Rows generated and written at a time."),
+    as_json: bool = json_option(),
 ) -> None:
     """Write synthetic business-aid applications in chunks (10M rows fit in bounded memory)."""
     from pipelines.data.business_aid import iter_application_chunks
@@ -155,7 +214,7 @@ def generate(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=errors,
     ) as progress:
         task = progress.add_task("rows", total=rows)
 
@@ -165,7 +224,10 @@ def generate(
                 progress.advance(task, len(chunk))
 
         written = write_parquet_stream(tracked(), output)
-    console.print(f"wrote {written:,} rows to {output}")
+    if as_json:
+        emit_json({"output": output, "rows": written})
+    else:
+        console.print(f"wrote {written:,} rows to {output}")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -178,6 +240,7 @@ def sample(
     rows: int | None = typer.Option(
         None, min=1, help="How many holdout rows (default: all of them), drawn with a seed."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Write holdout rows without the target, as a batch to try `agencyml score` on."""
     with friendly_errors():
@@ -188,6 +251,17 @@ def sample(
             f"Writing a sample batch of {agency}.{use_case}",
             lambda: write_sample_batch(spec, output, rows),
         )
+        if as_json:
+            emit_json(
+                {
+                    "agency": agency,
+                    "use_case": use_case,
+                    "output": written,
+                    "rows": count,
+                    "target_left_out": spec.params.target,
+                }
+            )
+            return
         console.print(
             f"wrote {written}: {count:,} holdout rows of {agency}.{use_case} without "
             f"'{spec.params.target}'. Score it with: agencyml score -a {agency} -u {use_case} "
@@ -205,6 +279,7 @@ def new_agency(
     target: str | None = typer.Option(None, "--target", "-t", help="The column to predict."),
     use_case: str = typer.Option("main", "--use-case", "-u", help="The first use case's name."),
     force: bool = typer.Option(False, "--force", help="Replace an existing params file."),
+    as_json: bool = json_option(),
 ) -> None:
     """Draft params/NAME.yaml from the agency's own table: each column profiled (id, number,
     category, free text, date), constant and empty ones left out, leaks of the target flagged."""
@@ -219,8 +294,28 @@ def new_agency(
             ),
         )
         profile = draft.profile
+        missing = [key for key in ("target", "positive_class") if f"{key}: CHANGE_ME" in draft.text]
+        if as_json:
+            warn_of_leaks(profile)
+            if missing:
+                warn_of_missing(missing)
+            else:
+                config.load_params(name)  # the draft is valid params, or this names the key
+            emit_json(
+                {
+                    "agency": name,
+                    "use_case": use_case,
+                    "params_file": draft.params_file,
+                    "data_file": draft.data_file,
+                    "copied": draft.copied,
+                    **asdict(profile),
+                    "to_fill_in": missing,
+                }
+            )
+            return
         table = Table(title=f"{source.name}: {profile.rows:,} rows")
-        for column in ("column", "read as", "note", "example"):
+        add_id_column(table, "column", (column.name for column in profile.columns))
+        for column in ("read as", "note", "example"):
             table.add_column(column, overflow="fold")
         for column in profile.columns:
             kind = "left out: may leak the target" if column.name in profile.leaks else column.kind
@@ -231,21 +326,12 @@ def new_agency(
             )
             table.add_row(column.name, kind, note, column.example[:40])
         console.print(table)
-        for column, accuracy in profile.leaks.items():
-            errors.print(
-                f"[yellow]{column} may leak the target:[/] on its own it predicts "
-                f"{profile.target} with accuracy {accuracy:.3f}; the draft leaves it out",
-                soft_wrap=True,
-            )
+        warn_of_leaks(profile)
         if draft.copied:
             console.print(f"copied the file to {draft.data_file}", soft_wrap=True)
         console.print(f"wrote {draft.params_file}: read its comments", soft_wrap=True)
-        missing = [key for key in ("target", "positive_class") if f"{key}: CHANGE_ME" in draft.text]
         if missing:
-            errors.print(
-                f"[yellow]to fill in before training:[/] {', '.join(missing)} (marked CHANGE_ME)",
-                soft_wrap=True,
-            )
+            warn_of_missing(missing)
             return
         config.load_params(name)  # the draft is valid params, or this names the key
         console.print(
@@ -255,3 +341,19 @@ def new_agency(
             f"agencyml score -a {name} -u {use_case} -i batch.csv",
             soft_wrap=True,
         )
+
+
+def warn_of_leaks(profile: Any) -> None:
+    for column, accuracy in profile.leaks.items():
+        errors.print(
+            f"[yellow]{column} may leak the target:[/] on its own it predicts "
+            f"{profile.target} with accuracy {accuracy:.3f}; the draft leaves it out",
+            soft_wrap=True,
+        )
+
+
+def warn_of_missing(missing: list[str]) -> None:
+    errors.print(
+        f"[yellow]to fill in before training:[/] {', '.join(missing)} (marked CHANGE_ME)",
+        soft_wrap=True,
+    )

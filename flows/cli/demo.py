@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import typer
@@ -19,7 +20,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors, prefect_api
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    prefect_api,
+)
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -27,7 +37,7 @@ PANEL = "Demo and tools"  # where `agencyml --help` lists these commands
 
 
 @app.command(rich_help_panel=PANEL)
-def demo() -> None:
+def demo(as_json: bool = json_option()) -> None:
     """Ingest every agency's data (versioned with DVC in a git checkout), then train and score
     every use case on a held-out batch."""
     with friendly_errors():
@@ -50,7 +60,7 @@ def demo() -> None:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with prefect_api(), Progress(*columns, console=console) as progress:
+        with prefect_api(), Progress(*columns, console=errors) as progress:
             overall = progress.add_task("demo", total=len(agencies) + 3 * len(specs))
             ingested = []
             for agency in agencies:
@@ -76,12 +86,32 @@ def demo() -> None:
                 progress.advance(overall)
                 results.append((trained, scored))
             progress.update(overall, description="done")
-        console.print(demo_table(results))
+        remote = default_remote(project_root()) if can_track(project_root()) else None
+        if as_json:
+            emit_json(
+                {
+                    "ingested": [asdict(item) for item in ingested],
+                    "dvc_remote": {"name": remote[0], "url": remote[1]} if remote else None,
+                    "use_cases": [
+                        {
+                            "model_name": trained.model_name,
+                            "trained_version": trained.model_version,
+                            "run_id": trained.run_id,
+                            "gate": trained.gate,
+                            "metrics": trained.metrics,
+                            "scored": None if scored is None else asdict(scored),
+                        }
+                        for trained, scored in results
+                    ],
+                }
+            )
+            return
+        console.print(trained_table(results))
+        console.print(scored_table(results))
         console.print("\nIngested data (data/ingested/, md5 as DVC records it):")
         for item in ingested:
             console.print(f"  {item.path}  {item.rows:,} rows  md5 {item.md5}", soft_wrap=True)
-        if can_track(project_root()):
-            remote = default_remote(project_root())
+        if remote is not None:
             console.print(
                 f"  recorded in dvc.lock and pushed to DVC remote '{remote[0]}' ({remote[1]})",
                 soft_wrap=True,
@@ -115,44 +145,33 @@ def demo() -> None:
         )
 
 
-def demo_table(results: list[tuple[Any, Any]]) -> Table:
-    table = Table(title="agencyml demo")
-    columns = (
-        "model",
-        "trained",
-        "holdout metrics",
-        "scored with",
-        "batch id",
-        "rows scored",
-        "quarantined",
-    )
-    for column in columns:
-        table.add_column(column, overflow="fold")
+def trained_table(results: list[tuple[Any, Any]]) -> Table:
+    table = Table(title="agencyml demo: trained")
+    add_id_column(table, "model", (trained.model_name for trained, _ in results))
+    table.add_column("trained", no_wrap=True)
+    table.add_column("champion", no_wrap=True)
+    table.add_column("holdout metrics")
     for trained, scored in results:
         metric = "roc_auc" if "roc_auc" in trained.metrics else "macro_f1"
         headline = f"{metric} {trained.metrics[metric]:.3f}"
         if "pr_auc" in trained.metrics:
             headline += f", pr_auc {trained.metrics['pr_auc']:.3f}"
-        if scored is None:
-            table.add_row(
-                trained.model_name,
-                f"v{trained.model_version}",
-                headline,
-                "not scored: no champion",
-                "-",
-                "-",
-                "-",
-            )
-            continue
-        table.add_row(
-            trained.model_name,
-            f"v{trained.model_version}",
-            headline,
-            f"v{scored.model_version} (champion)",
-            scored.batch_id,
-            str(scored.rows),
-            str(scored.rows_quarantined),
-        )
+        champion = "none" if scored is None else f"v{scored.model_version}"
+        table.add_row(trained.model_name, f"v{trained.model_version}", champion, headline)
+    return table
+
+
+def scored_table(results: list[tuple[Any, Any]]) -> Table:
+    """Each held-out batch, scored with the champion the trained table shows."""
+    table = Table(title="agencyml demo: held-out batches scored")
+    add_id_column(table, "model", (trained.model_name for trained, _ in results))
+    batch_ids = ["not scored" if scored is None else scored.batch_id for _, scored in results]
+    add_id_column(table, "batch id", batch_ids)
+    table.add_column("rows", justify="right")
+    table.add_column("quarantined", justify="right")
+    for batch_id, (trained, scored) in zip(batch_ids, results, strict=True):
+        counts = ("-", "-") if scored is None else (str(scored.rows), str(scored.rows_quarantined))
+        table.add_row(trained.model_name, batch_id, *counts)
     return table
 
 
@@ -180,15 +199,15 @@ def ui(
 
 
 @app.command("state-dir", rich_help_panel=PANEL)
-def show_state_dir() -> None:
+def show_state_dir(as_json: bool = json_option()) -> None:
     """Print where agencyml keeps MLflow, Prefect and scored outputs."""
     state = state_dir()
-    console.print_json(
-        json.dumps(
-            {
-                "root": str(state.root),
-                "tracking_uri": state.tracking_uri,
-                "outputs": str(state.outputs_dir),
-            }
-        )
-    )
+    where = {
+        "root": str(state.root),
+        "tracking_uri": state.tracking_uri,
+        "outputs": str(state.outputs_dir),
+    }
+    if as_json:
+        emit_json(where)
+    else:
+        console.print_json(json.dumps(where))

@@ -8,7 +8,17 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, prefect_api, run_with_spinner
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    prefect_api,
+    run_with_spinner,
+)
 from pipelines import config
 from pipelines.paths import state_dir
 
@@ -50,6 +60,7 @@ def train(
     model_out: Path | None = typer.Option(
         None, help="Also write the registered version and model hash to this JSON file (DVC)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Train, evaluate and register one use case's model (within its time limit)."""
     with friendly_errors():
@@ -71,26 +82,6 @@ def train(
             result = run_with_spinner(
                 f"Training {agency}.{use_case}", lambda: train_flow(agency, use_case)
             )
-        summary = Table(title=f"Trained {result.model_name}")
-        summary.add_column("field")
-        summary.add_column("value", overflow="fold")
-        summary.add_row("run id", result.run_id)
-        summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
-        gate = result.gate
-        if gate:
-            colour = {"promote": "green", "hold": "yellow"}.get(gate["decision"], "cyan")
-            summary.add_row("promotion gate", f"[{colour}]{gate['decision']}[/]: {gate['reason']}")
-        summary.add_row("model sha256", result.model_sha256)
-        summary.add_row("best iteration", str(result.best_iteration))
-        summary.add_row(
-            "rows (train/validation/holdout)", "/".join(str(v) for v in result.split_sizes.values())
-        )
-        console.print(summary)
-        console.print(metrics_table("Holdout metrics", headline_metrics(result.metrics)))
-        disparities = {k: v for k, v in result.metrics.items() if k.startswith("disparity.")}
-        for name, ratio in disparities.items():
-            console.print(f"slice {name.split('.')[1]}: max/min recall ratio {ratio:.2f}")
-        console.print("Plots, baselines, slices and the model card are on the MLflow run.")
         if model_out is not None:
             from pipelines.data.storage import write_json
 
@@ -103,6 +94,52 @@ def train(
                     "model_sha256": result.model_sha256,
                 },
             )
+        if as_json:
+            emit_json(
+                {
+                    field: getattr(result, field)
+                    for field in (
+                        "agency",
+                        "use_case",
+                        "model_name",
+                        "model_version",
+                        "run_id",
+                        "aliases",
+                        "best_iteration",
+                        "model_sha256",
+                        "metrics",
+                        "split_sizes",
+                        "gate",
+                        "baselines",
+                    )
+                }
+            )
+            return
+        console.print(train_summary(result))
+        console.print(metrics_table("Holdout metrics", headline_metrics(result.metrics)))
+        disparities = {k: v for k, v in result.metrics.items() if k.startswith("disparity.")}
+        for name, ratio in disparities.items():
+            console.print(f"slice {name.split('.')[1]}: max/min recall ratio {ratio:.2f}")
+        console.print("Plots, baselines, slices and the model card are on the MLflow run.")
+
+
+def train_summary(result: Any) -> Table:
+    summary = Table(title=f"Trained {result.model_name}")
+    summary.add_column("field")
+    # the run id keeps its width; the gate's reason and the 64-digit hash fold onto more lines
+    summary.add_column("value", overflow="fold", min_width=len(result.run_id))
+    summary.add_row("run id", result.run_id)
+    summary.add_row("model version", f"{result.model_version} {result.aliases or ''}")
+    gate = result.gate
+    if gate:
+        colour = {"promote": "green", "hold": "yellow"}.get(gate["decision"], "cyan")
+        summary.add_row("promotion gate", f"[{colour}]{gate['decision']}[/]: {gate['reason']}")
+    summary.add_row("model sha256", result.model_sha256)
+    summary.add_row("best iteration", str(result.best_iteration))
+    summary.add_row(
+        "rows (train/validation/holdout)", "/".join(str(v) for v in result.split_sizes.values())
+    )
+    return summary
 
 
 @app.command(rich_help_panel=PANEL)
@@ -121,6 +158,7 @@ def evaluate(
     plots_out: Path | None = typer.Option(
         None, help="Also write ROC, precision-recall and confusion data as CSV here (for DVC)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Evaluate a registered model version on the use case's holdout."""
     with friendly_errors():
@@ -136,9 +174,6 @@ def evaluate(
                 f"Evaluating {agency}.{use_case}",
                 lambda: evaluate_flow(agency, use_case, version),
             )
-        console.print(metrics_table(f"{result.model_name} v{result.model_version}", result.metrics))
-        same = "[green]yes[/]" if result.matches_training_run else "[yellow]no[/]"
-        console.print(f"Equal to the metrics its training run logged: {same}")
         if metrics_out is not None:
             from pipelines.data.storage import write_json
 
@@ -150,6 +185,20 @@ def evaluate(
 
             for name, rows in result.curves.items():
                 write_csv(pd.DataFrame(rows), plots_out / f"{name}.csv")
+        if as_json:
+            emit_json(
+                {
+                    "model_name": result.model_name,
+                    "model_version": result.model_version,
+                    "run_id": result.run_id,
+                    "metrics": result.metrics,
+                    "matches_training_run": result.matches_training_run,
+                }
+            )
+            return
+        console.print(metrics_table(f"{result.model_name} v{result.model_version}", result.metrics))
+        same = "[green]yes[/]" if result.matches_training_run else "[yellow]no[/]"
+        console.print(f"Equal to the metrics its training run logged: {same}")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -158,6 +207,7 @@ def reproduce(
         ..., "--model", "-m", help="Registered model, e.g. business-aid.fraud-risk."
     ),
     version: str = typer.Option(..., "--version", "-V", help="The model version to reproduce."),
+    as_json: bool = json_option(),
 ) -> None:
     """Retrain a model version from its recorded commit and check its metrics match exactly."""
     with friendly_errors():
@@ -167,9 +217,6 @@ def reproduce(
             f"Reproducing {model} v{version} from its recorded commit",
             lambda: reproduce_model(model, version, state_dir()),
         )
-        table = Table(title=f"{model} v{version} at commit {result.commit[:12]}")
-        for column in ("metric or fact", "recorded", "reproduced", "match"):
-            table.add_column(column, overflow="fold")
         rows = [
             (k, result.recorded.get(k), result.reproduced.get(k))
             for k in sorted(set(result.recorded) | set(result.reproduced))
@@ -178,16 +225,37 @@ def reproduce(
             (tag, result.recorded_tags.get(tag), result.reproduced_tags.get(tag))
             for tag in COMPARED_TAGS
         ]
-        for name, recorded, reproduced in rows:
-            same = "[green]yes[/]" if recorded == reproduced else "[red]no[/]"
-            table.add_row(name, str(recorded), str(reproduced), same)
-        console.print(table)
-        for note in result.notes:
-            console.print(f"note: {note}", soft_wrap=True)
+        if as_json:
+            emit_json(
+                {
+                    "model_name": model,
+                    "model_version": version,
+                    "commit": result.commit,
+                    "matches": result.matches,
+                    "mismatches": result.mismatches(),
+                    "compared": [
+                        {"name": name, "recorded": recorded, "reproduced": reproduced}
+                        for name, recorded, reproduced in rows
+                    ],
+                    "notes": result.notes,
+                }
+            )
+        else:
+            table = Table(title=f"{model} v{version} at commit {result.commit[:12]}")
+            add_id_column(table, "metric or fact", (name for name, _, _ in rows))
+            for column in ("recorded", "reproduced", "match"):
+                table.add_column(column, overflow="fold")
+            for name, recorded, reproduced in rows:
+                same = "[green]yes[/]" if recorded == reproduced else "[red]no[/]"
+                table.add_row(name, str(recorded), str(reproduced), same)
+            console.print(table)
+            for note in result.notes:
+                console.print(f"note: {note}", soft_wrap=True)
         if not result.matches:
             errors.print(f"[bold red]not reproduced:[/] {', '.join(result.mismatches())} differ")
             raise typer.Exit(METRICS_DIFFER)
-        console.print("[green]reproduced exactly[/]")
+        if not as_json:
+            console.print("[green]reproduced exactly[/]")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -196,6 +264,7 @@ def approve(
     version: str = typer.Argument(..., help="The version the gate passed."),
     by: str = typer.Option(..., "--by", help="Who approves (goes in the audit log)."),
     reason: str = typer.Option(..., "--reason", help="Why (goes in the audit log)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Approve a version that passed the promotion gate: it becomes champion."""
     with friendly_errors():
@@ -203,7 +272,7 @@ def approve(
 
         event = promotion.approve(model, version, by, reason, state_dir())
         refreshed_cards(model, event)
-        console.print(alias_change_line(model, event))
+        show_alias_change(model, event, as_json)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -212,6 +281,7 @@ def reject(
     version: str = typer.Argument(...),
     by: str = typer.Option(..., "--by"),
     reason: str = typer.Option(..., "--reason"),
+    as_json: bool = json_option(),
 ) -> None:
     """Reject a version: it loses the challenger alias and can never be approved."""
     with friendly_errors():
@@ -219,7 +289,7 @@ def reject(
 
         event = promotion.reject(model, version, by, reason, state_dir())
         refreshed_cards(model, event)
-        console.print(alias_change_line(model, event))
+        show_alias_change(model, event, as_json)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -227,6 +297,7 @@ def rollback(
     model: str = typer.Argument(...),
     by: str = typer.Option(None, "--by", help="Who rolls back (default: this user)."),
     reason: str = typer.Option(..., "--reason"),
+    as_json: bool = json_option(),
 ) -> None:
     """Move champion back to the version it replaced most recently."""
     with friendly_errors():
@@ -234,7 +305,7 @@ def rollback(
 
         event = promotion.rollback(model, by or promotion.current_user(), reason, state_dir())
         refreshed_cards(model, event)
-        console.print(alias_change_line(model, event))
+        show_alias_change(model, event, as_json)
 
 
 def refreshed_cards(model: str, event: dict[str, Any]) -> None:
@@ -243,6 +314,14 @@ def refreshed_cards(model: str, event: dict[str, Any]) -> None:
 
     for version in {event["from_version"], event["to_version"]} - {None}:
         refresh_model_card(model, str(version), state_dir())
+
+
+def show_alias_change(model: str, event: dict[str, Any], as_json: bool) -> None:
+    """The audit log's event for the change: as JSON, or as one line."""
+    if as_json:
+        emit_json({"model_name": model, **event})
+    else:
+        console.print(alias_change_line(model, event))
 
 
 def alias_change_line(model: str, event: dict[str, Any]) -> str:
@@ -260,12 +339,21 @@ def history(
     at: str | None = typer.Option(
         None, "--at", help="ISO date or time: which version was champion then (UTC if no zone)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """The model's alias changes from the audit log, and the champion at a given time."""
     with friendly_errors():
         from pipelines.registry import promotion
 
         events = promotion.read_events(state_dir(), model)
+        champion_then = None
+        if at is not None:
+            moment = promotion.parse_moment(at)
+            champion = promotion.champion_at(events, moment)
+            champion_then = {"at": moment.isoformat(), "champion_version": champion}
+        if as_json:
+            emit_json({"model_name": model, "events": events, "champion_at": champion_then})
+            return
         table = Table(title=f"Alias history of {model}")
         for column in ("#", "time (UTC)", "action", "alias", "from", "to", "by", "reason"):
             table.add_column(column, overflow="fold")
@@ -281,11 +369,10 @@ def history(
                 event["reason"],
             )
         console.print(table if events else f"No alias changes recorded for {model}.")
-        if at is not None:
-            moment = promotion.parse_moment(at)
-            champion = promotion.champion_at(events, moment)
-            shown = f"v{champion}" if champion else "no champion"
-            console.print(f"Champion of {model} at {moment.isoformat()}: {shown}")
+        if champion_then is not None:
+            version = champion_then["champion_version"]
+            shown = f"v{version}" if version else "no champion"
+            console.print(f"Champion of {model} at {champion_then['at']}: {shown}")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -295,6 +382,7 @@ def card(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Also write model_card.md and model_card.html here."
     ),
+    as_json: bool = json_option("Print the card's facts as one JSON document instead of Markdown."),
 ) -> None:
     """Print a version's model card (Markdown); it is also logged on the training run."""
     with friendly_errors():
@@ -303,7 +391,10 @@ def card(
         state = state_dir()
         facts = model_card.collect_card_facts(model, version, state)
         markdown = model_card.render_markdown(facts)
-        print(markdown)
+        if as_json:
+            emit_json(facts)
+        else:
+            print(markdown)
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
             (output / "model_card.md").write_text(markdown, encoding="utf-8")

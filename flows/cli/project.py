@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+)
 from pipelines.settings import Settings, settings, variable
 
 PANEL = "Project"
@@ -20,6 +28,7 @@ def init(
     example: bool = typer.Option(
         True, "--example/--no-example", help="Add params/ for an example agency (synthetic data)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Create a project: params/ (with an example agency), data/, git and DVC initialised with
     a local DVC remote, and dvc.yaml and prefect.yaml written from params/."""
@@ -29,8 +38,11 @@ def init(
         try:
             made = create_project(directory, example=example)
         except ProjectExistsError as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        if as_json:
+            emit_json({"root": made.root, "params": made.params, "versioned": made.versioned})
+            return
         console.print(f"created an agencyml project in {made.root}", soft_wrap=True)
         for path in made.params:
             console.print(f"  example agency: {path.relative_to(made.root)}", soft_wrap=True)
@@ -44,12 +56,23 @@ def init(
 
 
 @app.command("settings", rich_help_panel=PANEL)
-def show_settings() -> None:
+def show_settings(as_json: bool = json_option()) -> None:
     """Print every AGENCYML_* setting's effective value (secrets masked) and what it means."""
     with friendly_errors():
-        effective = settings().shown()
+        current = settings()
+        effective = current.shown()
+        if as_json:  # unset is null; secrets stay masked
+            unset = [name for name in Settings.model_fields if getattr(current, name) in (None, "")]
+            emit_json(
+                {
+                    variable(name): None if name in unset else effective[name]
+                    for name in Settings.model_fields
+                }
+            )
+            return
         table = Table(title="agencyml settings")
-        for column in ("variable", "value", "meaning"):
+        add_id_column(table, "variable", (variable(name) for name in Settings.model_fields))
+        for column in ("value", "meaning"):
             table.add_column(column, overflow="fold")
         for name, field in Settings.model_fields.items():
             table.add_row(variable(name), effective[name], field.description or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,7 @@ from typing import Literal
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors
+from flows.cli.app import add_id_column, app, console, emit_json, friendly_errors, json_option
 from pipelines.paths import state_dir
 from pipelines.service.access import ROLES
 from pipelines.service.pull import Format, PullError, pull_batch
@@ -52,6 +53,7 @@ def tokens_create(
     read_rows: bool = typer.Option(
         False, "--read-rows", help="Let an auditor token download row data too."
     ),
+    as_json: bool = json_option("Print the token and its secret as one JSON document."),
 ) -> None:
     """Create a token. Its secret is shown once and only its hash is kept."""
     with friendly_errors():
@@ -64,22 +66,31 @@ def tokens_create(
             agency=agency,
             can_read_rows=True if read_rows else None,
         )
+        if as_json:
+            emit_json({**asdict(token), "secret": secret})
+            return
         console.print(f"Token {token.token_id} ({token.role}, {token.agency or 'all agencies'})")
         console.print("Secret (shown once; keep it safe):", style="bold")
         print(secret)
 
 
 @tokens_app.command("list")
-def tokens_list() -> None:
+def tokens_list(as_json: bool = json_option()) -> None:
     """Every token with its agency, role and status; never the secrets."""
     with friendly_errors():
         from pipelines.service import access
 
+        tokens = access.list_tokens(state_dir())
+        if as_json:
+            emit_json({"tokens": [asdict(token) for token in tokens]})
+            return
         table = Table(title="API tokens")
-        table.add_column("id", no_wrap=True)
-        for column in ("name", "agency", "role", "rows", "created", "revoked"):
+        add_id_column(table, "id", (token.token_id for token in tokens))
+        table.add_column("name", overflow="fold")
+        add_id_column(table, "agency", (token.agency or "-" for token in tokens))
+        for column in ("role", "rows", "created", "revoked"):
             table.add_column(column, overflow="fold")
-        for token in access.list_tokens(state_dir()):
+        for token in tokens:
             table.add_row(
                 token.token_id,
                 token.name,
@@ -93,12 +104,18 @@ def tokens_list() -> None:
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list` shows.")) -> None:
+def tokens_revoke(
+    token_id: str = typer.Argument(..., help="The id `tokens list` shows."),
+    as_json: bool = json_option(),
+) -> None:
     """Revoke a token: it is refused from the next request on."""
     with friendly_errors():
         from pipelines.service import access
 
         token = access.revoke_token(state_dir(), token_id)
+        if as_json:
+            emit_json(asdict(token))
+            return
         console.print(f"Revoked {token.token_id} ({token.name}) at {token.revoked_at}")
 
 
@@ -106,7 +123,9 @@ def tokens_revoke(token_id: str = typer.Argument(..., help="The id `tokens list`
 def access_log(
     agency: str | None = typer.Option(None, "--agency", "-a"),
     since: datetime | None = typer.Option(None, help="Only requests from this time on (UTC)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    as_json: bool = json_option(
+        "One JSON object per line, as the log keeps them (a stream, not one document)."
+    ),
 ) -> None:
     """Every request the pull service answered: who, what, when, the outcome and the bytes."""
     with friendly_errors():
@@ -118,7 +137,10 @@ def access_log(
                 print(json.dumps(entry, sort_keys=True))
             return
         table = Table(title="Access log")
-        for column in ("at", "token", "agency", "role", "request", "status", "bytes", "client"):
+        table.add_column("at", overflow="fold")
+        add_id_column(table, "token", (entry.get("token_id") or "-" for entry in entries))
+        add_id_column(table, "agency", (entry.get("agency") or "-" for entry in entries))
+        for column in ("role", "request", "status", "bytes", "client"):
             table.add_column(column, overflow="fold")
         for entry in entries:
             table.add_row(
@@ -151,6 +173,7 @@ def pull(
     timeout: float = typer.Option(
         60.0, min=0.1, help="Seconds to wait for the service before giving up."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Download a batch through the pull service and check its content hash.
 
@@ -174,6 +197,9 @@ def pull(
             format=format,
             timeout=timeout,
         )
+        if as_json:
+            emit_json(asdict(pulled))
+            return
         console.print(
             f"Pulled {pulled.batch_id} to {pulled.path} ({pulled.bytes:,} bytes, "
             f"sha256 {pulled.sha256} verified)"
