@@ -170,7 +170,8 @@ def deploy(
 
     prefect.yaml is written from the params, so a schedule is changed in params/ and then
     `agencyml deploy --write`. Also creates the process work pool and the automation that
-    marks runs of a killed worker Crashed."""
+    marks runs of a killed worker Crashed, and each agency's alert automations
+    (alerts.webhook_url in its params)."""
     with friendly_errors():
         root = project_root()
         path = root / deployments.PREFECT_YAML
@@ -197,6 +198,9 @@ def deploy(
             prefect_server.deploy_all(root, url, run_dir)
             prefect_server.ensure_crash_automation(crash_after)
             registered = prefect_server.registered_deployments()
+            from pipelines.orchestration import alert_automations  # lazily: it loads MLflow
+
+            alerting = alert_automations.register_automations(config.load_all_params())
         table = Table(title=f"Deployments on {url}")
         for column in ("deployment", "schedule", "concurrency", "work pool"):
             table.add_column(column, overflow="fold")
@@ -208,6 +212,10 @@ def deploy(
                 item["work_pool"] or "-",
             )
         console.print(table)
+        for agency, names in alerting.items():
+            console.print(
+                f"{agency}: {len(names)} alert automations post to its alerts.webhook_url"
+            )
         to_same = "" if api_url is None else f" --api-url {url}"
         console.print(
             f"Start a worker to run them: agencyml worker{to_same} (pool {deployments.WORK_POOL})"
