@@ -181,7 +181,8 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless proxied."),
 ) -> None:
     """Serve the MLflow UI for the state directory's tracking store."""
-    state = state_dir()
+    with friendly_errors():
+        state = state_dir()
     command = [
         sys.executable,
         "-m",
@@ -201,7 +202,8 @@ def ui(
 @app.command("state-dir", rich_help_panel=PANEL)
 def show_state_dir(as_json: bool = json_option()) -> None:
     """Print where agencyml keeps MLflow, Prefect and scored outputs."""
-    state = state_dir()
+    with friendly_errors():
+        state = state_dir()
     where = {
         "root": str(state.root),
         "tracking_uri": state.tracking_uri,

@@ -31,15 +31,19 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes it."),
     port: int = typer.Option(8765, min=1, max=65535),
 ) -> None:
-    """Start the pull service: agencies fetch their scored batches with their tokens.
+    """Start the pull service: agencies fetch their scored batches with their tokens, people
+    sign in to its pages at /.
 
-    The OpenAPI spec is at /openapi.json and the interactive docs at /docs."""
+    The OpenAPI spec is at /openapi.json (no /docs: Swagger UI would load a public CDN)."""
     with friendly_errors():
         import uvicorn
 
         from pipelines.service.pages import create_service
 
-        console.print(f"Serving {state_dir().outputs_dir} on http://{host}:{port} (docs: /docs)")
+        console.print(
+            f"Serving {state_dir().outputs_dir} on http://{host}:{port} (pages: /, API: /v1, "
+            "spec: /openapi.json)"
+        )
         uvicorn.run(create_service(state_dir()), host=host, port=port, log_level="warning")
 
 

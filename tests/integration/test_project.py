@@ -102,7 +102,16 @@ def test_commands_find_the_project_from_a_subfolder(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["agencies"], ["train", "-a", "x", "-u", "y"], ["lineage", "batch-0"]]
+    "command",
+    [
+        ["agencies"],
+        ["train", "-a", "x", "-u", "y"],
+        ["lineage", "batch-0"],
+        ["state-dir"],
+        ["ui", "--port", "1"],
+        ["serve", "--port", "1"],
+        ["tokens", "list"],
+    ],
 )
 def test_outside_a_project_a_command_says_how_to_make_one(tmp_path, command) -> None:
     done = agencyml(*command, cwd=tmp_path)
