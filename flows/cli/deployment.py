@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.app import app, console, friendly_errors
+from flows.cli.app import app, console, emit_json, errors, friendly_errors, json_option
 from pipelines.data import storage
 
 PANEL = "Running unattended"
@@ -20,6 +20,7 @@ def compose(
     output: Path = typer.Option(
         Path("deploy/compose.yaml"), "--output", "-o", help="Where to write it."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Write deploy/compose.yaml (PostgreSQL, S3, MLflow with auth, Prefect, a worker, the pull
     service) from pipelines/orchestration/topology.py, the commands the topology test runs."""
@@ -29,16 +30,15 @@ def compose(
 
         text = render_compose()
         current = output.read_text(encoding="utf-8") if output.is_file() else None
-        if check:
-            if current != text:
-                raise PipelineOutOfDateError(
-                    f"{output} does not match pipelines/orchestration/topology.py: run "
-                    "`agencyml compose`, then commit it"
-                )
-            console.print(f"{output}: matches the topology")
-            return
-        if current == text:
-            console.print(f"{output} already matches the topology")
-            return
-        storage.write_text(output, text)
-        console.print(f"wrote {output}")
+        say = errors.print if as_json else console.print
+        if check and current != text:
+            raise PipelineOutOfDateError(
+                f"{output} does not match pipelines/orchestration/topology.py: run "
+                "`agencyml compose`, then commit it"
+            )
+        written = not check and current != text
+        if written:
+            storage.write_text(output, text)
+        say(f"wrote {output}" if written else f"{output}: matches the topology")
+        if as_json:
+            emit_json({"path": str(output), "written": written, "matches": True})

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, errors, friendly_errors, run_with_spinner
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    run_with_spinner,
+)
 from pipelines.paths import state_dir
 from pipelines.settings import settings
 
@@ -33,6 +42,7 @@ def sync(
     rotate: list[str] = typer.Option(
         [], "--rotate", help="Give this user (e.g. agency-business-aid, auditor) a new password."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Create each agency's MLflow user and the auditor, with access to exactly their own
     experiments and models; safe to re-run (passwords are kept unless --rotate)."""
@@ -53,12 +63,37 @@ def sync(
         except mlflow_access.MlflowAccessError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_CODE) from None
-        print_report(report)
+        if as_json:
+            emit_json(report_document(report))
+        else:
+            print_report(report)
+
+
+def report_document(report: SyncReport) -> dict:
+    """The sync as plain values (never a password: they stay in the passwords file)."""
+    from dataclasses import asdict
+
+    return {
+        "tracking_uri": report.tracking_uri,
+        "passwords_file": str(report.passwords_file),
+        "users": report.users,
+        "grants": {user: [asdict(g) for g in grants] for user, grants in report.grants.items()},
+        "granted": [{"user": user, **asdict(grant)} for user, grant in report.granted],
+        "changed": [{"user": user, **asdict(grant)} for user, grant in report.changed],
+        "revoked": [
+            {"user": user, "resource_type": kind, "resource_id": ident}
+            for user, kind, ident in report.revoked
+        ],
+        "created_experiments": report.created_experiments,
+        "created_models": report.created_models,
+        "other_roles": report.other_roles,
+    }
 
 
 def print_report(report: SyncReport) -> None:
     table = Table(title=f"MLflow access on {report.tracking_uri}")
-    for column in ("user", "account", "permission", "on"):
+    add_id_column(table, "user", report.grants)
+    for column in ("account", "permission", "on"):
         table.add_column(column, overflow="fold")
     for username, grants in report.grants.items():
         for index, grant in enumerate(grants):

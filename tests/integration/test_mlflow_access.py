@@ -444,6 +444,16 @@ def test_sync_is_idempotent_and_puts_drifted_grants_back(server):
     assert again.exit_code == 0, again.output
     assert "already in sync" in again.output
     assert (server.state / "mlflow-access" / "users.json").read_text() == before
+    scripted = invoke(app, ["mlflow-access", "sync", "--tracking-uri", server.url, "--json"])
+    assert scripted.exit_code == 0, scripted.output
+    document = json.loads(scripted.stdout)  # one JSON document, and no password in it
+    assert document["granted"] == document["changed"] == document["revoked"] == []
+    assert set(document["users"]) == {f"agency-{A}", f"agency-{B}", "auditor"}
+    assert all(state == "kept" for state in document["users"].values())
+    passwords = [
+        user["password"] for users in json.loads(before).values() for user in users.values()
+    ]
+    assert passwords and not any(password in scripted.stdout for password in passwords)
 
     # someone widens agency A's access by hand; the next sync takes it back
     auth = get_app_client("basic-auth", tracking_uri=server.url)

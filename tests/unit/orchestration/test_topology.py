@@ -3,6 +3,8 @@ same commands and settings, and the runner image it names is built by deploy/Doc
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from pipelines.orchestration.topology import (
@@ -72,3 +74,19 @@ def test_the_topology_for_one_machine_points_every_process_at_the_same_servers()
     assert services["prefect-server"].environment["PREFECT_API_DATABASE_CONNECTION_URL"] == (
         "postgresql+asyncpg://u:p@127.0.0.1:5432/prefect"
     )
+
+
+def test_agencyml_compose_writes_checks_and_refuses_a_stale_file(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    target = tmp_path / "compose.yaml"
+    invoke = CliRunner().invoke
+    written = invoke(app, ["compose", "-o", str(target), "--json"])
+    target.write_text(target.read_text() + "# edited by hand\n")
+    stale = invoke(app, ["compose", "--check", "-o", str(target)])
+
+    assert written.exit_code == 0 and json.loads(written.stdout)["written"] is True
+    assert target.read_text().startswith(render_compose())
+    assert stale.exit_code == 14 and "agencyml compose" in stale.output
