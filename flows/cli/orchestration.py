@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, console, friendly_errors, prefect_api
+from flows.cli.app import (
+    add_id_column,
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    prefect_api,
+)
 from pipelines import config
 from pipelines.data import storage
 from pipelines.orchestration import deployments, dvc_stages, prefect_server
@@ -45,6 +53,7 @@ def server(
         False, "--status", help="Say whether the background server runs, and where."
     ),
     stop: bool = typer.Option(False, "--stop", help="Stop the background server."),
+    as_json: bool = json_option("With --status or --stop: the result as one JSON document."),
 ) -> None:
     """Start a local Prefect server (API and UI), its database in the state directory.
 
@@ -54,7 +63,7 @@ def server(
     directory instead, started by the first of them: --status says where it is, --stop stops
     it."""
     if status or stop:
-        background_server(stop)
+        background_server(stop, as_json)
         return
     with friendly_errors():
         environment = prefect_server.server_environment(host, port, ui, api_url)
@@ -71,21 +80,34 @@ def server(
     )
 
 
-def background_server(stop: bool) -> None:
+def background_server(stop: bool, as_json: bool = False) -> None:
     from pipelines.orchestration import local_server
     from pipelines.paths import state_dir
 
-    state = state_dir()
+    with friendly_errors():
+        state = state_dir()
+    found = local_server.stop(state) if stop else local_server.running(state)
+    if as_json:
+        emit_json(
+            {
+                "running": found is not None and not stop,
+                "stopped": found is not None and stop,
+                **(
+                    {"pid": found.pid, "api": found.url, "ui": found.ui, "log": found.log}
+                    if found
+                    else {}
+                ),
+            }
+        )
+        return
     if stop:
-        stopped = local_server.stop(state)
         console.print(
-            f"stopped the background Prefect server (pid {stopped.pid}, {stopped.ui})"
-            if stopped
+            f"stopped the background Prefect server (pid {found.pid}, {found.ui})"
+            if found
             else "no background Prefect server runs for this state directory",
             soft_wrap=True,
         )
         return
-    found = local_server.running(state)
     if found is None:
         console.print(
             f"no background Prefect server runs for {state.root}; the next command that runs "
@@ -105,6 +127,7 @@ def sync(
     check: bool = typer.Option(
         False, "--check", help="Only say whether the files match params/ (exit 14 if not)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Write dvc.yaml and prefect.yaml from params/: run it after adding or changing an agency,
     a dataset, a use case or a schedule, then commit the files."""
@@ -117,29 +140,40 @@ def sync(
             root / deployments.PREFECT_YAML: deployments.render(specs),
         }
         stale = [path for path, text in files.items() if not same_text(path, text)]
+        say = errors.print if as_json else console.print
         if check:
             for path in files:
                 state = "[yellow]out of date[/]" if path in stale else "[green]matches params/[/]"
-                console.print(f"{path}: {state}")
+                say(f"{path}: {state}")
             if stale:
                 names = " and ".join(path.name for path in stale)
                 verb = "does" if len(stale) == 1 else "do"
                 raise dvc_stages.PipelineOutOfDateError(
                     f"{names} {verb} not match params/: run `agencyml sync`, then commit"
                 )
-            return
-        for path, text in files.items():
-            if path in stale:
-                storage.write_text(path, text)
-        console.print(
-            f"wrote {' and '.join(path.name for path in stale)} from params/"
-            if stale
-            else "dvc.yaml and prefect.yaml already match params/"
-        )
-        console.print(
-            f"{len(agencies)} agencies, {sum(len(a.datasets) for a in agencies)} datasets, "
-            f"{len(specs)} use cases; commit the files, then `agencyml ingest --agency NAME`"
-        )
+        else:
+            for path, text in files.items():
+                if path in stale:
+                    storage.write_text(path, text)
+            say(
+                f"wrote {' and '.join(path.name for path in stale)} from params/"
+                if stale
+                else "dvc.yaml and prefect.yaml already match params/"
+            )
+            say(
+                f"{len(agencies)} agencies, {sum(len(a.datasets) for a in agencies)} datasets, "
+                f"{len(specs)} use cases; commit the files, then `agencyml ingest --agency NAME`"
+            )
+        if as_json:
+            emit_json(
+                {
+                    "files": {str(path): "matches" for path in files},
+                    "written": [] if check else [str(path) for path in stale],
+                    "agencies": len(agencies),
+                    "datasets": sum(len(a.datasets) for a in agencies),
+                    "use_cases": len(specs),
+                }
+            )
 
 
 def same_text(path: Path, text: str) -> bool:
@@ -165,6 +199,7 @@ def deploy(
         help="Seconds without a heartbeat after which a running flow run is marked Crashed.",
     ),
     api_url: str | None = typer.Option(None, "--api-url", help=API_URL_HELP),
+    as_json: bool = json_option(),
 ) -> None:
     """Register every agency's training, scoring and inbox deployments on the Prefect server.
 
@@ -173,12 +208,13 @@ def deploy(
     marks runs of a killed worker Crashed, and each agency's alert automations
     (alerts.webhook_url in its params)."""
     with friendly_errors():
+        say = errors.print if as_json else console.print
         root = project_root()
         path = root / deployments.PREFECT_YAML
         specs = config.list_use_cases()
         if write:
             path.write_text(deployments.render(specs), encoding="utf-8")
-            console.print(f"wrote {path} from params/ ({len(specs) * 3} deployments)")
+            say(f"wrote {path} from params/ ({len(specs) * 3} deployments)")
         elif deployments.out_of_date(path, specs):
             raise prefect_server.OrchestrationError(
                 f"{path} does not match params/ (a schedule or limit changed): run "
@@ -186,23 +222,29 @@ def deploy(
                 "rewrite it, then commit it"
             )
         if dry_run:
-            console.print(f"{path} matches params/; nothing registered (--dry-run)")
+            say(f"{path} matches params/; nothing registered (--dry-run)")
+            if as_json:
+                emit_json({"prefect_yaml": str(path), "matches": True, "registered": False})
             return
         url = prefect_server.api_url(api_url)
         prefect_server.require_server(url)
         with prefect_server.talking_to(url):
             if prefect_server.ensure_work_pool():
-                console.print(f"created work pool {deployments.WORK_POOL} (process)")
+                say(f"created work pool {deployments.WORK_POOL} (process)")
             else:
-                console.print(f"work pool {deployments.WORK_POOL} exists; its type is kept")
+                say(f"work pool {deployments.WORK_POOL} exists; its type is kept")
             prefect_server.deploy_all(root, url, run_dir)
             prefect_server.ensure_crash_automation(crash_after)
             registered = prefect_server.registered_deployments()
             from pipelines.orchestration import alert_automations  # lazily: it loads MLflow
 
             alerting = alert_automations.register_automations(config.load_all_params())
+        if as_json:
+            emit_json({"api_url": url, "deployments": registered, "alerts": alerting})
+            return
         table = Table(title=f"Deployments on {url}")
-        for column in ("deployment", "schedule", "concurrency", "work pool"):
+        add_id_column(table, "deployment", (item["name"] for item in registered))
+        for column in ("schedule", "concurrency", "work pool"):
             table.add_column(column, overflow="fold")
         for item in registered:
             table.add_row(
@@ -252,7 +294,7 @@ def inbox_command(
     settle_seconds: float | None = typer.Option(
         None, min=0, help="Override how long a file must be unchanged (default: from params)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = json_option(),
     watch: bool = typer.Option(
         False,
         "--watch",
@@ -282,7 +324,7 @@ def inbox_command(
         with prefect_api():
             result = inbox_poll(agency, use_case, settle_seconds)
         if as_json:
-            print(json.dumps(asdict(result), indent=2, default=str))
+            emit_json(asdict(result))
             return
         box = inbox_of(spec)
         if result.busy:

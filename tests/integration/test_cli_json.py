@@ -81,6 +81,9 @@ READ_ONLY = [
     (["tokens", "list"], {"tokens"}),
     (["settings"], {"AGENCYML_HOME", "AGENCYML_PROJECT_ROOT", "AGENCYML_TOKEN"}),
     (["state-dir"], {"root", "tracking_uri", "outputs"}),
+    (["sync"], {"files", "written", "use_cases"}),
+    (["deploy", "--write", "--dry-run"], {"prefect_yaml", "matches", "registered"}),
+    (["server", "--status"], {"running", "stopped"}),
 ]
 
 
