@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -127,9 +126,7 @@ def tokens_revoke(
 def access_log(
     agency: str | None = typer.Option(None, "--agency", "-a"),
     since: datetime | None = typer.Option(None, help="Only requests from this time on (UTC)."),
-    as_json: bool = json_option(
-        "One JSON object per line, as the log keeps them (a stream, not one document)."
-    ),
+    as_json: bool = json_option(),
 ) -> None:
     """Every request the pull service answered: who, what, when, the outcome and the bytes."""
     with friendly_errors():
@@ -137,8 +134,7 @@ def access_log(
 
         entries = access.read_access_log(state_dir(), agency=agency, since=since)
         if as_json:
-            for entry in entries:
-                print(json.dumps(entry, sort_keys=True))
+            emit_json({"entries": entries, "count": len(entries)})
             return
         table = Table(title="Access log")
         table.add_column("at", overflow="fold")

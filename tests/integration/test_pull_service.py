@@ -436,7 +436,9 @@ def test_the_commands_create_list_revoke_pull_and_show_the_log(service, tmp_path
     code, output = invoke("access-log", "--agency", FRAUD[0])
     assert code == 0 and "Access log" in output
     code, output = invoke("access-log", "--json")
-    entries = [json.loads(line) for line in output.splitlines()]
+    document = json.loads(output)  # one document, like every --json
+    entries = document["entries"]
+    assert document["count"] == len(entries)
     assert entries[-1]["path"] == "/v1/agencies/business-aid/batches"
     assert entries[-1]["status"] == 401 and entries[-1]["token_id"] is None
     assert any(e["token_id"] == token_id and e["bytes"] > 0 for e in entries)
