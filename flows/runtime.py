@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 from pipelines.paths import StateDir
@@ -23,11 +25,26 @@ QUIET_DEFAULTS = {
 }
 
 
+PRIVATE_UMASK = 0o077
+
+
+def make_private(state: StateDir) -> None:
+    """Whatever this process (and the servers, workers and flow runs it starts) creates is its
+    user's alone: umask 077, and the state root 0700 even if it was made looser before."""
+    os.umask(PRIVATE_UMASK)
+    state.root.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(state.root.stat().st_mode)
+    if mode & PRIVATE_UMASK:
+        # someone else's folder stays as it is: loose_permissions reports it, the run goes on
+        with contextlib.suppress(PermissionError):
+            state.root.chmod(mode & ~PRIVATE_UMASK)
+
+
 def prepare_environment(state: StateDir, *, verbose: bool = False) -> None:
     """Keep Prefect's local server and its database under the state directory, and quiet.
 
     Only defaults are set: a user's own PREFECT_API_URL (a shared server) still wins."""
-    state.root.mkdir(parents=True, exist_ok=True)
+    make_private(state)
     os.environ.setdefault("PREFECT_HOME", str(state.prefect_home))
     for name, value in QUIET_DEFAULTS.items():
         if verbose and ("LOGGING" in name or "PROGRESS" in name):
