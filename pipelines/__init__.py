@@ -6,4 +6,4 @@ each other, directly or around a loop (tests/unit/test_layout.py checks both).""
 # From the top down: each wing may import the ones after it, never those before it.
 WINGS = ("orchestration", "service", "scoring", "registry", "modeling", "validation", "data")
 # What every wing uses, at the bottom.
-SHARED = ("config", "paths", "settings", "durable", "hashlog", "deadline")
+SHARED = ("config", "paths", "settings", "durable", "hashlog", "deadline", "permissions")
