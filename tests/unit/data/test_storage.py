@@ -362,7 +362,7 @@ RISKY_CELLS = [
     "\tcmd",
     "\r=1+1",
 ]
-SAFE_CELLS = ["north", "a=b", "", " =1", "1-2", "'=already safe"]
+SAFE_CELLS = ["north", "a=b", "", "x =1", "1-2", "'=already safe"]
 
 
 # cells with a carriage return are checked by their own test below
