@@ -207,3 +207,13 @@ def test_an_import_from_a_lower_wing_to_a_higher_one_is_found(tmp_path: Path) ->
         "pipelines.data.sources imports pipelines.scoring.batches",
         "pipelines.scoring.batches imports flows.cli",
     ]
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    """Test folders have no __init__.py, so pytest imports each test module by its file name:
+    two with the same name stop the whole run at collection ("import file mismatch")."""
+    names: dict[str, list[str]] = {}
+    for path in sorted((PACKAGE_ROOT / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(PACKAGE_ROOT)))
+
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
