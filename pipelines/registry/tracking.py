@@ -247,9 +247,12 @@ def _log_bundle(bundle: ModelBundle, input_example: pd.DataFrame) -> Any:
             path = Path(folder) / name
             path.write_text(text, encoding="utf-8")
             artifacts[key] = str(path)
+        # MLflow copies the model's code with its mode: a copy written here follows the umask
+        model_code = Path(folder) / MODEL_CODE.name
+        model_code.write_text(MODEL_CODE.read_text(encoding="utf-8"), encoding="utf-8")
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(MODEL_CODE),
+            python_model=str(model_code),
             artifacts=artifacts,
             signature=signature,
             input_example=input_example,
