@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator
 from pipelines.data import storage
 from pipelines.paths import StateDir
 from pipelines.service import access
+from pipelines.service.files import batch_file, open_regular, relative_to_batch
 
 AGENCY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 BATCH_PATTERN = r"^batch-[0-9a-f]{20}$"
@@ -167,9 +168,11 @@ def create_app(state: StateDir) -> FastAPI:
         responses={**NOT_FOUND, **UNAUTHORISED},
     )
     def get_manifest(agency: Agency, batch_id: BatchId, token: Caller) -> dict[str, Any]:
-        """The batch's manifest as it was published."""
+        """The batch's manifest as it was published; an agency's token sees paths relative
+        to the batch folder only (see `as_seen_by`)."""
         visible_to(token, agency)
-        return find_batch(state, agency, batch_id)[1]
+        folder, manifest = find_batch(state, agency, batch_id)
+        return as_seen_by(token, manifest, folder)
 
     @app.get(
         "/v1/agencies/{agency}/batches/{batch_id}/data",
@@ -236,11 +239,12 @@ def create_app(state: StateDir) -> FastAPI:
         """From the batch to its model version, training run, data and params (see
         `agencyml lineage`); `complete` says whether every link could be followed."""
         visible_to(token, agency)
-        find_batch(state, agency, batch_id)
+        folder, _ = find_batch(state, agency, batch_id)
         from pipelines.registry.trace import trace_batch
 
         tree = trace_batch(batch_id, state)
-        return {"batch_id": batch_id, "complete": tree.complete(), "tree": tree.to_dict()}
+        shaped = as_seen_by(token, tree.to_dict(), folder)
+        return {"batch_id": batch_id, "complete": tree.complete(), "tree": shaped}
 
     @app.exception_handler(HTTPException)
     async def problem(request: Request, error: HTTPException) -> JSONResponse:
@@ -249,6 +253,14 @@ def create_app(state: StateDir) -> FastAPI:
         )
 
     return app
+
+
+def as_seen_by(token: access.Token, document: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Auditors and admins see the server's paths; everyone else sees paths relative to the
+    batch folder, and none of the server's own."""
+    if token.role in ("auditor", "admin"):
+        return document
+    return relative_to_batch(document, folder)
 
 
 def visible_to(token: access.Token, agency: str) -> None:
@@ -332,13 +344,32 @@ def filter_batches(
 
 
 def report_file(folder: Path, manifest: dict[str, Any], name: str) -> Path:
-    """A report file of the batch, only if its manifest lists it and it is a real file."""
-    path = folder / name
-    if name not in REPORT_FILES or name not in manifest.get("files", []):
+    """A report file of the batch, only if its manifest lists it and it is a regular file
+    inside the batch folder."""
+    if name not in REPORT_FILES or name not in listed_files(manifest):
         raise HTTPException(404, "not found")
-    if path.is_symlink() or not path.is_file():
+    path = batch_file(folder, name)
+    if path is None:
         raise HTTPException(404, "not found")
     return path
+
+
+def listed_files(manifest: dict[str, Any]) -> list[Any]:
+    files = manifest.get("files")
+    return files if isinstance(files, list) else []
+
+
+def scored_parts(folder: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The scored files the manifest lists, in its order. Every file it lists must be a regular
+    file inside the batch folder, and there is at least one scored file (publishing always
+    writes one); otherwise (a symlink, '..', an absolute path, a FIFO, a folder) the batch's
+    rows are not found."""
+    names = listed_files(manifest)
+    paths = [batch_file(folder, name) for name in names]
+    parts = [p for n, p in zip(names, paths, strict=True) if str(n).startswith("scored")]
+    if not parts or any(path is None for path in paths):
+        raise HTTPException(404, "not found")
+    return [part for part in parts if part is not None]
 
 
 def summary(manifest: dict[str, Any]) -> BatchSummary:
@@ -363,9 +394,10 @@ def download_file(
 
     A single scored.parquet is served as it is; parts are joined, and CSV is written, chunk by
     chunk, so memory stays bounded whatever the batch size."""
-    parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
+    parts = scored_parts(folder, manifest)
     if format == "parquet" and len(parts) == 1:
-        recorded = (manifest.get("file_sha256") or {}).get(parts[0].name)
+        name = parts[0].relative_to(folder).as_posix()
+        recorded = (manifest.get("file_sha256") or {}).get(name)
         return parts[0], recorded or storage.file_sha256(parts[0])
     write = storage.write_parquet_stream if format == "parquet" else storage.write_csv_stream
     return cached_file(state, manifest, parts, format, lambda frame: frame, write)
@@ -396,6 +428,6 @@ def cached_file(
 
 
 def stream_file(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while block := handle.read(BLOCK):
             yield block

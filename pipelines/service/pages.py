@@ -39,7 +39,10 @@ from pipelines.service.api import (
     filter_batches,
     find_batch,
     published_batches,
+    report_file,
+    scored_parts,
 )
+from pipelines.service.files import batch_file
 from pipelines.settings import settings
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -272,12 +275,15 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
     def scored_rows(request: Request, batch_id: str, kind: str) -> Response:
         session = signed_in(request)
         folder, manifest = own_batch(session, batch_id)
-        if kind == "parquet":
-            path, digest = download_file(state, folder, manifest, "parquet")
-        elif kind == "csv":
-            path, digest = friendly_csv(state, folder, manifest)
-        else:
-            raise PageNotFound
+        try:
+            if kind == "parquet":
+                path, digest = download_file(state, folder, manifest, "parquet")
+            elif kind == "csv":
+                path, digest = friendly_csv(state, folder, manifest)
+            else:
+                raise PageNotFound
+        except HTTPException:
+            raise PageNotFound from None
         return FileResponse(
             path,
             filename=f"{batch_id}.{kind}",
@@ -287,17 +293,18 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
     @app.get("/batches/{batch_id}/drift.html", include_in_schema=False)
     def drift_report(request: Request, batch_id: str) -> Response:
         session = signed_in(request)
-        folder, _ = own_batch(session, batch_id)
-        report = folder / "drift.html"
-        if report.is_symlink() or not report.is_file():
-            raise PageNotFound
+        folder, manifest = own_batch(session, batch_id)
+        try:
+            report = report_file(folder, manifest, "drift.html")
+        except HTTPException:
+            raise PageNotFound from None
         return FileResponse(report, media_type="text/html")
 
     @app.get("/batches/{batch_id}/quarantined.csv", include_in_schema=False)
     def quarantined_rows(request: Request, batch_id: str) -> Response:
         session = signed_in(request)
-        _, manifest = own_batch(session, batch_id)
-        rows = quarantine_file(state, manifest, "rows.csv")
+        folder, _ = own_batch(session, batch_id)
+        rows = quarantine_file(state, folder, "rows.csv")
         if rows is None:
             raise PageNotFound
         return FileResponse(rows, filename=f"{batch_id}-quarantined.csv")
@@ -659,7 +666,7 @@ def batch_details(state: StateDir, folder: Path, manifest: dict[str, Any]) -> di
     """What the batch page shows, from the manifest and the quarantine's report."""
     scores = manifest.get("scores") or {}
     drift = manifest.get("drift") or {}
-    report = quarantine_file(state, manifest, "report.json")
+    report = quarantine_file(state, folder, "report.json")
     checks = storage.read_json_file(report).get("checks", []) if report else []
     failures = {
         str(check.get("expectation")): int(check.get("unexpected_count") or 0)
@@ -669,29 +676,26 @@ def batch_details(state: StateDir, folder: Path, manifest: dict[str, Any]) -> di
     return {
         **batch_row(manifest),
         "decisions": scores.get("decisions") or {},
-        "drift_report": (folder / "drift.html").is_file(),
+        "drift_report": "drift.html" in (manifest.get("files") or [])
+        and batch_file(folder, "drift.html") is not None,
         "drift_columns": drift.get("columns") or {},
         "quarantine_reasons": failures,
-        "quarantine_rows": quarantine_file(state, manifest, "rows.csv") is not None,
+        "quarantine_rows": quarantine_file(state, folder, "rows.csv") is not None,
         "sha256": (manifest.get("file_sha256") or {}),
     }
 
 
-def quarantine_file(state: StateDir, manifest: dict[str, Any], name: str) -> Path | None:
-    """A file of the batch's published quarantine, if it is a real file there."""
-    folder = state.quarantine(str(manifest.get("agency")), str(manifest.get("use_case")))
-    path = folder / str(manifest.get("batch_id")) / name
-    if path.is_symlink() or not path.is_file():
-        return None
-    if path.resolve().parent.parent != folder.resolve():
-        return None
-    return path
+def quarantine_file(state: StateDir, folder: Path, name: str) -> Path | None:
+    """A file of the batch's published quarantine, if it is a regular file there. The agency,
+    use case and batch id come from the batch folder's own place, not from its manifest."""
+    use_case, agency = folder.parent.name, folder.parent.parent.name
+    return batch_file(state.quarantine_dir, f"{agency}/{use_case}/{folder.name}/{name}")
 
 
 def friendly_csv(state: StateDir, folder: Path, manifest: dict[str, Any]) -> tuple[Path, str]:
     """The scored rows as CSV for a spreadsheet: probabilities rounded to 4 places (the parquet
     keeps them whole), made once in the download cache, chunk by chunk."""
-    parts = [folder / name for name in manifest["files"] if name.startswith("scored")]
+    parts = scored_parts(folder, manifest)
 
     def rounded(frame: pd.DataFrame) -> pd.DataFrame:
         for column in frame.columns:
