@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,20 @@ def read_rasff_csv(path: Path) -> pd.DataFrame:
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# characters a spreadsheet skips before it reads a cell: whitespace, controls, invisible format
+SKIPPED_CATEGORIES = ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def looks_like_formula(text: str) -> bool:
+    """OWASP's rule: a cell that starts with = + - @ tab or CR, also after leading whitespace
+    or control characters, and also in full-width or any other form NFKC maps onto them."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    for character in text:
+        if character.isspace() or unicodedata.category(character) in SKIPPED_CATEGORIES:
+            continue
+        return unicodedata.normalize("NFKC", character).startswith(FORMULA_PREFIXES)
+    return False
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,7 +203,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             safe[column] = safe[column].astype(object)
         if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
             values = safe[column]
-            risky = values.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_PREFIXES))
+            risky = values.map(lambda v: isinstance(v, str) and looks_like_formula(v))
             safe[column] = values.where(~risky.astype(bool), "'" + values.astype(str))
     return safe
 
