@@ -79,3 +79,13 @@ def project_copy(tmp_path: Path) -> Path:
 def make_small_project():
     """write_small_project, for fixtures with a wider scope than one test."""
     return write_small_project
+
+
+@pytest.fixture(autouse=True)
+def restore_umask():
+    """A command run in-process makes the state private with umask 077; each test starts with
+    the umask the session started with, so no test depends on which ran before it."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
