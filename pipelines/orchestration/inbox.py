@@ -136,6 +136,8 @@ def claim(inbox: Inbox, path: Path) -> Path | None:
         os.rename(path, target)
     except FileNotFoundError:
         return None
+    with contextlib.suppress(OSError):  # private like the rest of the state, whoever dropped it
+        os.chmod(target, 0o600)
     fsync_dir(inbox.claimed)
     return target
 

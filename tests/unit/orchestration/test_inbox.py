@@ -77,6 +77,17 @@ def test_claim_moves_the_file_once(box):
     assert inbox.scan(box, settle_seconds=0).leftovers == [claimed]
 
 
+def test_a_claimed_file_is_private_whatever_mode_it_was_dropped_with(box):
+    path = parquet(box.root / "shared.parquet")
+    path.chmod(0o644)
+
+    claimed = inbox.claim(box, path)
+    mode = claimed.stat().st_mode & 0o777
+    filed = inbox.file_away(box, claimed, "processed", {"batch_id": "b1"})
+
+    assert mode == 0o600 and filed.stat().st_mode & 0o777 == 0o600
+
+
 def test_file_away_writes_the_receipt_and_keeps_the_file(box):
     claimed = inbox.claim(box, parquet(box.root / "batch.parquet"))
     filed = inbox.file_away(box, claimed, "processed", {"batch_id": "b1", "rows": 3})
