@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import asdict
@@ -196,7 +198,17 @@ def ui(
         str(port),
     ]
     console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
-    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    # MLflow's UI runs uvicorn and its workers below it: in a process group of their own, so
+    # Ctrl+C or a SIGTERM to this command stops all of them, never leaving the server behind
+    process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+
+    def stop_the_group(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, stop_the_group)
+    raise typer.Exit(process.wait())
 
 
 @app.command("state-dir", rich_help_panel=PANEL)

@@ -75,7 +75,7 @@ def sh():
 
 
 @pytest.fixture
-def dvc_project(project_copy: Path, tmp_path: Path) -> DvcProject:
+def dvc_project(project_copy: Path, tmp_path: Path) -> Iterator[DvcProject]:
     """project_copy as a git + DVC repository whose default remote 'local' is a folder."""
     env = {
         **os.environ,
@@ -93,7 +93,12 @@ def dvc_project(project_copy: Path, tmp_path: Path) -> DvcProject:
     project.run("dvc", "remote", "modify", "local", "verify", "true")
     project.git("add", "-A")
     project.git("commit", "-qm", "copy")
-    return project
+    yield project
+    # commands run here without PREFECT_API_URL start the state's background Prefect server
+    from pipelines.orchestration import local_server
+    from pipelines.paths import StateDir
+
+    local_server.stop(StateDir(project.state))
 
 
 @pytest.fixture(scope="session")

@@ -49,13 +49,27 @@ def wait_until_up(
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """Terminate a server process, and kill it if it does not stop in time."""
+    """Terminate a server process and every process it started (an MLflow server's uvicorn
+    workers, say, which would otherwise outlive it), and kill what does not stop in time."""
+    import psutil
+
+    try:
+        tree = [*psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
     process.terminate()
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    for child in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 FAKE_AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -295,14 +295,29 @@ def test_a_version_is_traced_and_its_evidence_links_open_in_a_real_mlflow_ui(
             parts = urlsplit(link)
             reply = httpx.get(f"http://127.0.0.1:{port}{parts.path}?{parts.query}", timeout=60)
             opened[parts.query] = (reply.status_code, reply.text[:200])
+        ui.terminate()  # SIGTERM to `agencyml ui` alone stops MLflow's server and its workers
+        ui.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and answers(f"http://127.0.0.1:{port}/health"):
+            time.sleep(0.5)
+        left_running = answers(f"http://127.0.0.1:{port}/health")
     finally:
         stop(ui)
+    assert not left_running
 
     assert all(status == 200 for status, _ in opened.values()), opened
     report = next(text for query, (_, text) in opened.items() if "training_data.json" in query)
     docs = next(text for query, (_, text) in opened.items() if "index.html" in query)
     assert '"result_id"' in report or '"success"' in report
     assert "<html" in docs.lower()
+
+
+def answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def test_the_logs_page_verifies_both_hash_chains(site, auditor) -> None:
