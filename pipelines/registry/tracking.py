@@ -24,6 +24,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from pipelines.data.lineage import DataLineage
+from pipelines.durable import file_lock
 from pipelines.modeling.model import ModelBundle
 from pipelines.paths import StateDir
 
@@ -73,6 +74,18 @@ def configure(state: StateDir) -> None:
     state.artifact_root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(state.tracking_uri)
     mlflow.set_registry_uri(state.tracking_uri)
+    if state.tracking_uri.startswith("sqlite:"):
+        create_store_once(state)
+
+
+def create_store_once(state: StateDir) -> None:
+    """Open the SQLite store under a lock, so that its tables are created by one process.
+    MLflow creates them on first use without a lock: commands started together on a fresh
+    state directory ran the same migrations at once and all but one failed."""
+    with file_lock(state.mlflow_dir / ".mlflow.db.lock"):
+        client = MlflowClient(tracking_uri=state.tracking_uri, registry_uri=state.tracking_uri)
+        client.search_experiments(max_results=1)  # the tracking tables (all of them)
+        client.search_registered_models(max_results=1)  # the registry's store, now a lookup
 
 
 def use_experiment(agency: str, state: StateDir, purpose: str = "") -> str:
