@@ -27,6 +27,7 @@ EXIT_CODES = {
     "DataIntegrityError": 9,
     "RegistryError": 10,
     "AuditLogError": 11,
+    "AliasMovedError": 11,  # the champion alias is not where the audit log last put it
     "LogTamperedError": 11,
     "AccessError": 2,
     "SampleError": 2,

@@ -16,7 +16,7 @@ from pipelines import config
 from pipelines.data import sources, versioning
 from pipelines.modeling import evaluation, training
 from pipelines.modeling.evaluation import evaluate
-from pipelines.registry import records, tracking
+from pipelines.registry import promotion, records, tracking
 from pipelines.scoring import batches, engines
 from pipelines.validation import quality
 
@@ -89,7 +89,7 @@ evaluate_model = step(evaluate, "evaluate-holdout")
 evaluate_baselines = step(evaluation.baselines_for, "evaluate-baselines")
 register_model = io_step(records.record_training_run, "log-and-register", delay_seconds=5)
 promotion_gate = io_step(records.gate_new_version, "promotion-gate", delay_seconds=5)
-find_model_version = io_step(tracking.find_model, "find-model-version")
+find_model_version = io_step(promotion.find_champion, "find-model-version")
 load_model_version = io_step(tracking.load_model, "load-model-version")
 record_evaluation = io_step(records.record_evaluation, "record-evaluation", delay_seconds=5)
 open_input = io_step(batches.open_input, "open-input")

@@ -439,6 +439,59 @@ def champion_at(events: list[dict[str, Any]], moment: datetime) -> str | None:
     return champion
 
 
+class AliasMovedError(AuditLogError):
+    """The registry's champion alias is not where the audit log last put it: it was moved or
+    deleted outside agencyml, which records every move it makes."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        RuntimeError.__init__(self, message)
+        self.message = message
+        self.path = Path(path)
+        self.line = 0
+        self.detail = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.path))
+
+
+def alias_disagreement(model_name: str, state: StateDir) -> str | None:
+    """Why the registry's champion of a model is not the one the audit log last recorded, or
+    None when they agree. Reads (and so checks) the whole log: AuditLogError if it was edited."""
+    logged = champion_at(read_events(state, model_name), datetime.max.replace(tzinfo=UTC))
+    registered = tracking.alias_version(model_name, CHAMPION, state)
+    if registered == logged:
+        return None
+    said = f"version {logged}" if logged else "there is none (no champion move is recorded)"
+    if registered is None:
+        found = f"the registry has no champion of {model_name} (its alias was deleted)"
+    else:
+        found = f"the registry's champion of {model_name} is version {registered}"
+    if logged:
+        fix = (
+            f"Put the alias back on version {logged} (in `agencyml ui --allow-writes` or with "
+            "MLflow's client), then move it only with `agencyml approve` or `agencyml rollback`, "
+            "which record every move"
+        )
+    else:
+        fix = (
+            "Remove the alias (in `agencyml ui --allow-writes` or with MLflow's client) and let "
+            "the promotion gate or `agencyml approve` choose a champion, which is recorded"
+        )
+    return (
+        f"{found}, but the audit log says {said}: the alias was moved outside agencyml, so "
+        f"nothing is scored with it. {fix}."
+    )
+
+
+def find_champion(model_name: str, state: StateDir) -> tracking.ModelRef:
+    """The champion's version, once its alias agrees with the audit log: a batch is never
+    scored by a version that no recorded promotion chose."""
+    disagreement = alias_disagreement(model_name, state)
+    if disagreement is not None:
+        raise AliasMovedError(disagreement, audit_path(state))
+    return tracking.find_model(model_name, state)
+
+
 def parse_moment(text: str) -> datetime:
     """An ISO date or date-time; without a zone it is UTC."""
     try:
