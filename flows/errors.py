@@ -25,6 +25,8 @@ EXIT_CODES = {
     "CheckoutError": 7,
     "DvcError": 9,
     "DataIntegrityError": 9,
+    "DamagedBatchError": 9,  # a published batch no longer matches its manifest
+    "DamageFoundError": 9,  # `agencyml verify` found damage
     "RegistryError": 10,
     "AuditLogError": 11,
     "AliasMovedError": 11,  # the champion alias is not where the audit log last put it

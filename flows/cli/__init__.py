@@ -12,6 +12,7 @@ from flows.cli import (  # noqa: F401
     orchestration,
     project,
     service,
+    verify,
 )
 from flows.cli.app import app, main
 

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from rich.text import Text
 from rich.tree import Tree
 
+from pipelines.data import integrity
 from pipelines.data.storage import file_sha256
 from pipelines.paths import StateDir, project_root
 from pipelines.registry import tracking
@@ -337,6 +338,14 @@ def batch_node(
         else f"{folder / 'scored'} ({len(scored)} parts)"
     )
     node.missing += [f"{folder / name} does not exist" for name in absent]
+    damaged = integrity.damage(folder, published[folder])
+    node.missing += [
+        f"{folder / name}: {problem}" for name, problem in damaged.items() if name not in absent
+    ]
+    if damaged.keys() - set(absent):
+        node.facts["files intact"] = "no: `agencyml verify` lists the damage"
+    elif integrity.recorded_hashes(published[folder]):
+        node.facts["files intact"] = "yes (each file has the sha256 its manifest records)"
     drift = folder / "drift.html"
     node.facts["drift report"] = str(drift) if drift.is_file() else "not written"
     if run_manifest is not None and published[folder] != run_manifest:

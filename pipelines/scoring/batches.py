@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipelines.config import UseCaseSpec
-from pipelines.data import storage, versioning
+from pipelines.data import integrity, storage, versioning
 from pipelines.data.sources import training_table
 from pipelines.deadline import Deadline, TimeLimitError
 from pipelines.durable import file_lock
@@ -60,9 +60,17 @@ def batch_lock(spec: UseCaseSpec, batch_id: str, state: StateDir) -> Iterator[No
 
 
 def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dict[str, Any] | None:
-    """The manifest of the batch if it is already published, else None."""
+    """The manifest of the batch if it is already published, else None; DamagedBatchError if
+    its files are no longer what the manifest records."""
     manifest = state.output_dir(spec.agency, spec.name) / batch_id / "manifest.json"
-    return storage.read_json_file(manifest) if manifest.is_file() else None
+    if not manifest.is_file():
+        return None
+    published = storage.read_json_file(manifest)
+    damaged = integrity.damage(manifest.parent, published)
+    if damaged:
+        message = integrity.damaged_batch_message(batch_id, manifest.parent, damaged)
+        raise integrity.DamagedBatchError(message)
+    return published
 
 
 def check_time_left(staged: StagedBatch, deadline: Deadline) -> None:
