@@ -236,15 +236,18 @@ class DataIntegrityError(RuntimeError):
     """A file DVC restored does not have the md5 it was recorded with: a corrupt copy."""
 
 
-def restore_file(tree: Path, origin: Path, path: str, md5: str, stage: str) -> Path:
+def restore_file(
+    tree: Path, origin: Path, path: str, md5: str, stage: str, *, cache: Path | None = None
+) -> Path:
     """Restore `path` as it was when its md5 was recorded into `tree` (a worktree of `origin`):
     the recorded md5 is written into the tree's dvc.lock, then DVC pulls it from origin's cache
-    or the default remote. The restored bytes are checked against the md5, never trusted."""
+    (or `cache`: an empty one fetches from the remote alone) or the default remote. The restored
+    bytes are checked against the md5, never trusted."""
     tree, origin = Path(tree), Path(origin)
     local_config = origin / ".dvc" / "config.local"
     if local_config.is_file():
         shutil.copyfile(local_config, tree / ".dvc" / "config.local")
-    _dvc(tree, "config", "--local", "cache.dir", str(origin / ".dvc" / "cache"))
+    _dvc(tree, "config", "--local", "cache.dir", str(cache or origin / ".dvc" / "cache"))
     remote, url = default_remote(origin)
     if remote is not None and url is not None:
         # a relative local remote would otherwise resolve against the worktree

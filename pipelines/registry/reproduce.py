@@ -92,6 +92,20 @@ def restore_training_data(tree: Path, tags: dict[str, str]) -> list[str]:
         ]
     try:
         restore_file(tree, project_root(), path, md5, stage)
+    except (DvcError, DataIntegrityError) as error:
+        # DVC trusts its cache: a corrupt object there is fetched again from the remote alone
+        return restore_from_remote(tree, path, md5, stage, error)
+    return [f"restored {path} (md5 {md5}) with DVC"]
+
+
+def restore_from_remote(
+    tree: Path, path: str, md5: str, stage: str, first: DvcError | DataIntegrityError
+) -> list[str]:
+    """The second try of a restore that the cache failed: an empty cache inside the worktree
+    (removed with it), so DVC fetches the file from the default remote and checks its md5."""
+    fresh_cache = tree / ".dvc" / "cache-from-remote"
+    try:
+        restore_file(tree, project_root(), path, md5, stage, cache=fresh_cache)
     except DvcError as error:
         raise ReproductionError(
             f"cannot restore {path} (md5 {md5}): DVC found no intact copy in the cache or on "
@@ -100,8 +114,15 @@ def restore_training_data(tree: Path, tags: dict[str, str]) -> list[str]:
             f"fetches and refuses a mismatch. DVC said: {error}"
         ) from error
     except DataIntegrityError as error:
-        raise ReproductionError(str(error)) from error
-    return [f"restored {path} (md5 {md5}) with DVC"]
+        raise ReproductionError(
+            f"cannot restore {path} (md5 {md5}): neither the DVC cache nor the remote holds an "
+            f"intact copy ({error}). Push one from a checkout that has it (`dvc push`)"
+        ) from error
+    why = "is corrupt" if isinstance(first, DataIntegrityError) else "could not be checked out"
+    return [
+        f"restored {path} (md5 {md5}) from the DVC remote: the copy in the cache {why} "
+        "(`agencyml verify` lists corrupt cache objects)"
+    ]
 
 
 def retrain(tree: Path, scratch: StateDir, agency: str, use_case: str) -> None:
