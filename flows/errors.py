@@ -31,6 +31,7 @@ EXIT_CODES = {
     "AuditLogError": 11,
     "AliasMovedError": 11,  # the champion alias is not where the audit log last put it
     "LogTamperedError": 11,
+    "LogAnchorError": 11,  # a chained log's head cannot be kept in or read from MLflow
     "AccessError": 2,
     "SampleError": 2,
     "ProfileError": 2,

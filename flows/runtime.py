@@ -54,3 +54,8 @@ def prepare_environment(state: StateDir, *, verbose: bool = False) -> None:
         os.environ.setdefault(name, value)
     for name in ("mlflow", "alembic", "urllib3", "git"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # the chained logs' heads go to the tracking store too (pipelines.registry.log_heads)
+    from pipelines import hashlog
+    from pipelines.registry.log_heads import MlflowHeads
+
+    hashlog.keep_heads_in(MlflowHeads(state))

@@ -21,6 +21,7 @@ from pipelines import hashlog
 from pipelines.config import LOWER_IS_BETTER, UseCase
 from pipelines.paths import StateDir
 from pipelines.registry import tracking
+from pipelines.registry.log_heads import MlflowHeads
 
 CHAMPION = tracking.CHAMPION
 CHALLENGER = "challenger"
@@ -204,7 +205,9 @@ def append_event(state: StateDir, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_events(state: StateDir, model_name: str | None = None) -> list[dict[str, Any]]:
-    """Every event in order (of one model, if named), after checking the whole chain."""
+    """Every event in order (of one model, if named), after checking the whole chain and its
+    head, which appends also keep in the tracking store (a deployed run has no CLI to say so)."""
+    hashlog.keep_heads_in(MlflowHeads(state))
     try:
         events = AUDIT_CHAIN.read(audit_path(state))
     except hashlog.LogTamperedError as error:

@@ -4,6 +4,7 @@ several processes queue instead of breaking the chain."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import pickle
@@ -16,6 +17,8 @@ import pytest
 from pipelines import hashlog
 from pipelines.hashlog import LogTamperedError
 from pipelines.paths import PACKAGE_ROOT
+
+KEY = b""  # the log's key, for an editor who has it
 
 
 def write_three(path: Path) -> list[dict]:
@@ -31,8 +34,9 @@ def test_each_record_carries_its_seq_the_previous_hash_and_its_own(tmp_path: Pat
     assert stored[0]["prev"] == ""
     assert [r["prev"] for r in stored[1:]] == [r["hash"] for r in stored[:-1]]
     body = {k: v for k, v in stored[1].items() if k != "hash"}
-    expected = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    assert stored[1]["hash"] == expected
+    key = bytes.fromhex(hashlog.key_path(path).read_text())
+    expected = hmac.new(key, json.dumps(body, sort_keys=True).encode(), hashlib.sha256)
+    assert stored[1]["hash"] == "hmac-sha256:" + expected.hexdigest()
     assert hashlog.read(path) == stored
     assert len(path.read_text().splitlines()) == 3
 
@@ -52,10 +56,11 @@ def change_value(lines: list[str]) -> list[str]:
 
 
 def rehash_after_change(lines: list[str]) -> list[str]:
-    """An editor who also recomputes the line's own hash still breaks the next link."""
+    """An editor who also recomputes the line's own hash (with the key) still breaks the next
+    link."""
     record = json.loads(lines[1])
     record["text"] = "record 7"
-    record["hash"] = hashlog.STANDARD.digest(record)
+    record["hash"] = hashlog.STANDARD.digest(record, KEY)
     return [lines[0], json.dumps(record, sort_keys=True), lines[2]]
 
 
@@ -71,9 +76,12 @@ EDITS = {
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_every_kind_of_edit_is_caught_at_its_line(tmp_path: Path, edit: str) -> None:
+def test_every_kind_of_edit_is_caught_at_its_line(
+    tmp_path: Path, edit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "log.jsonl"
     write_three(path)
+    monkeypatch.setitem(globals(), "KEY", bytes.fromhex(hashlog.key_path(path).read_text()))
     change, line = EDITS[edit]
     path.write_text("\n".join(change(path.read_text().splitlines())) + "\n")
 
@@ -91,7 +99,7 @@ def test_a_missing_final_line_break_is_caught_by_readers_and_writers(tmp_path: P
 
     with pytest.raises(LogTamperedError, match=r"line 3: .*no line break"):
         hashlog.read(path)
-    with pytest.raises(LogTamperedError, match=r"line 3: .*no line break"):
+    with pytest.raises(LogTamperedError, match=r"line 3: .*1 bytes shorter than its head file"):
         hashlog.append(path, {"n": 4})
 
 
