@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows.errors import is_bad_input, is_over_time_limit
+from flows.errors import EXIT_CODES, explained, is_bad_input, is_over_time_limit
 from flows.score import score
+from flows.tasks import is_transient
 from flows.train import train
 from pipelines import config
 from pipelines.deadline import backstop_seconds, run_deadline
@@ -115,7 +116,8 @@ def inbox_poll(
         names = ", ".join(item["file"] for item in result.failed)
         raise InboxError(
             f"could not score {names}: {result.failed[0]['error']}. The files stay in "
-            f"{box.claimed} and the next poll tries again."
+            f"{box.claimed} and the next poll tries again (a file that fails "
+            f"{inbox.POISON_ATTEMPTS} times without a known cause goes to quarantine)."
         )
     return result
 
@@ -127,8 +129,13 @@ def score_claimed(
     chunk_rows: int,
     result: InboxResult,
 ) -> None:
-    """Score one claimed file and file it away; a bad batch goes to the inbox's quarantine."""
+    """Score one claimed file and file it away; a bad batch goes to the inbox's quarantine,
+    and so does a file the scorer crashed on inbox.POISON_ATTEMPTS times."""
     logger = get_run_logger()
+    if len(inbox.failed_attempts(claimed)) >= inbox.POISON_ATTEMPTS:
+        set_aside_poison(box, claimed, result)  # its last polls died scoring it
+        return
+    inbox.begin_attempt(claimed)
     try:
         scored = timed(spec, "score")(spec.agency, spec.name, str(claimed), chunk_rows=chunk_rows)
     except Exception as error:
@@ -136,6 +143,11 @@ def score_claimed(
         # a bad batch, or one past the time limit, is filed in the inbox's quarantine with the
         # reason; anything else (no champion yet, the tracking server down) stays claimed
         if not (is_bad_input(error) or is_over_time_limit(error)):
+            crashed = is_crash(error)
+            failures = inbox.end_attempt(claimed, f"{kind}: {error}" if crashed else None)
+            if crashed and failures >= inbox.POISON_ATTEMPTS:
+                set_aside_poison(box, claimed, result)
+                return
             logger.warning("%s stays claimed: %s: %s", claimed.name, kind, error)
             result.failed.append({"file": claimed.name, "error": f"{kind}: {error}"})
             return
@@ -144,6 +156,9 @@ def score_claimed(
         logger.warning("%s refused (%s); filed as %s", claimed.name, kind, filed)
         result.quarantined.append({"file": claimed.name, **receipt, "filed_as": str(filed)})
         return
+    except BaseException:
+        inbox.end_attempt(claimed, None)  # stopped (Ctrl+C), not crashed by the file
+        raise
     receipt = {
         "batch_id": scored.batch_id,
         "newly_published": scored.newly_published,
@@ -159,3 +174,28 @@ def score_claimed(
     else:
         logger.info("%s was already published as batch %s", claimed.name, scored.batch_id)
     result.scored.append({"file": claimed.name, **receipt, "filed_as": str(filed)})
+
+
+def is_crash(error: Exception) -> bool:
+    """A failure agencyml does not know (a traceback) and that is not worth retrying: the file
+    may be what crashes the scorer. Known platform faults (no champion, a full disk, the
+    tracking server down) never count against a file."""
+    return type(explained(error)).__name__ not in EXIT_CODES and not is_transient(error)
+
+
+def set_aside_poison(box: inbox.Inbox, claimed: Path, result: InboxResult) -> None:
+    """File a claimed file the scorer keeps failing on in the inbox's quarantine, with its
+    attempts, so that later polls go on with the other files."""
+    attempts = inbox.failed_attempts(claimed)
+    receipt = {
+        "error": "ScorerCrashed",
+        "reason": (
+            f"scoring this file failed {len(attempts)} times without a known cause (last: "
+            f"{attempts[-1]['error']}), so it was set aside; report it with this receipt, and "
+            "drop it in the inbox again once scoring is fixed"
+        ),
+        "attempts": attempts,
+    }
+    filed = inbox.file_away(box, claimed, "quarantine", receipt)
+    get_run_logger().error("%s set aside after %d failed attempts", claimed.name, len(attempts))
+    result.quarantined.append({"file": claimed.name, **receipt, "filed_as": str(filed)})

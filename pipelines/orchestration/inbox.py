@@ -2,6 +2,7 @@
 
     <state>/inbox/<agency>/<use-case>/            drop batch files here
         .claimed/                                 being scored by the poll that holds the lock
+            .<name>.attempts.json                 its attempts that failed or never ended
         processed/<time>-<name> (+ .json)         scored; the receipt names the batch
         quarantine/<time>-<name> (+ .json)        refused; the receipt says why
 
@@ -10,6 +11,8 @@ unchanged for the settle time, and, for parquet, ending in its footer. Producers
 write under a temporary name and rename, which is atomic. One poll at a time holds the use
 case's inbox lock; a file it was working on when it died is still in .claimed/ and the next
 poll finishes it. Scoring is idempotent by batch id, so finishing it twice publishes once.
+Every attempt is counted before it starts: a file whose scoring crashed (or whose poll died)
+POISON_ATTEMPTS times is filed in the quarantine, so that it does not fail every poll.
 
 Standard library only: the flow decides what scoring a file means."""
 
@@ -29,6 +32,8 @@ from pipelines.durable import file_lock, fsync_dir, fsync_file
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp", ".lock")
 PARQUET_MAGIC = b"PAR1"
+POISON_ATTEMPTS = 3  # crashed attempts after which a claimed file is quarantined
+UNFINISHED = "the poll stopped while scoring it (killed, out of memory, or the machine restarted)"
 
 
 class InboxBusyError(BlockingIOError):
@@ -112,7 +117,7 @@ def scan(inbox: Inbox, settle_seconds: float, now: float | None = None) -> Scan:
         else:
             ready.append((modified, entry.name, path))
     claimed = inbox.claimed.iterdir() if inbox.claimed.is_dir() else iter(())
-    leftovers = sorted(path for path in claimed if path.is_file())
+    leftovers = sorted(path for path in claimed if path.is_file() and not looks_partial(path.name))
     return Scan([path for _, _, path in sorted(ready)], sorted(waiting), leftovers)
 
 
@@ -142,6 +147,53 @@ def claim(inbox: Inbox, path: Path) -> Path | None:
     return target
 
 
+def attempts_path(claimed: Path) -> Path:
+    return claimed.with_name(f".{claimed.name}.attempts.json")
+
+
+def failed_attempts(claimed: Path) -> list[dict[str, Any]]:
+    """The claimed file's attempts that crashed or never ended, oldest first. A count that
+    cannot be read (it is written whole, so this takes a damaged disk) is one attempt."""
+    path = attempts_path(claimed)
+    if not path.is_file():
+        return []
+    try:
+        attempts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        attempts = None
+    if not isinstance(attempts, list):
+        return [{"started_at": None, "error": f"{path.name} could not be read"}]
+    return attempts
+
+
+def begin_attempt(claimed: Path) -> int:
+    """Count an attempt durably before it starts, as unfinished: a poll killed while scoring
+    (a file that exhausts memory) is counted too. Returns the attempts counted so far."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    attempts = [*failed_attempts(claimed), {"started_at": stamp, "error": UNFINISHED}]
+    write_durably(attempts_path(claimed), attempts)
+    return len(attempts)
+
+
+def end_attempt(claimed: Path, error: str | None) -> int:
+    """Close the attempt begin_attempt counted: with the error that crashed it, or (error
+    None: it ended in a way that is not the file's doing) uncounted. Returns the count."""
+    attempts = failed_attempts(claimed)
+    last = attempts.pop() if attempts else {}
+    if error is not None:
+        attempts.append({**last, "error": error})
+    write_durably(attempts_path(claimed), attempts)
+    return len(attempts)
+
+
+def write_durably(path: Path, payload: Any) -> None:
+    """Write JSON beside `path`, fsync, then rename it into place: whole or not at all."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    fsync_file(partial)
+    os.replace(partial, path)
+
+
 def file_away(inbox: Inbox, claimed: Path, outcome: str, receipt: dict[str, Any]) -> Path:
     """Move a claimed file to processed/ or quarantine/ under a time-stamped name, its receipt
     written first beside where it goes; returns the file's new path."""
@@ -151,12 +203,9 @@ def file_away(inbox: Inbox, claimed: Path, outcome: str, receipt: dict[str, Any]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{stamp}-{claimed.name}"
     record = {"file": claimed.name, "outcome": outcome, "filed_at": stamp, **receipt}
-    receipt_path = target.with_name(target.name + ".json")
-    partial = receipt_path.with_name(f".{receipt_path.name}.partial")
-    partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    fsync_file(partial)
-    os.replace(partial, receipt_path)
+    write_durably(target.with_name(target.name + ".json"), record)
     os.rename(claimed, target)
+    attempts_path(claimed).unlink(missing_ok=True)
     fsync_dir(folder)
     fsync_dir(inbox.claimed)
     return target
