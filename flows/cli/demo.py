@@ -181,10 +181,29 @@ def scored_table(results: list[tuple[Any, Any]]) -> Table:
 def ui(
     port: int = typer.Option(5000, help="Port for the MLflow UI."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless proxied."),
+    allow_writes: bool = typer.Option(
+        False,
+        "--allow-writes",
+        help="Let the UI change the store too (tags, aliases, deletions); read-only by default.",
+    ),
 ) -> None:
-    """Serve the MLflow UI for the state directory's tracking store."""
+    """Serve the MLflow UI for the state directory's tracking store, read-only unless asked."""
+    from pipelines.service import mlflow_ui
+
     with friendly_errors():
         state = state_dir()
+    try:
+        listener = mlflow_ui.bind_listener(host, port)
+    except OSError as error:
+        errors.print(
+            f"[bold red]error:[/] cannot serve on {host}:{port} ({error.strerror or error}); "
+            "choose another with --port.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+    private = mlflow_ui.free_local_port()  # MLflow's own server, reached only through the proxy
+    upstream = f"http://127.0.0.1:{private}"
     command = [
         sys.executable,
         "-m",
@@ -193,22 +212,48 @@ def ui(
         "--backend-store-uri",
         state.tracking_uri,
         "--host",
-        host,
+        "127.0.0.1",
         "--port",
-        str(port),
+        str(private),
+        "--workers",
+        "1",  # one person's UI: four workers cost four times the start-up and memory
     ]
-    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
     # MLflow's UI runs uvicorn and its workers below it: in a process group of their own, so
     # Ctrl+C or a SIGTERM to this command stops all of them, never leaving the server behind
     process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
 
+    stopped = []
+
     def stop_the_group(signum: int, _frame: object) -> None:
+        stopped.append(signum)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)
 
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, stop_the_group)
-    raise typer.Exit(process.wait())
+    alive = lambda: process.poll() is None  # noqa: E731
+    try:
+        serving = mlflow_ui.wait_until_serving(upstream, alive)
+        if serving:
+            mode = "read and write" if allow_writes else "read-only; --allow-writes to change it"
+            console.print(f"MLflow UI on http://{host}:{port} ({mode}; Ctrl+C to stop)")
+            mlflow_ui.serve_proxy(
+                upstream, listener, allow_writes=allow_writes, upstream_alive=alive
+            )
+    finally:
+        listener.close()
+        if alive():
+            stop_the_group(signal.SIGTERM, None)
+    code = process.wait()
+    if not serving and not stopped:
+        errors.print(
+            "[bold red]error:[/] MLflow's server did not start (its output is above); nothing "
+            "was served.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code if code > 0 else 1)
+    raise typer.Exit(code if code > 0 and not stopped else 0)
 
 
 @app.command("state-dir", rich_help_panel=PANEL)
