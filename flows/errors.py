@@ -44,6 +44,7 @@ EXIT_CODES = {
     "PipelineOutOfDateError": 14,  # dvc.yaml or prefect.yaml no longer matches params/
     "ProjectNotFoundError": 2,  # no params/ here or above: `agencyml init DIR` makes a project
     "SettingsError": 2,  # an AGENCYML_* variable holds a value agencyml cannot use
+    "OutputDiskError": 16,  # the state directory's disk is full or cannot be written
 }
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 

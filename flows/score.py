@@ -35,8 +35,9 @@ def score(
 
     The same input and model version give the same batch id: a rerun returns the published
     batch without loading the model (or importing the validation gate), and records its
-    scoring run if a crash lost it. Past the use case's time limit
-    (checked after every chunk and before publishing) the run stops and publishes nothing."""
+    scoring run if a crash lost it (once per batch: under the batch's lock). Past the use
+    case's time limit (checked after every chunk and before publishing) the run stops and
+    publishes nothing."""
     spec = tasks.load_use_case(agency, use_case)
     deadline = run_deadline(spec, "score")
     state = state_dir()
@@ -64,12 +65,11 @@ def score(
                 )
             stored_input = tasks.store_input(spec, path, sha256, store_input)
             tasks.check_time_left(staged, deadline)
-            quarantine_dir = tasks.publish_quarantine(spec, staged)
+            quarantine_dir = tasks.stage_quarantine(spec, staged)
             manifest = tasks.build_manifest(
                 spec, staged, model, quarantine_dir=quarantine_dir, stored_input=stored_input
             )
             manifest = tasks.publish_batch(staged, manifest, model)
-    run_id = tasks.scoring_run_of(batch_id, state) or tasks.record_scoring(
-        spec, champion, manifest, state
-    )
+        tasks.publish_quarantine(spec, manifest, state)  # after its batch; a rerun repairs it
+        run_id = tasks.record_scoring(spec, champion, manifest, state)
     return batches.score_result(manifest, state, newly_published, run_id)

@@ -350,7 +350,23 @@ def record_scoring_run(
 def scoring_run_of(batch_id: str, state: StateDir) -> str | None:
     """The id of the finished scoring run of a published batch, if it was recorded."""
     tracking.configure(state)
-    return tracking.find_run({"agencyml.batch_id": batch_id, "agencyml.kind": "score"})
+    return tracking.find_run(scoring_run_tags(batch_id))
+
+
+def record_scoring_once(
+    spec: UseCaseSpec, model: tracking.ModelRef, manifest: dict[str, Any], state: StateDir
+) -> str:
+    """The published batch's one finished scoring run: the recorded one, else a new one. Call
+    it under the batch's lock: a run of the batch still RUNNING then belongs to a process
+    killed while recording, and is closed as KILLED first."""
+    tracking.configure(state)
+    tags = scoring_run_tags(manifest["batch_id"])
+    tracking.close_unfinished_runs(tags)
+    return tracking.find_run(tags) or record_scoring_run(spec, model, manifest, state)
+
+
+def scoring_run_tags(batch_id: str) -> dict[str, str]:
+    return {"agencyml.batch_id": batch_id, "agencyml.kind": "score"}
 
 
 def model_tags(model: tracking.ModelRef) -> dict[str, str]:

@@ -196,7 +196,10 @@ def with_sampled_schema(dataset: Any, frame: pd.DataFrame) -> Any:
 
 def log_run(record: RunRecord, experiment_id: str, *, failed: bool = False) -> str:
     """A run without a model: a scored or rejected batch, or training data that failed."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+    # tagged as it is created: a run its process was killed while recording is still found
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=record.run_name, tags=record.tags
+    ) as run:
         _log_contents(record)
     if failed:
         MlflowClient().set_terminated(run.info.run_id, status="FAILED")
@@ -382,18 +385,34 @@ def predict(model: LoadedModel, batch: pd.DataFrame) -> pd.DataFrame:
 
 def find_run(tags: dict[str, str]) -> str | None:
     """The newest finished run, in any experiment, with all these tags; None if none."""
+    runs = _runs_tagged(tags, "FINISHED", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def close_unfinished_runs(tags: dict[str, str]) -> list[str]:
+    """Mark KILLED the runs with all these tags that are still RUNNING; returns their ids.
+    Call it only under the lock their recording held, so that none of them is live."""
+    client = MlflowClient()
+    runs = _runs_tagged(tags, "RUNNING", max_results=100)
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_id for run in runs]
+
+
+def _runs_tagged(tags: dict[str, str], status: str, max_results: int) -> list[Any]:
     client = MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
-        return None
+        return []
     wanted = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-    runs = client.search_runs(
-        experiments,
-        filter_string=f"{wanted} and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+    return list(
+        client.search_runs(
+            experiments,
+            filter_string=f"{wanted} and attributes.status = '{status}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=max_results,
+        )
     )
-    return runs[0].info.run_id if runs else None
 
 
 def schema_problem(message: str) -> str:

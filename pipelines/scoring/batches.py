@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +19,7 @@ from pipelines.config import UseCaseSpec
 from pipelines.data import integrity, storage, versioning
 from pipelines.data.sources import training_table
 from pipelines.deadline import Deadline, TimeLimitError
-from pipelines.durable import file_lock
+from pipelines.durable import file_lock, fsync_dir
 from pipelines.modeling.drift import DriftResult, drift_html, plot_drift
 from pipelines.modeling.training import split_data
 from pipelines.paths import StateDir, project_root
@@ -43,20 +46,70 @@ def batch_id_of(sha256: str, model: tracking.ModelRef) -> str:
     return batch_id_for(sha256, model.name, model.version)
 
 
+class OutputDiskError(RuntimeError):
+    """The state directory's disk cannot take the batch: full, over quota, read-only, or not
+    writable by this user. Nothing was published and the staged files were removed."""
+
+
+DISK_FAULTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the disk is read-only",
+    errno.EACCES: "this user may not write there",
+    errno.EPERM: "this user may not write there",
+}
+
+
+def disk_fault(error: BaseException, folder: Path, published: bool) -> OutputDiskError | None:
+    """A write the disk refused (the error or one it wraps), as one sentence naming the path
+    and what to do; None for any other error."""
+    done = (
+        "the batch was published but not all of its records were written"
+        if published
+        else "nothing was published and the staged files were removed"
+    )
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, OSError) and error.errno in DISK_FAULTS:
+            return OutputDiskError(
+                f"cannot write under {error.filename or folder}: {DISK_FAULTS[error.errno]} "
+                f"({os.strerror(error.errno)}); {done}, so make room there (or point "
+                "AGENCYML_HOME at a writable disk) and score the file again."
+            )
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
 @contextlib.contextmanager
 def batch_lock(spec: UseCaseSpec, batch_id: str, state: StateDir) -> Iterator[None]:
     """One run at a time per batch id. On the way in and out, remove what a killed run of the
-    same batch left in staging (hidden folders), so a crash leaves nothing behind for long."""
+    same batch left in staging (hidden folders), so a crash leaves nothing behind for long.
+    A disk that refuses the batch's files (full, read-only) raises OutputDiskError."""
     output = state.output_dir(spec.agency, spec.name) / batch_id
     quarantine = state.quarantine(spec.agency, spec.name) / batch_id
-    with file_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
-        storage.remove_stale_staging(output)
-        storage.remove_stale_staging(quarantine)
-        try:
-            yield
-        finally:
-            storage.remove_stale_staging(output)
-            storage.remove_stale_staging(quarantine)
+    try:
+        with file_lock(state.batch_lock(spec.agency, spec.name, batch_id)):
+            remove_unpublished(output, quarantine)
+            try:
+                yield
+            finally:
+                remove_unpublished(output, quarantine)
+    except OSError as error:
+        if isinstance(error, storage.InputFileError):
+            raise  # the input's fault, not the disk's
+        fault = disk_fault(error, output.parent, (output / "manifest.json").is_file())
+        if fault is None:
+            raise
+        raise fault from error
+
+
+def remove_unpublished(output: Path, quarantine: Path) -> None:
+    """Staging folders of a run that died, and its pending quarantine if its batch was never
+    published (a published batch's pending quarantine is published by the next run)."""
+    storage.remove_stale_staging(output)
+    storage.remove_stale_staging(quarantine)
+    if not (output / "manifest.json").is_file():
+        shutil.rmtree(pending_quarantine(quarantine), ignore_errors=True)
 
 
 def published_manifest(spec: UseCaseSpec, batch_id: str, state: StateDir) -> dict[str, Any] | None:
@@ -86,8 +139,15 @@ def check_time_left(staged: StagedBatch, deadline: Deadline) -> None:
         raise
 
 
-def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
-    """The rows the gate set aside, published with their report; None if there were none."""
+def pending_quarantine(target: Path) -> Path:
+    """Where a batch's quarantined rows wait, complete, until the batch itself is published."""
+    return target.with_name(f".{target.name}.pending")
+
+
+def stage_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
+    """Complete the rows the gate set aside with their report, in a hidden folder beside
+    their place; returns that place, or None if there were none. They are published after
+    the batch (publish_quarantine), so no reader sees a quarantine of a batch that is not."""
     stage = staged.quarantine
     if stage.staged is None:
         return None
@@ -96,10 +156,27 @@ def publish_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
         "batch_id": staged.batch_id,
         "input": {"path": str(staged.input_path), "sha256": staged.input_sha256},
     }
-    folder, _ = stage.staged.commit(
-        "report.json", lambda path: storage.write_json_file(path, report)
-    )
-    return folder
+    pending = pending_quarantine(stage.target)
+    shutil.rmtree(pending, ignore_errors=True)  # a dead run's, whose batch was never published
+    stage.staged.target = pending  # committed (fsynced, report last) under the hidden name
+    stage.staged.commit("report.json", lambda path: storage.write_json_file(path, report))
+    return stage.target
+
+
+def publish_quarantine(spec: UseCaseSpec, manifest: dict[str, Any], state: StateDir) -> None:
+    """Rename a published batch's pending quarantine into place. Run after every publish and
+    by every rerun, so a crash between the batch and its quarantine is repaired."""
+    if not manifest.get("quarantine"):
+        return
+    target = state.quarantine(spec.agency, spec.name) / manifest["batch_id"]
+    pending = pending_quarantine(target)
+    if not pending.is_dir():
+        return
+    if (target / "report.json").is_file():
+        shutil.rmtree(pending, ignore_errors=True)  # published already
+        return
+    os.rename(pending, target)
+    fsync_dir(target.parent)
 
 
 def drift_files(drift: DriftResult | None, model: tracking.LoadedModel) -> dict[str, Any]:
