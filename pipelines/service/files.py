@@ -1,15 +1,22 @@
 """Files a batch's manifest names, and the manifest as an agency sees it.
 
 A manifest is data on disk that someone could edit: a name in it is served only when it is a
-plain relative name of a regular file inside the batch's folder, with no symlink on the way."""
+plain relative name of a regular file inside the batch's folder, with no symlink on the way, and
+only while the file has the sha256 the manifest (or a quarantine's report) records."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import stat
 from pathlib import Path
 from typing import Any
+
+from fastapi import HTTPException
+
+from pipelines.data import integrity
 
 # opened to look, never to read: O_NONBLOCK keeps a FIFO from blocking the open
 LOOK_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -19,6 +26,13 @@ EMBEDDED_PATH = re.compile(r"(?<![\w:/.#-])/[^\s'\"()<>,;]+")
 HIDDEN_PATH = "<server path>"
 # manifest fields about the server's own storage, never shown to an agency
 SERVER_ONLY = {("input", "dvc_remote"), ("input", "dvc_remote_url")}
+# a refused damaged file is named in this header, so a client can say why
+DAMAGED_HEADER = "X-Agencyml-Damaged"
+# where a file's recorded sha256 is: a published batch's manifest, a quarantine's report
+RECORDS = (
+    ("manifest.json", lambda folder, manifest: integrity.recorded_hashes(manifest)),
+    ("report.json", integrity.quarantine_hashes),
+)
 
 
 def batch_file(folder: Path, name: Any) -> Path | None:
@@ -46,7 +60,43 @@ def batch_file(folder: Path, name: Any) -> Path | None:
         regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
     finally:
         os.close(descriptor)
-    return path if regular else None
+    if not regular:
+        return None
+    check_intact(folder, path)
+    return path
+
+
+def check_intact(folder: Path, path: Path) -> None:
+    """Refuse (HTTP 500, naming the file in DAMAGED_HEADER) a file whose batch manifest, or
+    whose quarantine report, records another sha256: a damaged file is never served. The
+    record is the nearest manifest.json or report.json from the file's folder up to `folder`."""
+    where = path.parent
+    while where.is_relative_to(folder):
+        for marker, recorded in RECORDS:
+            record = where / marker
+            if record.is_file() and record != path:
+                name = path.relative_to(where).as_posix()
+                expected = recorded(where, read_record(record)).get(name)
+                if expected is not None and integrity.file_problem(where, name, expected):
+                    raise HTTPException(
+                        500,
+                        f"{name} of this batch no longer has the sha256 its record holds, so it "
+                        "is not served, and pulling again will not help: ask the operator to "
+                        "restore it (`agencyml verify` lists the damage)",
+                        headers={DAMAGED_HEADER: name},
+                    )
+                return
+        if where == folder:
+            return
+        where = where.parent
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def open_regular(path: Path) -> Any:
@@ -107,3 +157,35 @@ def inside_folder(text: str, folder: Path) -> str | None:
         if path.is_relative_to(base):
             return path.relative_to(base).as_posix()
     return None
+
+
+# --- the download cache ----------------------------------------------------------------------
+
+
+def source_key(parts: list[Path]) -> str:
+    """A short key of the source files' contents, for the name of what is made from them: a
+    changed source gets a new cache file, a restored one its old one back."""
+    hashes = "\n".join(integrity.current_sha256(part) for part in parts)
+    return hashlib.sha256(hashes.encode()).hexdigest()[:KEY_LENGTH]
+
+
+KEY_LENGTH = 16
+
+
+def intact_cache_file(target: Path, digest: Path) -> bool:
+    """The cached file is there and still has the sha256 written beside it when it was made."""
+    if not (target.is_file() and digest.is_file()):
+        return False
+    try:
+        return integrity.current_sha256(target) == digest.read_text().strip()
+    except OSError:
+        return False
+
+
+def remove_stale_cache(cache: Path, batch_id: str, suffix: str, keep: Path) -> None:
+    """Remove what was made for the batch from sources that are no longer there."""
+    made = re.compile(rf"{re.escape(batch_id)}\.[0-9a-f]{{{KEY_LENGTH}}}\.{re.escape(suffix)}")
+    for path in cache.glob(f"{batch_id}.*"):
+        base = path.name.removesuffix(".sha256")
+        if made.fullmatch(base) and base != keep.name:
+            path.unlink(missing_ok=True)

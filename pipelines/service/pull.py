@@ -126,7 +126,8 @@ def save_verified(blocks: Iterable[bytes], output: Path, batch_id: str, expected
         if digest.hexdigest() != expected:
             raise PullError(
                 f"batch {batch_id} arrived with sha256 {digest.hexdigest()} but the service "
-                f"sent {expected}, so nothing was written to {output}: pull it again"
+                f"sent {expected}, so nothing was written to {output}: pull it again, and if "
+                "it arrives altered again, ask the operator to run `agencyml verify`"
             )
         os.replace(partial, output)
     finally:
@@ -136,9 +137,18 @@ def save_verified(blocks: Iterable[bytes], output: Path, batch_id: str, expected
 
 def refusal(response: httpx.Response, agency: str, batch_id: str | None = None) -> PullError:
     """What the service's refusal means for the person pulling, and what to change."""
+    from pipelines.service.files import DAMAGED_HEADER  # the files module brings FastAPI
+
     response.read()
     status = response.status_code
     what = f"batch {batch_id} of {agency}" if batch_id else f"the batches of {agency}"
+    damaged = response.headers.get(DAMAGED_HEADER)
+    if damaged:
+        return PullError(
+            f"the service's own copy of {what} is damaged ({damaged} no longer has the sha256 "
+            f"its manifest records), so it sent nothing (HTTP {status}) and pulling again will "
+            "not help: ask the operator to restore the batch (`agencyml verify` lists the damage)"
+        )
     if status == 401:
         return PullError(
             "the pull service refused the token (HTTP 401): it is unknown or revoked, so check "
