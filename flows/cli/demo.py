@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -202,8 +206,10 @@ def ui(
             soft_wrap=True,
         )
         raise typer.Exit(2) from None
-    private = mlflow_ui.free_local_port()  # MLflow's own server, reached only through the proxy
-    upstream = f"http://127.0.0.1:{private}"
+    # MLflow's own server listens on a Unix socket in a 0700 folder: only this user reaches it,
+    # and only through the proxy; the port it is given is never opened
+    socket_dir = Path(tempfile.mkdtemp(prefix="agencyml-ui-"))
+    upstream = socket_dir / "mlflow.sock"
     command = [
         sys.executable,
         "-m",
@@ -214,9 +220,11 @@ def ui(
         "--host",
         "127.0.0.1",
         "--port",
-        str(private),
+        str(mlflow_ui.free_local_port()),
         "--workers",
         "1",  # one person's UI: four workers cost four times the start-up and memory
+        "--uvicorn-opts",
+        f"--uds {shlex.quote(str(upstream))}",
     ]
     # MLflow's UI runs uvicorn and its workers below it: in a process group of their own, so
     # Ctrl+C or a SIGTERM to this command stops all of them, never leaving the server behind
@@ -232,6 +240,7 @@ def ui(
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, stop_the_group)
     alive = lambda: process.poll() is None  # noqa: E731
+    serving = False
     try:
         serving = mlflow_ui.wait_until_serving(upstream, alive)
         if serving:
@@ -244,7 +253,12 @@ def ui(
         listener.close()
         if alive():
             stop_the_group(signal.SIGTERM, None)
-    code = process.wait()
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_the_group(signal.SIGKILL, None)
+            code = process.wait()
+        shutil.rmtree(socket_dir, ignore_errors=True)
     if not serving and not stopped:
         errors.print(
             "[bold red]error:[/] MLflow's server did not start (its output is above); nothing "

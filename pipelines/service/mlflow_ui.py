@@ -1,5 +1,6 @@
-"""A read-only front for MLflow's UI. `agencyml ui` runs MLflow's own server on a private port of
-127.0.0.1 and serves this proxy on the user's port: it passes what the UI reads (every GET, and
+"""A read-only front for MLflow's UI. `agencyml ui` runs MLflow's own server on a Unix socket in
+a private (0700) folder, which only its user can reach, and serves this proxy on the user's port
+of 127.0.0.1: it passes what the UI reads (every GET, and
 the POST calls that only search or read) and answers every other call with 403, so nobody moves
 an alias, deletes a run or edits a tag through the UI unless the user started it with
 `--allow-writes`. The registry's aliases are agencyml's to move: the audit log records each move,
@@ -13,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -87,9 +89,17 @@ def refusal(method: str, path: str) -> dict[str, str]:
     }
 
 
-def create_ui_proxy(upstream: str, *, allow_writes: bool = False) -> Starlette:
-    """The proxy in front of the MLflow server at `upstream` (http://127.0.0.1:PORT)."""
-    client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(300, connect=10))
+# MLflow's server checks the Host header: a request through its socket names the loopback
+UPSTREAM_URL = "http://127.0.0.1"
+
+
+def create_ui_proxy(upstream: Path, *, allow_writes: bool = False) -> Starlette:
+    """The proxy in front of the MLflow server listening on the Unix socket `upstream`."""
+    client = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(upstream)),
+        base_url=UPSTREAM_URL,
+        timeout=httpx.Timeout(300, connect=10),
+    )
 
     async def forward(request: Request) -> Response:
         path = request.url.path
@@ -139,21 +149,23 @@ def free_local_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(upstream: str, alive: Callable[[], bool], timeout: float = 180) -> bool:
+def wait_until_serving(upstream: Path, alive: Callable[[], bool], timeout: float = 180) -> bool:
     """Whether MLflow's server answers its health check before it exits or time runs out."""
     deadline = time.monotonic() + timeout
-    while alive() and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{upstream}/health", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    transport = httpx.HTTPTransport(uds=str(upstream))
+    with httpx.Client(transport=transport, base_url=UPSTREAM_URL, timeout=2) as client:
+        while alive() and time.monotonic() < deadline:
+            try:
+                if client.get("/health").status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
     return False
 
 
 def serve_proxy(
-    upstream: str,
+    upstream: Path,
     listener: socket.socket,
     *,
     allow_writes: bool,

@@ -4,7 +4,6 @@ and an alias moved behind agencyml's back stops scoring with exit 11, publishing
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from servers import free_port, stop, wait_until_up
@@ -35,9 +35,8 @@ def project(prefect_server, trained_small_project, tmp_path_factory) -> Iterator
         yield trained
 
 
-@contextlib.contextmanager
-def agencyml_ui(log: Path, *options: str) -> Iterator[str]:
-    """`agencyml ui` as its own process on a free port; yields its url, stops it afterwards."""
+def start_ui(log: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`agencyml ui` as its own process on a free port, and its url."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
     with open(log, "wb") as output:
@@ -47,12 +46,35 @@ def agencyml_ui(log: Path, *options: str) -> Iterator[str]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def uis(project, tmp_path_factory) -> Iterator[dict[str, tuple[str, int]]]:
+    """Two `agencyml ui` processes, read-only and with --allow-writes, started together."""
+    logs = tmp_path_factory.mktemp("ui-logs")
+    started = {
+        "read-only": (logs / "read-only.log", *start_ui(logs / "read-only.log")),
+        "writes": (logs / "writes.log", *start_ui(logs / "writes.log", "--allow-writes")),
+    }
     try:
-        wait_until_up(f"{url}/health", process, log)
-        yield url
+        for log, process, url in started.values():
+            wait_until_up(f"{url}/health", process, log)
+        yield {name: (url, process.pid) for name, (_, process, url) in started.items()}
     finally:
-        stop(process)
+        for _, process, _ in started.values():
+            stop(process)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports a process and every process below it listen on."""
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {
+        connection.laddr.port
+        for process in processes
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
 
 
 def registry() -> MlflowClient:
@@ -62,82 +84,6 @@ def registry() -> MlflowClient:
 def champion() -> str | None:
     version = registry().get_registered_model(MODEL).aliases.get("champion")
     return None if version is None else str(version)
-
-
-WRITES = [
-    ("DELETE", "/ajax-api/2.0/mlflow/registered-models/alias", {"alias": "champion"}),
-    ("POST", "/ajax-api/2.0/mlflow/registered-models/alias", {"alias": "champion", "version": 1}),
-    ("POST", "/ajax-api/2.0/mlflow/experiments/create", {"name": "made-in-the-ui"}),
-    ("POST", "/api/2.0/mlflow/experiments/create", {"name": "made-through-the-api"}),
-    ("POST", "/ajax-api/2.0/mlflow/model-versions/set-tag", {"key": "k", "value": "v"}),
-    ("PATCH", "/ajax-api/2.0/mlflow/registered-models/update", {"description": "edited"}),
-    ("POST", "/ajax-api/2.0/mlflow/runs/delete", {"run_id": "0"}),
-    ("POST", "/ajax-api/3.0/mlflow/traces", {}),
-    ("POST", "/v1/traces", {}),
-]
-
-
-def test_the_ui_serves_its_reads_and_refuses_every_write(project, tmp_path) -> None:
-    experiments_before = sorted(e.name for e in registry().search_experiments())
-    with agencyml_ui(tmp_path / "ui.log") as url:
-        page = httpx.get(f"{url}/", timeout=60)
-        found = httpx.post(
-            f"{url}/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 50}, timeout=60
-        )
-        ids = [e["experiment_id"] for e in found.json()["experiments"]]
-        runs = httpx.post(
-            f"{url}/ajax-api/2.0/mlflow/runs/search", json={"experiment_ids": ids}, timeout=60
-        )
-        models = httpx.get(f"{url}/ajax-api/2.0/mlflow/registered-models/search", timeout=60)
-        versions = httpx.get(
-            f"{url}/api/2.0/mlflow/model-versions/search",
-            params={"filter": f"name='{MODEL}'"},
-            timeout=60,
-        )
-        run_id = runs.json()["runs"][0]["info"]["run_id"]
-        graphql = httpx.post(
-            f"{url}/graphql",
-            json={
-                "query": f'{{ mlflowGetRun(input: {{runId: "{run_id}"}}) {{ run {{ info '
-                "{ status } } } }"
-            },
-            timeout=60,
-        )
-        refused = {
-            (method, path): httpx.request(
-                method, f"{url}{path}", json={"name": MODEL, **body}, timeout=60
-            )
-            for method, path, body in WRITES
-        }
-
-    assert page.status_code == 200 and "<html" in page.text.lower()
-    assert found.status_code == 200 and "agencyml/business-aid" in found.text
-    assert runs.status_code == 200 and runs.json()["runs"]
-    assert models.status_code == 200 and MODEL in models.text
-    assert versions.status_code == 200 and versions.json()["model_versions"]
-    assert graphql.status_code == 200 and '"status"' in graphql.text, graphql.text
-    for (method, path), answer in refused.items():
-        assert answer.status_code == 403, (method, path, answer.text)
-        said = answer.json()
-        assert said["error_code"] == "PERMISSION_DENIED"
-        assert f"{method} {path}" in said["message"]
-        assert "agencyml ui --allow-writes" in said["message"]
-    # nothing changed: the champion, the experiments, the model's description
-    assert champion() == "1"
-    assert sorted(e.name for e in registry().search_experiments()) == experiments_before
-    assert registry().get_registered_model(MODEL).description in (None, "")
-
-
-def test_with_allow_writes_a_write_passes(project, tmp_path) -> None:
-    with agencyml_ui(tmp_path / "ui.log", "--allow-writes") as url:
-        created = httpx.post(
-            f"{url}/ajax-api/2.0/mlflow/experiments/create",
-            json={"name": "made-in-the-ui-on-purpose"},
-            timeout=60,
-        )
-
-    assert created.status_code == 200, created.text
-    assert registry().get_experiment_by_name("made-in-the-ui-on-purpose") is not None
 
 
 def score(holdout: Path) -> tuple[int, str]:
@@ -191,3 +137,97 @@ def test_a_champion_moved_outside_agencyml_stops_scoring(project) -> None:
     assert restored_check is None
     assert restored_code == 0, restored
     assert published() != before[0]
+
+
+WRITES = [
+    ("DELETE", "/ajax-api/2.0/mlflow/registered-models/alias", {"alias": "champion"}),
+    ("POST", "/ajax-api/2.0/mlflow/registered-models/alias", {"alias": "champion", "version": 1}),
+    ("POST", "/ajax-api/2.0/mlflow/experiments/create", {"name": "made-in-the-ui"}),
+    ("POST", "/api/2.0/mlflow/experiments/create", {"name": "made-through-the-api"}),
+    ("POST", "/ajax-api/2.0/mlflow/model-versions/set-tag", {"key": "k", "value": "v"}),
+    ("PATCH", "/ajax-api/2.0/mlflow/registered-models/update", {"description": "edited"}),
+    ("POST", "/ajax-api/2.0/mlflow/runs/delete", {"run_id": "0"}),
+    ("POST", "/ajax-api/3.0/mlflow/traces", {}),
+    ("POST", "/v1/traces", {}),
+]
+
+
+def test_the_ui_serves_its_reads_and_refuses_every_write(uis) -> None:
+    experiments_before = sorted(e.name for e in registry().search_experiments())
+    url, pid = uis["read-only"]
+    page = httpx.get(f"{url}/", timeout=60)
+    found = httpx.post(
+        f"{url}/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 50}, timeout=60
+    )
+    ids = [e["experiment_id"] for e in found.json()["experiments"]]
+    runs = httpx.post(
+        f"{url}/ajax-api/2.0/mlflow/runs/search", json={"experiment_ids": ids}, timeout=60
+    )
+    models = httpx.get(f"{url}/ajax-api/2.0/mlflow/registered-models/search", timeout=60)
+    versions = httpx.get(
+        f"{url}/api/2.0/mlflow/model-versions/search",
+        params={"filter": f"name='{MODEL}'"},
+        timeout=60,
+    )
+    run_id = runs.json()["runs"][0]["info"]["run_id"]
+    graphql = httpx.post(
+        f"{url}/graphql",
+        json={
+            "query": f'{{ mlflowGetRun(input: {{runId: "{run_id}"}}) {{ run {{ info '
+            "{ status } } } }"
+        },
+        timeout=60,
+    )
+    refused = {
+        (method, path): httpx.request(
+            method, f"{url}{path}", json={"name": MODEL, **body}, timeout=60
+        )
+        for method, path, body in WRITES
+    }
+
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    # MLflow's own server opens no port: only the proxy listens, on the port asked for
+    assert listening_ports(pid) == {int(url.rsplit(":", 1)[1])}
+    assert found.status_code == 200 and "agencyml/business-aid" in found.text
+    assert runs.status_code == 200 and runs.json()["runs"]
+    assert models.status_code == 200 and MODEL in models.text
+    assert versions.status_code == 200 and versions.json()["model_versions"]
+    assert graphql.status_code == 200 and '"status"' in graphql.text, graphql.text
+    for (method, path), answer in refused.items():
+        assert answer.status_code == 403, (method, path, answer.text)
+        said = answer.json()
+        assert said["error_code"] == "PERMISSION_DENIED"
+        assert f"{method} {path}" in said["message"]
+        assert "agencyml ui --allow-writes" in said["message"]
+    # nothing changed: the champion, the experiments, the model's description
+    assert champion() == "1"
+    assert sorted(e.name for e in registry().search_experiments()) == experiments_before
+    assert registry().get_registered_model(MODEL).description in (None, "")
+
+
+def test_with_allow_writes_a_write_passes(uis) -> None:
+    created = httpx.post(
+        f"{uis['writes'][0]}/ajax-api/2.0/mlflow/experiments/create",
+        json={"name": "made-in-the-ui-on-purpose"},
+        timeout=60,
+    )
+
+    assert created.status_code == 200, created.text
+    assert registry().get_experiment_by_name("made-in-the-ui-on-purpose") is not None
+
+
+def test_a_port_in_use_is_said_at_once(uis) -> None:
+    url, _ = uis["read-only"]
+    busy = url.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows", "ui", "--port", busy],
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stderr
+    assert f"cannot serve on 127.0.0.1:{busy}" in said and "--port" in said
+    assert "Traceback" not in done.stderr
