@@ -155,6 +155,9 @@ def stage_quarantine(spec: UseCaseSpec, staged: StagedBatch) -> Path | None:
         **gate_report(staged.outcome, staged.counts),
         "batch_id": staged.batch_id,
         "input": {"path": str(staged.input_path), "sha256": staged.input_sha256},
+        "file_sha256": {
+            path.name: storage.file_sha256(path) for path in sorted(stage.staged.path.iterdir())
+        },
     }
     pending = pending_quarantine(stage.target)
     shutil.rmtree(pending, ignore_errors=True)  # a dead run's, whose batch was never published
