@@ -164,23 +164,27 @@ def check_models(state: StateDir, agency: str | None, report: VerifyReport) -> N
         report.checked["alias"] += 1
         try:
             disagreement = promotion.alias_disagreement(name, state)
-        except hashlog.LogTamperedError:
+        except (hashlog.LogTamperedError, hashlog.LogAnchorError):
             continue  # the audit log's own finding says why the aliases cannot be checked
         if disagreement is not None:
             report.add("alias", name, disagreement)
 
 
 def check_logs(state: StateDir, report: VerifyReport) -> None:
-    report.checked["audit log"] += 1
-    try:
-        promotion.read_events(state)
-    except hashlog.LogTamperedError as error:
-        report.add("audit log", error.path, str(error))
-    report.checked["access log"] += 1
-    try:
-        access.read_access_log(state)
-    except hashlog.LogTamperedError as error:
-        report.add("access log", error.path, str(error))
+    """Each log along its chain, and its end against the heads kept in its head file and the
+    tracking store (pipelines.hashlog)."""
+    logs = (
+        ("audit log", promotion.audit_path(state), lambda: promotion.read_events(state)),
+        ("access log", access.access_log_path(state), lambda: access.read_access_log(state)),
+    )
+    for kind, path, read in logs:
+        report.checked[kind] += 1
+        try:
+            read()
+        except hashlog.LogTamperedError as error:
+            report.add(kind, error.path, str(error))
+        except hashlog.LogAnchorError as error:
+            report.add(kind, path, f"its head could not be checked: {error}")
 
 
 # --- DVC ---------------------------------------------------------------------------------------

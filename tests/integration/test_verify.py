@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -30,15 +31,20 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def project(prefect_server, trained_small_project, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """Version 1 trained (champion), the holdout scored, a rejected batch in quarantine and
-    three access-log lines; made under umask 077, as agencyml's commands make the state."""
+    """Version 1 trained (champion), the holdout scored with one row quarantined, a rejected
+    batch in quarantine and three access-log lines; made under umask 077, as agencyml's
+    commands make the state."""
     root = tmp_path_factory.mktemp("verify")
     umask = os.umask(0o077)
     try:
         with trained_small_project(root, (AGENCY, USE_CASE)) as made:
             state = state_dir()
-            holdout = write_holdout_batch(load_use_case(AGENCY, USE_CASE), state)
+            rows = pd.read_parquet(write_holdout_batch(load_use_case(AGENCY, USE_CASE), state))
+            rows.loc[rows.index[0], "company_age_years"] = 500  # over its max: quarantined
+            holdout = root / "holdout-with-one-bad-row.parquet"
+            rows.to_parquet(holdout)
             scored = score(AGENCY, USE_CASE, str(holdout))
+            assert scored.rows_quarantined == 1
             rejected = root / "one-column.csv"
             rejected.write_text("nothing\n1\n2\n")
             with pytest.raises(BatchRejectedError):
@@ -71,7 +77,7 @@ def test_a_clean_project_is_reported_clean(project) -> None:
     assert code == 0, report["findings"]
     assert report["clean"] is True and report["findings"] == []
     checked = report["checked"]
-    assert checked["batch"] == 1 and checked["quarantine"] == 1
+    assert checked["batch"] == 1 and checked["quarantine"] == 2
     assert checked["model"] == 1 and checked["alias"] == 1
     assert checked["audit log"] == checked["access log"] == checked["permissions"] == 1
 
@@ -104,6 +110,11 @@ def quarantined_input(project) -> Path:
     return next(state.quarantine(AGENCY, USE_CASE).glob("*/input.csv"))
 
 
+def quarantined_rows(project) -> Path:
+    state: StateDir = project["state"]
+    return state.quarantine(AGENCY, USE_CASE) / project["scored"].batch_id / "rows.csv"
+
+
 def change_model_file(project) -> Callable[[], None]:
     undos = [flip_byte(path) for path in project["state"].artifact_root.rglob("booster.txt")]
     assert undos
@@ -114,6 +125,7 @@ def delete_log_line(path: Path, number: int) -> Callable[[], None]:
     original = path.read_bytes()
     lines = original.splitlines(keepends=True)
     assert len(lines) > number
+    path.chmod(0o600)
     path.write_bytes(b"".join(lines[:number] + lines[number + 1 :]))
     return lambda: path.write_bytes(original)
 
@@ -155,11 +167,26 @@ DAMAGE = {
         "quarantine",
         quarantined_input,
     ),
+    "quarantined-rows-changed": (
+        lambda p: flip_byte(quarantined_rows(p)),
+        "quarantine",
+        quarantined_rows,
+    ),
     "model-file-changed": (change_model_file, "model", lambda p: f"{MODEL} v1"),
     "access-log-line-deleted": (
         lambda p: delete_log_line(access.access_log_path(p["state"]), 1),
         "access log",
         lambda p: access.access_log_path(p["state"]),
+    ),
+    "access-log-newest-line-cut": (
+        lambda p: delete_log_line(access.access_log_path(p["state"]), 2),
+        "access log",
+        lambda p: access.access_log_path(p["state"]),
+    ),
+    "audit-log-line-deleted": (
+        lambda p: delete_log_line(promotion.audit_path(p["state"]), 0),
+        "audit log",
+        lambda p: promotion.audit_path(p["state"]),
     ),
     "audit-log-line-edited": (
         edit_audit_log,
