@@ -51,12 +51,12 @@ class OutputDiskError(RuntimeError):
     writable by this user. Nothing was published and the staged files were removed."""
 
 
-DISK_FAULTS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EROFS: "the disk is read-only",
-    errno.EACCES: "this user may not write there",
-    errno.EPERM: "this user may not write there",
+DISK_FAULTS = {  # what the disk did, and what to do about it
+    errno.ENOSPC: ("the disk is full", "make room there"),
+    errno.EDQUOT: ("the disk quota is used up", "make room there or raise the quota"),
+    errno.EROFS: ("the disk is read-only", "mount it writable"),
+    errno.EACCES: ("this user may not write there", "give this user write access"),
+    errno.EPERM: ("this user may not write there", "give this user write access"),
 }
 
 
@@ -71,13 +71,23 @@ def disk_fault(error: BaseException, folder: Path, published: bool) -> OutputDis
     seen = 0
     while error is not None and seen < 5:
         if isinstance(error, OSError) and error.errno in DISK_FAULTS:
+            where = outside_staging(Path(error.filename)) if error.filename else folder
+            fault, remedy = DISK_FAULTS[error.errno]
             return OutputDiskError(
-                f"cannot write under {error.filename or folder}: {DISK_FAULTS[error.errno]} "
-                f"({os.strerror(error.errno)}); {done}, so make room there (or point "
-                "AGENCYML_HOME at a writable disk) and score the file again."
+                f"cannot write under {where}: {fault} ({os.strerror(error.errno)}); {done}, so "
+                f"{remedy} (or point AGENCYML_HOME at another disk) and score the file again."
             )
         error, seen = error.__cause__ or error.__context__, seen + 1
     return None
+
+
+def outside_staging(path: Path) -> Path:
+    """The folder a user can look at: above a hidden staging or pending folder, which is gone
+    by the time the message is read."""
+    for index, part in enumerate(path.parts):
+        if part.endswith((storage.STAGING_SUFFIX, ".pending")):
+            return Path(*path.parts[:index])
+    return path
 
 
 @contextlib.contextmanager

@@ -250,12 +250,15 @@ def small_disk(folder: Path, options: str) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize(
-    ("options", "says"),
-    [("size=256k", "the disk is full"), ("size=1m,ro", "the disk is read-only")],
+    ("options", "says", "remedy"),
+    [
+        ("size=256k", "the disk is full (No space left on device)", "make room there"),
+        ("size=1m,ro", "the disk is read-only (Read-only file system)", "mount it writable"),
+    ],
     ids=["full", "read-only"],
 )
 def test_a_full_or_read_only_output_disk_is_exit_16_and_publishes_nothing(
-    env, tmp_path, options, says
+    env, tmp_path, options, says, remedy
 ):
     batch = write_batch(tmp_path, "too-big.parquet", 20_000, seed=24)
     outputs = state_dir().output_dir(*FRAUD)
@@ -270,7 +273,7 @@ def test_a_full_or_read_only_output_disk_is_exit_16_and_publishes_nothing(
     assert code == 16, message
     assert says in message and str(outputs) in message, message
     assert "Traceback" not in message
-    assert "nothing was published" in message and "make room there" in message
+    assert "nothing was published" in message and remedy in message
     assert left_on_disk in ([], ["filler"])  # staging cleaned
     assert published() == before  # no batch, no quarantine, nothing staged or pending
 
