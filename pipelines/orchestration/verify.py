@@ -18,7 +18,7 @@ from pipelines.data import integrity
 from pipelines.data.versioning import default_remote
 from pipelines.paths import ProjectNotFoundError, StateDir, project_root
 from pipelines.permissions import loose_permissions
-from pipelines.registry import model_files, promotion
+from pipelines.registry import model_files, promotion, trace
 from pipelines.service import access
 
 # The kinds of thing verify checks, in the order it reports them.
@@ -120,6 +120,10 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def check_batches(state: StateDir, agency: str | None, report: VerifyReport) -> None:
+    """Each batch's files against its manifest, and the manifest against the one its scoring
+    run logged in MLflow: a file changed together with its hash in the manifest is found too."""
+    client = trace.client_for(state)
+    unrecorded = 0
     for folder in folders_with(state.outputs_dir, "manifest.json", agency):
         report.checked["batch"] += 1
         manifest = read_record(folder / "manifest.json")
@@ -130,6 +134,30 @@ def check_batches(state: StateDir, agency: str | None, report: VerifyReport) -> 
             report.add("batch", folder, "its manifest records no file hashes to check against")
         for name, problem in integrity.damage(folder, manifest, cached=False).items():
             report.add("batch", folder / name, problem)
+        logged = logged_manifest(client, folder.name)
+        if logged is None:
+            unrecorded += 1
+        elif logged != manifest:
+            differing = sorted(k for k in {*logged, *manifest} if logged.get(k) != manifest.get(k))
+            report.add(
+                "batch",
+                folder / "manifest.json",
+                f"it differs from the manifest its scoring run logged in MLflow "
+                f"({', '.join(differing)}): it was edited after publishing",
+            )
+    if unrecorded:
+        report.notes.append(
+            f"{unrecorded} published batch(es) have no scoring run with a logged manifest in "
+            f"{state.tracking_uri}, so their manifests could only be checked against their files"
+        )
+
+
+def logged_manifest(client: Any, batch_id: str) -> dict[str, Any] | None:
+    """The manifest the batch's scoring run logged, or None without such a run."""
+    run = trace.preferred_run(trace.scoring_runs(client, batch_id))
+    if run is None or trace.is_rejected(run):
+        return None
+    return trace.read_json_artifact(client, run.info.run_id, trace.SCORING_MANIFEST)
 
 
 def check_quarantines(state: StateDir, agency: str | None, report: VerifyReport) -> None:

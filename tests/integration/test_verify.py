@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.score import score
 from pipelines.config import load_use_case
+from pipelines.data.storage import file_sha256
 from pipelines.paths import StateDir, state_dir
 from pipelines.registry import promotion
 from pipelines.scoring.batches import write_holdout_batch
@@ -75,7 +76,7 @@ def test_a_clean_project_is_reported_clean(project) -> None:
     code, report = verify()
 
     assert code == 0, report["findings"]
-    assert report["clean"] is True and report["findings"] == []
+    assert report["clean"] is True and report["findings"] == [] and report["notes"] == []
     checked = report["checked"]
     assert checked["batch"] == 1 and checked["quarantine"] == 2
     assert checked["model"] == 1 and checked["alias"] == 1
@@ -103,6 +104,24 @@ def flip_byte(path: Path) -> Callable[[], None]:
 
 def scored_file(project) -> Path:
     return project["scored"].output_dir / "scored.parquet"
+
+
+def rewrite_with_its_hash(project) -> Callable[[], None]:
+    """Change a byte of scored.parquet and write its new sha256 into the manifest: only the
+    manifest the scoring run logged in MLflow can tell."""
+    folder = project["scored"].output_dir
+    manifest_file = folder / "manifest.json"
+    original = manifest_file.read_bytes()
+    undo_file = flip_byte(folder / "scored.parquet")
+    manifest = json.loads(original)
+    manifest["file_sha256"]["scored.parquet"] = file_sha256(folder / "scored.parquet")
+    manifest_file.write_text(json.dumps(manifest))
+
+    def undo() -> None:
+        undo_file()
+        manifest_file.write_bytes(original)
+
+    return undo
 
 
 def quarantined_input(project) -> Path:
@@ -162,6 +181,11 @@ def loosen(path: Path) -> Callable[[], None]:
 
 DAMAGE = {
     "scored-byte-flipped": (lambda p: flip_byte(scored_file(p)), "batch", scored_file),
+    "scored-file-and-manifest-rewritten": (
+        rewrite_with_its_hash,
+        "batch",
+        lambda p: p["scored"].output_dir / "manifest.json",
+    ),
     "quarantine-changed": (
         lambda p: flip_byte(quarantined_input(p)),
         "quarantine",
