@@ -176,7 +176,9 @@ def serve_proxy(
     import uvicorn
 
     config = uvicorn.Config(
-        create_ui_proxy(upstream, allow_writes=allow_writes), log_level="warning"
+        create_ui_proxy(upstream, allow_writes=allow_writes),
+        log_level="warning",
+        timeout_graceful_shutdown=5,  # a browser's open requests do not hold Ctrl+C up
     )
     server = uvicorn.Server(config)
 
