@@ -2,8 +2,9 @@
 
 Tokens live in `<state>/access/tokens.json`, which holds only the sha256 of each secret: the
 secret is shown once, when the token is made, and cannot be recovered from the state directory.
-Every request the service answers is a line in `<state>/access/access.jsonl`, a hash-chained log
-(pipelines.hashlog), so an auditor can trust who fetched what and when."""
+Every request the service answers is a line in `<state>/access/access.jsonl`, a keyed hash-chained
+log (pipelines.hashlog) whose head is kept apart from it, so an auditor can trust who fetched what
+and when."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipelines import config, hashlog
 from pipelines.data import storage
 from pipelines.durable import file_lock
 from pipelines.paths import StateDir
+from pipelines.service.limits import LOGGED_HEADER_CHARS, LOGGED_PATH_CHARS, capped
 
 ROLES = ("agency", "auditor", "admin", "approver")
 SECRET_PREFIX = "aml_"
@@ -223,8 +225,11 @@ def log_access(
     status: int,
     bytes_sent: int,
     client: str,
+    user_agent: str = "",
 ) -> dict[str, Any]:
-    """Record one answered request in the chained access log; returns the stored line."""
+    """Record one answered request in the chained access log; returns the stored line. The
+    path, client and user agent are cut to pipelines.service.limits' lengths, so a request
+    cannot make its line large."""
     return hashlog.append(
         access_log_path(state),
         {
@@ -232,13 +237,20 @@ def log_access(
             "token_id": token_id,
             "agency": agency,
             "role": role,
-            "method": method,
-            "path": path,
+            "method": capped(method, 16),
+            "path": capped(path, LOGGED_PATH_CHARS),
             "status": status,
             "bytes": bytes_sent,
-            "client": client,
+            "client": capped(client, LOGGED_HEADER_CHARS),
+            "user_agent": capped(user_agent, LOGGED_HEADER_CHARS),
         },
     )
+
+
+def check_access_log(state: StateDir) -> None:
+    """The cheap check made before each request is served: the log's end against its head
+    (hashlog.check_end). Raises hashlog.LogTamperedError."""
+    hashlog.check_end(access_log_path(state))
 
 
 def read_access_log(

@@ -4,7 +4,8 @@ Every request carries a bearer token (see pipelines.service.access). An agency t
 agency only: anything of another agency answers 404, exactly like something that does not
 exist. Auditors read every agency's manifests and lineage, and row data only when granted.
 Only complete batches (a folder with its manifest) are listed or served, and every request,
-whatever its outcome, is appended to the access log."""
+whatever its outcome, is appended to the access log before it is answered
+(pipelines.service.access_gate): when the log cannot take it, the service answers 503."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator
 from pipelines.data import storage
 from pipelines.paths import StateDir
 from pipelines.service import access
+from pipelines.service.access_gate import guard
 from pipelines.service.files import (
     batch_file,
     intact_cache_file,
@@ -111,37 +113,7 @@ def create_app(state: StateDir) -> FastAPI:
     )
     app.state.agencyml = state
 
-    @app.middleware("http")
-    async def log_every_request(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        token: access.Token | None = getattr(request.state, "token", None)
-
-        def record(bytes_sent: int) -> None:
-            access.log_access(
-                state,
-                token_id=token.token_id if token else None,
-                agency=token.agency if token else None,
-                role=token.role if token else None,
-                method=request.method,
-                path=request.url.path,
-                status=response.status_code,
-                bytes_sent=bytes_sent,
-                client=request.client.host if request.client else "",
-            )
-
-        original = response.body_iterator
-
-        async def counted() -> Any:
-            sent = 0
-            try:
-                async for chunk in original:
-                    sent += len(chunk)
-                    yield chunk
-            finally:
-                record(sent)
-
-        response.body_iterator = counted()
-        return response
+    app.state.access_gate = guard(app, state)
 
     @app.get(
         "/v1/agencies/{agency}/batches",

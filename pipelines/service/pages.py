@@ -138,6 +138,13 @@ def add_pages(app: FastAPI, state: StateDir) -> None:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    def session_token(request: Request) -> access.Token | None:
+        session = sessions.find(request.cookies.get(SESSION_COOKIE))
+        return session.token if session else None
+
+    # a signed-in person's request is logged with the token, even one that matches no page
+    app.state.access_gate.identifiers.append(session_token)
+
     def signed_in(request: Request) -> Session:
         session = sessions.find(request.cookies.get(SESSION_COOKIE))
         if session is None:
