@@ -271,5 +271,8 @@ def remote_copy(path: Path, cache: Path, remote: Path | None) -> str:
 def check_permissions(state: StateDir, report: VerifyReport) -> None:
     report.checked["permissions"] += 1
     for path in loose_permissions(state):
-        mode = oct(path.lstat().st_mode & 0o777)
-        report.add("permissions", path, f"mode {mode[2:]}: group or others may read or write it")
+        try:
+            mode = f"mode {path.lstat().st_mode & 0o777:o}: "
+        except OSError:  # removed since the walk
+            continue
+        report.add("permissions", path, f"{mode}group or others may read or write it")
