@@ -581,7 +581,7 @@ def lineage_of(
 
 def logs_of(state: StateDir) -> dict[str, Any]:
     """The registry's audit log and the newest access-log entries, each chain verified."""
-    from pipelines.hashlog import LogTamperedError
+    from pipelines.hashlog import LogAnchorError, LogTamperedError
     from pipelines.registry import promotion
 
     found: dict[str, Any] = {}
@@ -592,7 +592,7 @@ def logs_of(state: StateDir) -> dict[str, Any]:
         try:
             records = read()
             found[name] = {"records": records[-100:][::-1], "total": len(records), "problem": ""}
-        except LogTamperedError as error:
+        except (LogTamperedError, LogAnchorError) as error:
             found[name] = {"records": [], "total": 0, "problem": str(error)}
     return found
 
