@@ -318,7 +318,11 @@ def chain_of(path: Path) -> Chain:
             first = handle.readline(1 << 20)
     except OSError:
         return STANDARD
-    return AUDIT if b'"' + AUDIT.prev.encode() + b'"' in first else STANDARD
+    try:
+        fields = json.loads(first)
+    except ValueError:
+        return STANDARD  # the standard chain's reader then says what is wrong with the line
+    return AUDIT if isinstance(fields, dict) and AUDIT.prev in fields else STANDARD
 
 
 def _keyed(value: Any) -> bool:
