@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import hashlog
+from pipelines import config, hashlog
 from pipelines.data import integrity
 from pipelines.data.versioning import default_remote
 from pipelines.paths import ProjectNotFoundError, StateDir, project_root
@@ -77,6 +77,8 @@ class DamageFoundError(RuntimeError):
 def verify_state(state: StateDir, agency: str | None = None) -> VerifyReport:
     """Check everything one state directory (and the project's DVC cache) holds; with an
     agency, only its batches, quarantines and models, besides the shared logs and files."""
+    if agency is not None:
+        check_agency_known(state, agency)
     report = VerifyReport(agency)
     check_batches(state, agency, report)
     check_quarantines(state, agency, report)
@@ -85,6 +87,23 @@ def verify_state(state: StateDir, agency: str | None = None) -> VerifyReport:
     check_dvc(state, report)
     check_permissions(state, report)
     return report
+
+
+def check_agency_known(state: StateDir, agency: str) -> None:
+    """An agency with params, or with batches or quarantines left in the state directory (its
+    params may be gone); UnknownAgencyError otherwise, rather than a clean report of nothing."""
+    try:
+        known = set(config.list_agencies())
+    except ProjectNotFoundError:
+        known = set()
+    for root in (state.outputs_dir, state.quarantine_dir):
+        if root.is_dir():
+            known |= {path.name for path in root.iterdir() if path.is_dir()}
+    if agency not in known:
+        raise config.UnknownAgencyError(
+            f"unknown agency '{agency}': it has no params file and nothing in {state.root}. "
+            f"Known agencies: {', '.join(sorted(known)) or 'none'}"
+        )
 
 
 def damage_message(report: VerifyReport) -> str:

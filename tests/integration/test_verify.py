@@ -284,3 +284,11 @@ def test_after_every_undo_the_project_is_clean_again(project) -> None:
 
     assert code == 0, report["findings"]
     assert report["clean"] is True
+
+
+def test_an_unknown_agency_is_refused_not_reported_clean(project) -> None:
+    done = runner.invoke(app, ["verify", "--agency", "nobody"])
+
+    assert done.exit_code == 2
+    message = " ".join(done.stderr.split())
+    assert "unknown agency 'nobody'" in message and "business-aid" in message
