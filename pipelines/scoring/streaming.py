@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import CapacityPolicy, UseCaseSpec
-from pipelines.data import storage
-from pipelines.data.columns import FeatureError, conform_columns
+from pipelines.data import readers, storage
+from pipelines.data.columns import FeatureError, RowFaults, conform_rows
 from pipelines.data.row_ids import ROW_NUMBER, RowIds
 from pipelines.deadline import Deadline
 from pipelines.modeling.decisions import apply_policy
@@ -360,6 +360,8 @@ class BatchStream:
         self.outcome: ValidationOutcome | None = None  # the gate's, after the first pass
         self.failing: dict[int, list[str]] = {}  # failing rows' positions and reasons
         self.cast_problems: dict[str, str] = {}
+        self.row_faults: RowFaults = {}  # cells that would not cast, by row position
+        self.header: readers.TableHeader | None = None  # read first, by run()
         self.scoring_problem: Exception | None = None
         self.rows_in = 0
         self.scored_at = datetime.now(UTC)
@@ -405,16 +407,18 @@ class BatchStream:
 
     def run(self, on_rows: Callable[[int], None], input_sha256: str) -> None:
         """Two passes over the input: the gate over the whole batch, then scoring."""
+        self.header = quality.read_input_header(self.spec, self.path)
         self.gate(input_sha256)
         self.score_passing(on_rows)
 
     def read_chunks(self) -> Iterator[tuple[pa.RecordBatch, pd.DataFrame]]:
         """The input chunk by chunk, as read and as a frame, with made row ids if it has no id
-        column; the same chunks on every pass."""
-        chunks = storage.iter_record_batches(
-            self.path, self.options.chunk_rows, self.spec.params.batch_format
-        )
+        column; the same chunks on every pass. Only the columns the use case reads are parsed."""
         params = self.spec.params
+        assert self.header is not None  # run() reads it first
+        chunks = readers.iter_columns(
+            self.header, self.options.chunk_rows, params.batch_format, quality.columns_read(params)
+        )
         row_ids = RowIds({params.target}) if params.id_column is None else None
         while True:
             with self.clock.timing("read"):
@@ -433,10 +437,13 @@ class BatchStream:
         kinds = column_kinds(self.spec.params)
         date_formats = self.spec.params.features.date_format_of()
         validation: BatchValidation | None = None
+        header_names = self.header.names if self.header is not None else []
         try:
             for _, frame in self.read_chunks():
                 with self.clock.timing("validate"):
-                    conformed, problems = conform_columns(frame, kinds, date_formats)
+                    start = validation.rows if validation is not None else 0
+                    conformed, problems, faults = conform_rows(frame, kinds, date_formats)
+                    self.row_faults.update((start + row, found) for row, found in faults.items())
                     for column, problem in problems.items():
                         self.cast_problems.setdefault(column, problem)
                     if validation is None:
@@ -445,7 +452,10 @@ class BatchStream:
                             agency=self.spec.agency,
                             suite_name=f"{self.spec.name}-scoring",
                             state=self.state,
-                            columns=list(conformed.columns),
+                            columns=[
+                                *map(str, conformed.columns),
+                                *(n for n in header_names if n not in conformed.columns),
+                            ],
                         )
                     validation.add(conformed)
                 if self.deadline is not None:
@@ -461,7 +471,7 @@ class BatchStream:
                 validation.discard()
         limit = self.spec.params.expectations.max_quarantine_fraction
         try:
-            self.failing = judge(self.outcome, dict(self.cast_problems), limit)
+            self.failing = judge(self.outcome, dict(self.cast_problems), limit, self.row_faults)
         except BatchRejectedError as rejection:
             self.discard()
             raise quality.reject_batch(
@@ -488,7 +498,7 @@ class BatchStream:
                 with self.clock.timing("quarantine"):
                     self.quarantine.write(failing_rows(record_batch, reasons))
             with self.clock.timing("conform"):
-                conformed, _ = conform_columns(frame, kinds, date_formats)
+                conformed, _, _ = conform_rows(frame, kinds, date_formats)
             self.wait_for_scoring()  # a problem it found stops the scoring
             if self.scoring_problem is None:
                 keep = np.ones(rows, dtype=bool)

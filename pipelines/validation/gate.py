@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from pipelines.data.columns import RowFault, RowFaults
 from pipelines.validation.gx import DataValidationError, ValidationOutcome
 
 QUARANTINE_REASON = "failed_expectations"
@@ -36,28 +37,50 @@ def batch_problems(outcome: ValidationOutcome, cast_problems: dict[str, str]) ->
 
 
 def judge(
-    outcome: ValidationOutcome, cast_problems: dict[str, str], max_quarantine_fraction: float
+    outcome: ValidationOutcome,
+    cast_problems: dict[str, str],
+    max_quarantine_fraction: float,
+    row_faults: RowFaults | None = None,
 ) -> dict[int, list[str]]:
-    """Reject the batch (raise), or return the reasons of every row that goes to quarantine."""
+    """Reject the batch (raise), or return the reasons of every row that goes to quarantine:
+    the checks it failed, and its cells that would not cast (`row_faults`, by position)."""
     problems = batch_problems(outcome, cast_problems)
     if problems:
         raise BatchRejectedError("the batch", problems)
-    reasons: dict[int, list[str]] = {}
+    faults = row_faults or {}
+    reasons: dict[int, list[str | RowFault]] = {row: list(found) for row, found in faults.items()}
     for result in outcome.failures:
         for row in result.failing_rows:
+            if any(fault.column == result.check.column for fault in faults.get(row, [])):
+                continue  # the cell that would not cast is empty to the check: said already
             reasons.setdefault(row, []).append(result.check.describe())
     rows_in = outcome.rows
     if rows_in and len(reasons) / rows_in > max_quarantine_fraction:
-        most_common = Counter(reason for row in reasons.values() for reason in row).most_common(5)
         raise BatchRejectedError(
             "the batch",
             [
                 f"{len(reasons)} of {rows_in} rows ({len(reasons) / rows_in:.1%}) failed "
                 f"row checks, above max_quarantine_fraction {max_quarantine_fraction:.1%}",
-                *[f"{count} row(s): expected {reason}" for reason, count in most_common],
+                *most_common_reasons(reasons),
             ],
         )
-    return reasons
+    return {row: [str(reason) for reason in found] for row, found in sorted(reasons.items())}
+
+
+def most_common_reasons(reasons: dict[int, list[str | RowFault]]) -> list[str]:
+    """The five most common reasons, with an example of a value that would not cast."""
+    counts: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for found in reasons.values():
+        for reason in found:
+            key = reason.expectation if isinstance(reason, RowFault) else reason
+            counts[key] += 1
+            if isinstance(reason, RowFault):
+                examples.setdefault(key, reason.value[:80])
+    return [
+        f"{count} row(s): expected {key}" + (f", e.g. '{examples[key]}'" if key in examples else "")
+        for key, count in counts.most_common(5)
+    ]
 
 
 def gate_report(outcome: ValidationOutcome, counts: dict[str, int] | None) -> dict[str, Any]:

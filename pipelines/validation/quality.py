@@ -12,13 +12,13 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from pipelines.config import UseCase, UseCaseSpec
-from pipelines.data import storage
-from pipelines.data.columns import conform_columns, text_column
-from pipelines.data.row_ids import RowIds
+from pipelines.config import ROW_ID, UseCase, UseCaseSpec
+from pipelines.data import readers, storage
+from pipelines.data.columns import RowFaults, conform_columns, conform_rows, text_column
+from pipelines.data.row_ids import ROW_NUMBER, RowIds
 from pipelines.paths import StateDir
 from pipelines.validation.expectations import column_kinds, scoring_checks, training_checks
-from pipelines.validation.gate import BatchRejectedError, gate_report, judge
+from pipelines.validation.gate import QUARANTINE_REASON, BatchRejectedError, gate_report, judge
 from pipelines.validation.gx import (
     DataValidationError,
     ValidationOutcome,
@@ -222,6 +222,33 @@ class BatchCheck:
     against: str  # what the batch was checked against
 
 
+RESERVED_COLUMNS = (QUARANTINE_REASON, ROW_ID, ROW_NUMBER)  # names agencyml writes itself
+
+
+def columns_read(params: UseCase) -> set[str] | None:
+    """The columns scoring parses: the id and the features; every column when the rows have no
+    id, since a row's made id is a hash of all its values."""
+    return None if params.id_column is None else set(column_kinds(params))
+
+
+def read_input_header(spec: UseCaseSpec, path: Path) -> readers.TableHeader:
+    """A batch's header, refused (InputFileError) when it is too wide, spells a declared column
+    another way, or holds a name agencyml writes itself among the columns scoring reads."""
+    params = spec.params
+    header = readers.read_header(path, params.batch_format)
+    readers.check_names(header, column_kinds(params))
+    read = columns_read(params)
+    clashing = [
+        name for name in RESERVED_COLUMNS if name in header.names and (read is None or name in read)
+    ]
+    if clashing:
+        raise storage.InputFileError(
+            f"the file {path.name} has a column named '{clashing[0]}', a name agencyml writes "
+            "itself: rename or remove that column"
+        )
+    return header
+
+
 def check_batch(
     spec: UseCaseSpec,
     path: Path,
@@ -238,15 +265,24 @@ def check_batch(
     path = Path(path)
     kinds = column_kinds(spec.params)
     cast_problems: dict[str, str] = {}
+    row_faults: RowFaults = {}
+    rows_read = 0
 
     row_ids = RowIds({spec.params.target}) if spec.params.id_column is None else None
 
     def conformed_chunks() -> Iterator[pd.DataFrame]:
-        for read in storage.iter_table(path, chunk_rows, spec.params.batch_format):
-            chunk = row_ids.of(read) if row_ids is not None else read
-            conformed, problems = conform_columns(
+        nonlocal rows_read
+        storage.read_table_head(path, spec.params.batch_format)  # not found: says so
+        header = read_input_header(spec, path)
+        read = columns_read(spec.params)
+        for batch in readers.iter_columns(header, chunk_rows, spec.params.batch_format, read):
+            chunk = batch.to_pandas()
+            chunk = row_ids.of(chunk) if row_ids is not None else chunk
+            conformed, problems, faults = conform_rows(
                 chunk, kinds, spec.params.features.date_format_of()
             )
+            row_faults.update((rows_read + row, found) for row, found in faults.items())
+            rows_read += len(chunk)
             for column, problem in problems.items():
                 cast_problems.setdefault(column, problem)
             yield conformed
@@ -259,7 +295,7 @@ def check_batch(
         return BatchCheck(False, [str(error)], {}, None, "the file itself")
     limit = spec.params.expectations.max_quarantine_fraction
     try:
-        quarantined = len(judge(outcome, cast_problems, limit))
+        quarantined = len(judge(outcome, cast_problems, limit, row_faults))
     except BatchRejectedError as rejection:
         return BatchCheck(False, rejection.problems, {"in": outcome.rows}, outcome, against)
     counts = {"in": outcome.rows, "scored": outcome.rows - quarantined, "quarantined": quarantined}

@@ -119,7 +119,7 @@ REJECTIONS: dict[str, tuple[Callable[[pd.DataFrame, Path], Path], str]] = {
     ),
     "wrong-dtype": (
         lambda f, d: as_parquet(f.assign(employees="many"), d / "b.parquet"),
-        "'employees' must be numeric",
+        r"(?s)200 of 200 rows.*expected column 'employees' holds numbers, e.g. 'many'",
     ),
     "all-null-column": (
         lambda f, d: as_parquet(f.assign(scheme=None), d / "b.parquet"),
@@ -131,7 +131,7 @@ REJECTIONS: dict[str, tuple[Callable[[pd.DataFrame, Path], Path], str]] = {
     ),
     "non-utf8": (
         lambda f, d: _written(d / "b.csv", f.to_csv(index=False).encode() + b"BA-x,\xff\xfe\xfa\n"),
-        "cannot read",
+        "is not UTF-8: set `encoding`",
     ),
     "too-many-bad-rows": (
         lambda f, d: as_parquet(_negative_amounts(f, 40), d / "b.parquet"),

@@ -86,7 +86,7 @@ def test_declared_options_win_over_sniffing(tmp_path: Path) -> None:
     path = write(tmp_path / "odd.csv", "a|b\n1|2\n".encode("latin-1") + "é|ü\n".encode("latin-1"))
     options = TableFormat(separator="|", encoding="latin-1", header=True)
     assert read_table(path, options).to_dict("list") == {"a": ["1", "é"], "b": ["2", "ü"]}
-    with pytest.raises(InputFileError, match="as a CSV table"):
+    with pytest.raises(InputFileError, match="is not UTF-8: set `encoding`"):
         read_table(path, TableFormat(separator="|", encoding="utf-8"))
 
 
