@@ -123,8 +123,9 @@ class Features(Strict):
     text_ngram_max: int = Field(default=2, ge=1, le=3)
     date_formats: dict[str, str] = Field(
         default_factory=dict,
-        description="How a date column is written, as a strftime format: {received: '%d/%m/%Y'}. "
-        "Without one, a column must read the same day-first and month-first (ISO 8601 does).",
+        description="How a date column is written, as a strftime format: {received: '%d/%m/%Y'}, "
+        "or '%s' for integer seconds since 1970 (numbers are dates only so declared). Without "
+        "one, a column must read the same day-first and month-first (ISO 8601 does).",
     )
     dayfirst: bool = Field(
         default=False, description="Date columns without a format put the day before the month."

@@ -502,11 +502,15 @@ def _arrow_csv_batches(
     for name in header.names:
         seen[name] += 1
         names.append(name if seen[name] == 1 else f"{name}\x1f{seen[name]}")
+    # a byte-order mark sits in the header row, which is skipped: UTF-8 is read natively then
+    encoding = (
+        "utf8" if layout.encoding.lower() in ("utf-8-sig", "utf-8", "utf8") else layout.encoding
+    )
     block, given = BLOCK_BYTES, 0
     while True:
         options = {
             "read_options": pacsv.ReadOptions(
-                block_size=block, encoding=layout.encoding, column_names=names, skip_rows=1
+                block_size=block, encoding=encoding, column_names=names, skip_rows=1
             ),
             "parse_options": pacsv.ParseOptions(
                 delimiter=layout.separator, quote_char=layout.quote, newlines_in_values=True
