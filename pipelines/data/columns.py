@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ EPOCH_HINT = "not a number (epoch seconds are read only where features.date_form
 DIGITS = re.compile(r"^\s*[+-]?\d+(\.\d*)?\s*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowFault:
     """A cell that cannot be cast to its column's kind: the expectation and the raw value."""
 
@@ -45,8 +46,8 @@ def numeric_cells(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return values.astype("float64").to_numpy(na_value=np.nan), np.zeros(len(values), bool)
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64").to_numpy(na_value=np.nan), np.zeros(len(values), bool)
-    # text files spell booleans out
-    replaced = values.replace(BOOLEAN_WORDS).infer_objects()
+    # text files spell booleans out; cells that are neither text nor numbers are not numbers
+    replaced = values.map(_number_or_word).infer_objects()
     try:
         numbers = pd.to_numeric(replaced, errors="coerce")
     except (TypeError, ValueError):  # cells holding lists or other objects
@@ -58,6 +59,12 @@ def numeric_cells(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return floats, bad
 
 
+def _number_or_word(value: object) -> object:
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value, value)
+    return value if value is None or isinstance(value, int | float | np.number) else "?"
+
+
 def _number_or_nan(value: object) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -65,12 +72,15 @@ def _number_or_nan(value: object) -> float:
         return np.nan
 
 
+MISSING_WORDS = {"", "nan", "-nan"}  # what pd.to_numeric reads as missing
+
+
 def _present(values: pd.Series) -> np.ndarray:
-    """Cells that hold something: not null and not blank text."""
+    """Cells that hold something: not null, not blank and not 'NaN'."""
     present = values.notna().to_numpy().copy()
     if values.dtype == object or pd.api.types.is_string_dtype(values):
-        blank = values.astype(str).str.strip().eq("").to_numpy()
-        present &= ~blank
+        words = values.astype(str).str.strip().str.lower()
+        present &= ~words.isin(MISSING_WORDS).to_numpy()
     return present
 
 
@@ -177,6 +187,8 @@ def parse_dates(values: pd.Series, column: str, date_format: str | None = None) 
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     values = values.where(_present(values), None)
+    if values.dtype == object:  # a number among text is not a date (pandas reads epoch ns)
+        values = values.where(values.map(_written_or_dated), None)
     try:
         if date_format and date_format != DAYFIRST:
             return _each_or_whole(values, format=date_format)
@@ -226,6 +238,10 @@ def _refuse_both_orders(values: pd.Series, column: str) -> None:
             f"('{other}'): say which in the params (features.date_formats: {{{column}: "
             "'%d/%m/%Y'}, or the format it has) and its other rows are quarantined"
         )
+
+
+def _written_or_dated(value: object) -> bool:
+    return value is None or isinstance(value, str | date | np.datetime64)
 
 
 def _each_or_whole(values: pd.Series, **options: object) -> pd.Series:

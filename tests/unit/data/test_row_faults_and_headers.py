@@ -151,3 +151,17 @@ def test_dates_only_day_first_beside_dates_only_month_first_are_refused():
     conformed, problems, faults = conform_rows(frame, KINDS, {"received": "%d/%m/%Y"})
     assert problems == {} and list(faults) == [1]
     assert conformed.loc[0, "received"] == pd.Timestamp("2021-10-13")
+
+
+def test_cells_that_are_neither_text_nor_numbers_are_faults_not_crashes():
+    frame = pd.DataFrame(
+        {
+            "amount": [np.array([1, 2]), {"a": 1}, "NaN", 3],
+            "received": [5, [1], "nan", "2024-01-02"],  # a number among text is no date
+        }
+    )
+    conformed, problems, faults = conform_rows(frame, KINDS)
+    assert problems == {} and sorted(faults) == [0, 1]
+    assert [fault.column for fault in faults[0]] == ["amount", "received"]
+    assert "epoch seconds" in str(faults[0][1])
+    assert conformed["amount"].tolist()[3] == 3.0
