@@ -311,6 +311,7 @@ class TableHeader:
     format: Format
     names: list[str]
     in_file: list[str]  # the names as written, in the same order
+    skip_rows: int = 1  # text: the lines before the first row of data
 
     def repeated(self, columns: Collection[str] | None = None) -> dict[str, int]:
         """Names that appear more than once (among `columns`, if given), and how often."""
@@ -327,23 +328,25 @@ def read_header(path: Path, table_format: TableFormat | None = None) -> TableHea
     header that is not in the declared encoding, a damaged file."""
     path = Path(path)
     found = resolve_format(path, table_format)
+    blank = 0
     try:
         if found == "parquet":
             import pyarrow.parquet as pq
 
             in_file = list(pq.read_schema(path).names)
         elif found == "csv":
-            in_file = _text_header(path, text_layout(path, table_format))
-        else:
-            in_file = [str(name) for name in read_frame(path, table_format, nrows=0).columns]
+            in_file, blank = _text_header(path, text_layout(path, table_format))
+        else:  # Excel and JSON lines are read whole anyway; a JSON line may add a key
+            in_file = [str(name) for name in read_frame(path, table_format).columns]
     except InputFileError:
         raise
-    except (OSError, ValueError, EOFError, pa.ArrowException, BadZipFile) as error:
+    except (OSError, ValueError, EOFError, csv.Error, pa.ArrowException, BadZipFile) as error:
         raise _explained(path, error) from error
     if not in_file:
         raise InputFileError(f"cannot read {path.name}: the file is empty (no header row)")
     _check_width(path, len(in_file))
-    return TableHeader(path, found, [name.strip() for name in in_file], in_file)
+    names = [name.strip() for name in in_file]
+    return TableHeader(path, found, names, in_file, blank + 1 if found == "csv" else 1)
 
 
 def _check_width(path: Path, columns: int) -> None:
@@ -354,11 +357,16 @@ def _check_width(path: Path, columns: int) -> None:
         )
 
 
-def _text_header(path: Path, layout: TextLayout) -> list[str]:
-    """The first line split by the layout's separator (column_1, ... without a header row)."""
+def _text_header(path: Path, layout: TextLayout) -> tuple[list[str], int]:
+    """The first line that is not blank, split by the layout's separator (column_1, ... without
+    a header row), and how many blank lines came before it."""
     opener = gzip.open if layout.gzipped else open
+    blank = -1
     with opener(path, "rb") as handle:
-        raw = handle.readline(MAX_HEADER_BYTES + 1)
+        raw = b"\n"
+        while raw and not raw.strip():
+            raw = handle.readline(MAX_HEADER_BYTES + 1)
+            blank += 1
     if len(raw) > MAX_HEADER_BYTES:
         raise InputFileError(
             f"the file {path.name} has a first line longer than {MAX_HEADER_BYTES >> 20} MB; at "
@@ -368,17 +376,21 @@ def _text_header(path: Path, layout: TextLayout) -> list[str]:
     if layout.separator == WHITESPACE:
         fields = line.split()
     else:
-        fields = next(
-            csv.reader(
-                [line],
-                delimiter=layout.separator,
-                quotechar=layout.quote,
-                skipinitialspace=layout.skip_initial_space,
-            ),
-            [],
+        reader = csv.reader(
+            [line],
+            delimiter=layout.separator,
+            quotechar=layout.quote,
+            skipinitialspace=layout.skip_initial_space,
         )
+        try:
+            fields = next(reader, [])
+        except csv.Error as error:  # e.g. a column name over csv's field limit (128 KB)
+            raise InputFileError(
+                f"cannot read the header of {path.name}: {error}. Check its first line"
+            ) from error
     _check_width(path, len(fields))
-    return fields if layout.header else [f"column_{index + 1}" for index in range(len(fields))]
+    names = fields if layout.header else [f"column_{index + 1}" for index in range(len(fields))]
+    return names, blank
 
 
 def _explained(path: Path, error: BaseException) -> InputFileError:
@@ -402,6 +414,11 @@ def _explained(path: Path, error: BaseException) -> InputFileError:
         return InputFileError(
             f"the file {path.name} is truncated or damaged: it ends before its compressed data "
             "does. Send it again"
+        )
+    if "CSV parse error" in text:
+        return InputFileError(
+            f"the file {path.name} has a line whose fields do not match its header "
+            f"({text.split(':', 1)[-1].strip()[:200]}): check that line's separators and quotes"
         )
     if isinstance(error, PermissionError):
         return InputFileError(f"cannot read {path}: permission denied")
@@ -510,7 +527,10 @@ def _arrow_csv_batches(
     while True:
         options = {
             "read_options": pacsv.ReadOptions(
-                block_size=block, encoding=encoding, column_names=names, skip_rows=1
+                block_size=block,
+                encoding=encoding,
+                column_names=names,
+                skip_rows=header.skip_rows,
             ),
             "parse_options": pacsv.ParseOptions(
                 delimiter=layout.separator, quote_char=layout.quote, newlines_in_values=True
@@ -573,6 +593,10 @@ def _rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[p
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
+def _as_text(value: object) -> object:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def _frame_batches(
     header: TableHeader, table_format: TableFormat | None, wanted: list[str], chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
@@ -582,6 +606,8 @@ def _frame_batches(
     for frame in iter_frames(header.path, table_format, chunk_rows):
         frame.columns = [str(name).strip() for name in frame.columns]
         frame = frame.loc[:, [name in wanted for name in frame.columns]]
+        for column in [c for c in frame.columns if frame[c].dtype == object]:  # mixed: as text
+            frame[column] = frame[column].map(_as_text)
         if schema is None:
             schema = pa.Schema.from_pandas(frame, preserve_index=False)
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)

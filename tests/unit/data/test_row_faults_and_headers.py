@@ -165,3 +165,32 @@ def test_cells_that_are_neither_text_nor_numbers_are_faults_not_crashes():
     assert [fault.column for fault in faults[0]] == ["amount", "received"]
     assert "epoch seconds" in str(faults[0][1])
     assert conformed["amount"].tolist()[3] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("lines.csv", b"\n\nid,amount\nA,1\n", {"id": ["A"], "amount": ["1"]}),
+        ("mixed.jsonl", b'{"id":"A","amount":1}\n{"id":"B","amount":"x"}\n', None),
+    ],
+)
+def test_blank_lines_before_the_header_and_mixed_json_cells_are_read(
+    tmp_path, name, data, expected
+):
+    header = readers.read_header(write(tmp_path / name, data))
+    (batch,) = readers.iter_columns(header, 10, None, {"id", "amount"})
+    rows = batch.to_pydict()
+    assert rows == (expected or {"id": ["A", "B"], "amount": ["1", "x"]})
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"id,amount\nA,1,extra\n", "has a line whose fields do not match its header"),
+        (b"id," + b"x" * (200 << 10) + b"\nA,1\n", "cannot read the header"),
+    ],
+)
+def test_a_malformed_text_file_says_where_to_look(tmp_path, data, expected):
+    with pytest.raises(InputFileError, match=expected):
+        header = readers.read_header(write(tmp_path / "b.csv", data))
+        list(readers.iter_columns(header, 10, None, {"id", "amount"}))
