@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import CapacityPolicy, UseCaseSpec
-from pipelines.data import readers, storage
+from pipelines.data import batch_columns, storage
 from pipelines.data.columns import FeatureError, RowFaults, conform_rows
 from pipelines.data.row_ids import ROW_NUMBER, RowIds
 from pipelines.deadline import Deadline
@@ -361,7 +361,7 @@ class BatchStream:
         self.failing: dict[int, list[str]] = {}  # failing rows' positions and reasons
         self.cast_problems: dict[str, str] = {}
         self.row_faults: RowFaults = {}  # cells that would not cast, by row position
-        self.header: readers.TableHeader | None = None  # read first, by run()
+        self.header: batch_columns.TableHeader | None = None  # read first, by run()
         self.scoring_problem: Exception | None = None
         self.rows_in = 0
         self.scored_at = datetime.now(UTC)
@@ -416,7 +416,7 @@ class BatchStream:
         column; the same chunks on every pass. Only the columns the use case reads are parsed."""
         params = self.spec.params
         assert self.header is not None  # run() reads it first
-        chunks = readers.iter_columns(
+        chunks = batch_columns.iter_columns(
             self.header, self.options.chunk_rows, params.batch_format, quality.columns_read(params)
         )
         row_ids = RowIds({params.target}) if params.id_column is None else None

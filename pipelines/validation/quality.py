@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from pipelines.config import ROW_ID, UseCase, UseCaseSpec
-from pipelines.data import readers, storage
+from pipelines.data import batch_columns, storage
 from pipelines.data.columns import RowFaults, conform_columns, conform_rows, text_column
 from pipelines.data.row_ids import ROW_NUMBER, RowIds
 from pipelines.paths import StateDir
@@ -231,12 +231,12 @@ def columns_read(params: UseCase) -> set[str] | None:
     return None if params.id_column is None else set(column_kinds(params))
 
 
-def read_input_header(spec: UseCaseSpec, path: Path) -> readers.TableHeader:
+def read_input_header(spec: UseCaseSpec, path: Path) -> batch_columns.TableHeader:
     """A batch's header, refused (InputFileError) when it is too wide, spells a declared column
     another way, or holds a name agencyml writes itself among the columns scoring reads."""
     params = spec.params
-    header = readers.read_header(path, params.batch_format)
-    readers.check_names(header, column_kinds(params))
+    header = batch_columns.read_header(path, params.batch_format)
+    batch_columns.check_names(header, column_kinds(params))
     read = columns_read(params)
     clashing = [
         name for name in RESERVED_COLUMNS if name in header.names and (read is None or name in read)
@@ -275,7 +275,7 @@ def check_batch(
         storage.read_table_head(path, spec.params.batch_format)  # not found: says so
         header = read_input_header(spec, path)
         read = columns_read(spec.params)
-        for batch in readers.iter_columns(header, chunk_rows, spec.params.batch_format, read):
+        for batch in batch_columns.iter_columns(header, chunk_rows, spec.params.batch_format, read):
             chunk = batch.to_pandas()
             chunk = row_ids.of(chunk) if row_ids is not None else chunk
             conformed, problems, faults = conform_rows(

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.data import readers
+from pipelines.data import batch_columns, readers
 from pipelines.data.columns import (
     EPOCH_SECONDS,
     FeatureError,
@@ -86,10 +86,10 @@ def write(path: Path, data: bytes) -> Path:
 
 def test_the_header_is_stripped_and_only_wanted_columns_are_parsed(tmp_path):
     path = write(tmp_path / "b.csv", b" id , amount ,note,note\nA,1,x,y\nB,2,z,w\n")
-    header = readers.read_header(path)
+    header = batch_columns.read_header(path)
     assert header.names == ["id", "amount", "note", "note"]
     assert header.repeated() == {"note": 2} and header.repeated({"id", "amount"}) == {}
-    batches = list(readers.iter_columns(header, 1, None, {"id", "amount"}))
+    batches = list(batch_columns.iter_columns(header, 1, None, {"id", "amount"}))
     assert [batch.num_rows for batch in batches] == [1, 1]
     assert pa.Table.from_batches(batches).to_pydict() == {"id": ["A", "B"], "amount": ["1", "2"]}
 
@@ -97,34 +97,36 @@ def test_the_header_is_stripped_and_only_wanted_columns_are_parsed(tmp_path):
 def test_a_wanted_column_named_twice_is_refused(tmp_path):
     path = write(tmp_path / "b.csv", b"id,amount,amount\nA,1,2\n")
     with pytest.raises(InputFileError, match="has 2 columns named 'amount'"):
-        list(readers.iter_columns(readers.read_header(path), 10, None, {"id", "amount"}))
+        list(
+            batch_columns.iter_columns(batch_columns.read_header(path), 10, None, {"id", "amount"})
+        )
     table = pa.Table.from_arrays([pa.array(["A"]), pa.array([1]), pa.array([2])], ["id", "x", "x"])
     pq.write_table(table, tmp_path / "b.parquet")
-    header = readers.read_header(tmp_path / "b.parquet")
-    (batch,) = readers.iter_columns(header, 10, None, {"id"})
+    header = batch_columns.read_header(tmp_path / "b.parquet")
+    (batch,) = batch_columns.iter_columns(header, 10, None, {"id"})
     assert batch.to_pydict() == {"id": ["A"]}
     with pytest.raises(InputFileError, match="has 2 columns named 'x'"):
-        list(readers.iter_columns(header, 10, None, {"id", "x"}))
+        list(batch_columns.iter_columns(header, 10, None, {"id", "x"}))
 
 
 def test_a_file_wider_than_the_limit_is_refused_from_its_first_line(tmp_path):
     names = ",".join(f"c{index}" for index in range(readers.MAX_COLUMNS + 1))
     path = write(tmp_path / "wide.csv", f"{names}\n1,2\n".encode())
     with pytest.raises(InputFileError, match=r"has 10,001 columns; at most 10,000 are read"):
-        readers.read_header(path)
+        batch_columns.read_header(path)
     with pytest.raises(InputFileError, match=r"has 10,001 columns"):
         readers.read_frame(path, nrows=10)
 
 
 def test_a_declared_column_spelt_another_way_is_named(tmp_path):
     path = write(tmp_path / "b.csv", b"ID,EMPLOYEES\nA,1\n")
-    header = readers.read_header(path)
+    header = batch_columns.read_header(path)
     with pytest.raises(InputFileError) as refused:
-        readers.check_names(header, ["ID", "employees"])
+        batch_columns.check_names(header, ["ID", "employees"])
     assert str(refused.value).startswith(
         "the header has 'EMPLOYEES'; column names are matched exactly - did you mean 'employees'?"
     )
-    readers.check_names(header, ["ID", "EMPLOYEES", "absent"])  # exact, or nothing like it
+    batch_columns.check_names(header, ["ID", "EMPLOYEES", "absent"])  # exact, or nothing like it
 
 
 GZIPPED = gzip.compress(b"id,amount\n" + "".join(f"A{n},{n}\n" for n in range(5000)).encode())
@@ -140,8 +142,8 @@ GZIPPED = gzip.compress(b"id,amount\n" + "".join(f"A{n},{n}\n" for n in range(50
 def test_a_file_that_cannot_be_decoded_says_what_to_do(tmp_path, data, name, expected):
     path = write(tmp_path / name, data)
     with pytest.raises(InputFileError, match=expected):
-        header = readers.read_header(path)
-        list(readers.iter_columns(header, 10, None, {"id", "region"}))
+        header = batch_columns.read_header(path)
+        list(batch_columns.iter_columns(header, 10, None, {"id", "region"}))
 
 
 def test_dates_only_day_first_beside_dates_only_month_first_are_refused():
@@ -177,8 +179,8 @@ def test_cells_that_are_neither_text_nor_numbers_are_faults_not_crashes():
 def test_blank_lines_before_the_header_and_mixed_json_cells_are_read(
     tmp_path, name, data, expected
 ):
-    header = readers.read_header(write(tmp_path / name, data))
-    (batch,) = readers.iter_columns(header, 10, None, {"id", "amount"})
+    header = batch_columns.read_header(write(tmp_path / name, data))
+    (batch,) = batch_columns.iter_columns(header, 10, None, {"id", "amount"})
     rows = batch.to_pydict()
     assert rows == (expected or {"id": ["A", "B"], "amount": ["1", "x"]})
 
@@ -192,5 +194,5 @@ def test_blank_lines_before_the_header_and_mixed_json_cells_are_read(
 )
 def test_a_malformed_text_file_says_where_to_look(tmp_path, data, expected):
     with pytest.raises(InputFileError, match=expected):
-        header = readers.read_header(write(tmp_path / "b.csv", data))
-        list(readers.iter_columns(header, 10, None, {"id", "amount"}))
+        header = batch_columns.read_header(write(tmp_path / "b.csv", data))
+        list(batch_columns.iter_columns(header, 10, None, {"id", "amount"}))
