@@ -382,16 +382,22 @@ def _write_private(path: Path, content: bytes, *, durable: bool = True) -> None:
     """Replace `path` atomically with a 0600 file holding `content`, fsynced (and its folder
     too when `durable`)."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        while content:
-            content = content[os.write(descriptor, content) :]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    _write_synced(partial, content, os.O_TRUNC)
     os.replace(partial, path)
     if durable:
         fsync_dir(path.parent)
+
+
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    """Write all of `data` to a 0600 file opened with `mode` (truncating or appending), and
+    fsync it."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+    try:
+        while data:
+            data = data[os.write(descriptor, data) :]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _parsed(path: Path, number: int, line: str) -> dict[str, Any]:
@@ -406,13 +412,7 @@ def _parsed(path: Path, number: int, line: str) -> dict[str, Any]:
 
 def _append_line(path: Path, data: bytes) -> None:
     created = not path.exists()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        while data:
-            data = data[os.write(descriptor, data) :]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    _write_synced(path, data, os.O_APPEND)
     if created:
         fsync_dir(path.parent)
 

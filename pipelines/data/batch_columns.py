@@ -11,7 +11,7 @@ import gzip
 import re
 import zlib
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pyarrow as pa
 from pipelines.config import TableFormat
 from pipelines.data import readers
 from pipelines.data.readers import Format, InputFileError, TextLayout
+from pipelines.data.storage import rebatched
 
 BLOCK_BYTES = 16 << 20  # pyarrow's CSV block; doubled up to MAX_BLOCK_BYTES for a huge cell
 MAX_BLOCK_BYTES = 1 << 30
@@ -195,7 +196,7 @@ def _arrow_csv_batches(
         skip = given
         try:
             with _byte_stream(header.path, layout.gzipped) as source:
-                for record_batch in _rebatched(pacsv.open_csv(source, **options), chunk_rows):
+                for record_batch in rebatched(pacsv.open_csv(source, **options), chunk_rows):
                     if skip >= record_batch.num_rows:
                         skip -= record_batch.num_rows
                         continue
@@ -225,23 +226,6 @@ def _byte_stream(path: Path, gzipped: bool) -> Iterator[Any]:
         return
     with gzip.open(path, "rb") as unzipped, pa.PythonFile(unzipped, mode="r") as stream:
         yield stream
-
-
-def _rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of exactly chunk_rows rows (the last one shorter), whatever came in."""
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for record_batch in batches:
-        pending.append(record_batch)
-        held += record_batch.num_rows
-        while held >= chunk_rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, chunk_rows).combine_chunks().to_batches()[0]
-            rest = table.slice(chunk_rows)
-            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
-            held = rest.num_rows
-    if held:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _as_text(value: object) -> object:

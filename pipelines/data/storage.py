@@ -63,7 +63,7 @@ def iter_record_batches(
             schema = source.schema_arrow
         elif found == "csv" and _arrow_can_read(layout := readers.text_layout(path, table_format)):
             reader = _open_csv(path, layout)
-            batches, schema = _rebatched(reader, chunk_rows), reader.schema
+            batches, schema = rebatched(reader, chunk_rows), reader.schema
         else:
             batches, schema = _batches_of_frames(path, table_format, chunk_rows)
         yielded = False
@@ -125,7 +125,7 @@ def _open_csv(path: Path, layout: readers.TextLayout) -> Any:
     )
 
 
-def _rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def rebatched(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.RecordBatch]:
     """Record batches of exactly chunk_rows rows (the last one shorter), whatever came in."""
     pending: list[pa.RecordBatch] = []
     held = 0

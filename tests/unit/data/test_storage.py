@@ -22,7 +22,6 @@ from pipelines.data.storage import (
     InputFileError,
     PartWriter,
     StagedDirectory,
-    _rebatched,
     count_rows,
     file_sha256,
     iter_record_batches,
@@ -30,6 +29,7 @@ from pipelines.data.storage import (
     read_manifest,
     read_rasff_csv,
     read_table,
+    rebatched,
     remove_stale_staging,
     write_json,
     write_parquet,
@@ -740,7 +740,7 @@ def test_iter_record_batches_reads_any_name_by_its_content(tmp_path: Path, name:
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 4, 10, 36, 50])
-def test_rebatched_makes_batches_of_exactly_chunk_rows_whatever_comes_in(chunk_rows: int) -> None:
+def testrebatched_makes_batches_of_exactly_chunk_rows_whatever_comes_in(chunk_rows: int) -> None:
     sizes = [7, 0, 3, 1, 25, 0]  # as a CSV reader's blocks might come
     values = iter(range(sum(sizes)))
     schema = pa.schema([("x", pa.int64())])
@@ -749,7 +749,7 @@ def test_rebatched_makes_batches_of_exactly_chunk_rows_whatever_comes_in(chunk_r
         for size in sizes
     ]
 
-    batches = list(_rebatched(incoming, chunk_rows))
+    batches = list(rebatched(incoming, chunk_rows))
 
     assert [b.num_rows for b in batches] == chunk_sizes(36, chunk_rows)
     assert [x for b in batches for x in b.column("x").to_pylist()] == list(range(36))
