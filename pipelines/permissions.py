@@ -32,3 +32,17 @@ def _is_loose(path: Path) -> bool:
     except FileNotFoundError:  # removed while walking
         return False
     return not stat.S_ISLNK(mode) and bool(mode & GROUP_AND_OTHERS)
+
+
+def tighten(folder: Path) -> None:
+    """Take the group and other bits off `folder` and everything under it that this user owns
+    (DVC makes its cache and remote objects 0444 whatever the umask); symlinks are left alone."""
+    for path in (Path(folder), *Path(folder).rglob("*")):
+        try:
+            status = path.lstat()
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        if stat.S_ISLNK(status.st_mode) or status.st_uid != os.geteuid():
+            continue
+        if status.st_mode & GROUP_AND_OTHERS:
+            path.chmod(stat.S_IMODE(status.st_mode) & ~GROUP_AND_OTHERS)

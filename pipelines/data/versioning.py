@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from pipelines.data.storage import file_md5
+from pipelines.paths import ProjectNotFoundError, state_dir
+from pipelines.permissions import tighten
 from pipelines.settings import settings
 
 
@@ -136,6 +138,7 @@ def store_with_dvc(source: Path, repo: Path, target: str, *, push: bool = True) 
         remote = _dvc(repo, "remote", "default").strip() or None
         if push and remote:
             _dvc(repo, "push", f"{target}.dvc")
+            _keep_state_remote_private(repo)
     tracked = yaml.safe_load((Path(repo) / f"{target}.dvc").read_text())
     return StoredFile(target, tracked["outs"][0]["md5"], remote)
 
@@ -229,7 +232,24 @@ def commit_outputs(repo: Path, stages: list[str], *, push: bool = True) -> list[
         _dvc(repo, "commit", "--force", *stages)
         if push and default_remote(repo)[0]:
             _dvc(repo, "push", *stages)
+            _keep_state_remote_private(repo)
     return stages
+
+
+def _keep_state_remote_private(repo: Path) -> None:
+    """DVC pushes its objects 0444 whatever the umask: a default remote that is a folder in the
+    state directory gets its group and other bits taken off again, like the rest of the state.
+    A remote elsewhere (a team's share) keeps what its owners chose."""
+    url = default_remote(repo)[1]
+    if url is None or "://" in url:
+        return
+    try:
+        state_root = state_dir().root.resolve()
+    except ProjectNotFoundError:  # no state directory to keep private
+        return
+    remote = (Path(repo) / ".dvc" / url).resolve()  # a relative URL is relative to .dvc/
+    if remote.is_dir() and remote.is_relative_to(state_root):
+        tighten(remote)
 
 
 class DataIntegrityError(RuntimeError):
