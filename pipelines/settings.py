@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Minutes without a request after which a web page session ends",
     )
+    anonymous_requests_per_minute: int = Field(
+        120,
+        ge=1,
+        description="Requests one address may make to the pull service in a minute without a "
+        "valid token, before it gets 429",
+    )
     url: str = Field(
         "http://127.0.0.1:8765",
         description="The pull service `agencyml pull` talks to",

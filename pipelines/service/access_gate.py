@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from pipelines.paths import StateDir
 from pipelines.service import access
 from pipelines.service.limits import LOGGED_HEADER_CHARS, AnonymousLimit, capped
+from pipelines.settings import settings
 
 UNAVAILABLE = (
     "the service's access log cannot be written or failed its check, so nothing is served "
@@ -114,7 +115,8 @@ def unavailable() -> JSONResponse:
 def guard(app: FastAPI, state: StateDir, limit: AnonymousLimit | None = None) -> AccessGate:
     """Put every request of `app` through the access log; returns the gate, whose identifiers
     other parts of the app (the pages' sessions) may extend."""
-    gate = AccessGate(state, limit or AnonymousLimit())
+    per_minute = settings().anonymous_requests_per_minute
+    gate = AccessGate(state, limit or AnonymousLimit(requests=per_minute))
 
     @app.middleware("http")
     async def log_every_request(request: Request, call_next: Any) -> Any:

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-ANONYMOUS_REQUESTS = 120  # per address and window, without a valid token
+ANONYMOUS_REQUESTS = 120  # per address and window, without a valid token (a setting's default)
 WINDOW_SECONDS = 60.0
 LOGGED_PATH_CHARS = 512
 LOGGED_HEADER_CHARS = 256

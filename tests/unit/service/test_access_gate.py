@@ -83,3 +83,20 @@ def test_past_its_limit_an_address_without_a_token_gets_429_and_one_line(
     assert [a.status_code for a in answers] == [200, 200, 429, 429, 429]
     assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
     assert [e["status"] for e in access.read_access_log(state)] == [200, 200, 429]
+
+
+def test_the_limit_comes_from_its_setting(state: StateDir, monkeypatch) -> None:
+    monkeypatch.setenv("AGENCYML_ANONYMOUS_REQUESTS_PER_MINUTE", "3")
+    client = TestClient(create_app(state))
+
+    answers = [client.get("/openapi.json").status_code for _ in range(4)]
+
+    assert answers == [200, 200, 200, 429]
+
+
+def test_a_limit_below_one_is_refused_as_a_setting(state: StateDir, monkeypatch) -> None:
+    from pipelines.settings import SettingsError
+
+    monkeypatch.setenv("AGENCYML_ANONYMOUS_REQUESTS_PER_MINUTE", "0")
+    with pytest.raises(SettingsError, match="AGENCYML_ANONYMOUS_REQUESTS_PER_MINUTE"):
+        create_app(state)
