@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 SERVER = os.environ.get(
@@ -58,6 +60,23 @@ def throwaway_database(prefix: str = "agencyml") -> Iterator[str]:
             cursor.execute(f'CREATE DATABASE "{name}"')
         yield name
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        try:
+            drop(admin, name)
+        finally:
+            admin.close()
+
+
+def drop(admin: Any, name: str, attempts: int = 30) -> None:
+    """DROP DATABASE ... WITH (FORCE). Without pg_signal_backend (`.ci/run` grants it) the
+    role may not end an autovacuum worker busy on the database: wait for it to finish."""
+    import psycopg2
+
+    for attempt in range(attempts):
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg2.errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
