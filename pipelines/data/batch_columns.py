@@ -22,7 +22,7 @@ import pyarrow as pa
 from pipelines.config import TableFormat
 from pipelines.data import readers
 from pipelines.data.readers import Format, InputFileError, TextLayout
-from pipelines.data.storage import rebatched
+from pipelines.data.storage import arrow_can_read, rebatched
 
 BLOCK_BYTES = 16 << 20  # pyarrow's CSV block; doubled up to MAX_BLOCK_BYTES for a huge cell
 MAX_BLOCK_BYTES = 1 << 30
@@ -116,7 +116,7 @@ def iter_columns(
     try:
         if header.format == "parquet":
             batches = _parquet_batches(header, wanted, chunk_rows)
-        elif header.format == "csv" and _arrow_reads(
+        elif header.format == "csv" and arrow_can_read(
             layout := readers.text_layout(path, table_format)
         ):
             batches = _arrow_csv_batches(header, layout, wanted, chunk_rows)
@@ -132,17 +132,6 @@ def iter_columns(
         raise readers.explained(path, error) from error
     if not yielded:
         yield pa.RecordBatch.from_pylist([], schema=schema)
-
-
-def _arrow_reads(layout: TextLayout) -> bool:
-    """pyarrow's fast reader handles one-character separators and plain numbers."""
-    return (
-        layout.separator != readers.WHITESPACE
-        and not layout.skip_initial_space
-        and layout.decimal == "."
-        and not layout.thousands
-        and layout.header
-    )
 
 
 def _parquet_batches(

@@ -61,7 +61,7 @@ def iter_record_batches(
             source = pq.ParquetFile(path, pre_buffer=False)
             batches: Iterable[pa.RecordBatch] = source.iter_batches(batch_size=chunk_rows)
             schema = source.schema_arrow
-        elif found == "csv" and _arrow_can_read(layout := readers.text_layout(path, table_format)):
+        elif found == "csv" and arrow_can_read(layout := readers.text_layout(path, table_format)):
             reader = _open_csv(path, layout)
             batches, schema = rebatched(reader, chunk_rows), reader.schema
         else:
@@ -79,7 +79,7 @@ def iter_record_batches(
         raise InputFileError(f"cannot read {path} past its start: {error}") from error
 
 
-def _arrow_can_read(layout: readers.TextLayout) -> bool:
+def arrow_can_read(layout: readers.TextLayout) -> bool:
     """pyarrow's fast reader handles one-character separators and plain numbers."""
     return (
         layout.separator != readers.WHITESPACE
