@@ -100,6 +100,12 @@ class StateDir:
         """The lock a training holds: one training of a model at a time, however started."""
         return self.root / "locks" / "training" / agency / f"{use_case}.lock"
 
+    def gx_lock(self, agency: str) -> Path:
+        """The lock held while a command reads or writes an agency's GX project: GX rewrites
+        its great_expectations.yml and stores in place, so a reader beside a writer could see a
+        file cut short."""
+        return self.root / "locks" / "gx" / f"{agency}.lock"
+
     def inbox_lock(self, agency: str, use_case: str) -> Path:
         """The lock one inbox poll holds while it works through a use case's inbox."""
         return self.root / "locks" / "inbox" / agency / f"{use_case}.lock"

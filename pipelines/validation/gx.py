@@ -212,33 +212,39 @@ class BatchValidation:
 
     def finish(self) -> ValidationOutcome:
         from pipelines.durable import file_lock
-        from pipelines.validation import gx_duckdb
 
         rows = self.file.close()
+        # one command at a time in an agency's GX project, from reading its config to its Data
+        # Docs: GX writes those files in place, and the suites of every use case share them
+        with file_lock(self.state.gx_lock(self.agency)):
+            return self._validate(rows)
+
+    def _validate(self, rows: int) -> ValidationOutcome:
+        from pipelines.validation import gx_duckdb
+
         context = agency_context(self.agency, self.state)
         database = Path(context.root_directory) / "duckdb" / f"{self.suite_name}.duckdb"
         database.parent.mkdir(parents=True, exist_ok=True)
         results: list[CheckResult] = []
         result_id = ""
         if self.suite_checks:
-            # one batch at a time per suite: its view names one file
-            with file_lock(database.with_suffix(".lock")):
-                gx_duckdb.point_view_at(database, self.file.path, threads=available_threads())
-                checkpoint = None
-                try:
-                    with gx_duckdb.gx_on_duckdb():
-                        checkpoint = build_checkpoint(
-                            context, self.suite_name, self.suite_checks, database
-                        )
-                        if checkpoint.result_format != result_format(rows):
-                            checkpoint.result_format = result_format(rows)
-                            checkpoint.save()  # GX runs only the saved form of a checkpoint
-                        run = checkpoint.run()
-                finally:
-                    gx_duckdb.release(
-                        *context.data_sources.all().values(),
-                        *(gx_duckdb.sources_of(checkpoint) if checkpoint is not None else []),
+            # the suite's view names this batch's file (the agency's lock is held)
+            gx_duckdb.point_view_at(database, self.file.path, threads=available_threads())
+            checkpoint = None
+            try:
+                with gx_duckdb.gx_on_duckdb():
+                    checkpoint = build_checkpoint(
+                        context, self.suite_name, self.suite_checks, database
                     )
+                    if checkpoint.result_format != result_format(rows):
+                        checkpoint.result_format = result_format(rows)
+                        checkpoint.save()  # GX runs only the saved form of a checkpoint
+                    run = checkpoint.run()
+            finally:
+                gx_duckdb.release(
+                    *context.data_sources.all().values(),
+                    *(gx_duckdb.sources_of(checkpoint) if checkpoint is not None else []),
+                )
             result_key, validation = next(iter(run.run_results.items()))
             by_name = {c.name: c for c in self.suite_checks}
             results = [

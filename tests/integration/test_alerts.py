@@ -173,9 +173,16 @@ def alerted(tmp_path_factory, make_small_project) -> Iterator[dict[str, Any]]:
                 process.args, process.returncode, out, err
             )
         quarantine = platform.state / "quarantine" / "business-aid" / "fraud-risk"
-        done["rejected_batch"] = next(
-            folder.name for folder in quarantine.iterdir() if (folder / "input.parquet").is_file()
+        rejected_inputs = [
+            folder.name
+            for folder in (quarantine.iterdir() if quarantine.is_dir() else ())
+            if (folder / "input.parquet").is_file()
+        ]
+        assert rejected_inputs, f"no rejected input under {quarantine}: " + "\n".join(
+            f"{name}: exit {run.returncode}\n{(run.stdout + run.stderr)[-2000:]}"
+            for name, run in done["scored"].items()
         )
+        done["rejected_batch"] = rejected_inputs[0]
 
         wait_for_messages(receivers["business-aid"], 4)
         wait_for_messages(receivers["product-safety"], 1)
