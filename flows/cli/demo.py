@@ -135,8 +135,9 @@ def demo(as_json: bool = json_option()) -> None:
             else:
                 console.print(f"  {scored.output_dir}", soft_wrap=True)
         console.print(
-            f"Validation reports (Data Docs): {state_dir().root / 'gx'}/<agency>/gx/"
-            "uncommitted/data_docs/local_site/index.html",
+            f"Validation reports (Data Docs), one folder per validation, each also logged with "
+            f"its MLflow run: {state_dir().root / 'gx'}/<agency>/gx/uncommitted/data_docs/runs/"
+            "<suite>/<run>/index.html",
             soft_wrap=True,
         )
         console.print(

@@ -227,6 +227,7 @@ class BatchValidation:
         database.parent.mkdir(parents=True, exist_ok=True)
         results: list[CheckResult] = []
         result_id = ""
+        data_docs = data_docs_site(context) / "runs" / self.suite_name / "no-checks"  # none made
         if self.suite_checks:
             # the suite's view names this batch's file (the agency's lock is held)
             gx_duckdb.point_view_at(database, self.file.path, threads=available_threads())
@@ -252,7 +253,7 @@ class BatchValidation:
                 for raw in validation.results
             ]
             result_id = str(result_key)
-            build_data_docs(context, result_key, self.suite_name)
+            data_docs = build_data_docs(context, result_key, self.suite_name, validation.success)
         results = [
             replace(r, observed=self.columns)
             if r.check.kind == "column_exists" and not r.success
@@ -265,7 +266,7 @@ class BatchValidation:
             rows=rows,
             results=results,
             result_id=result_id,
-            data_docs=Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site",
+            data_docs=data_docs,
             columns=self.columns,
         )
 
@@ -292,15 +293,63 @@ def result_format(rows: int) -> dict[str, Any]:
     }
 
 
-def build_data_docs(context: Any, result_key: Any, suite_name: str) -> None:
+def data_docs_site(context: Any) -> Path:
+    return Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
+
+
+# what a validation's own pages use of the site's static files (the rest is GX's index's)
+DATA_DOCS_STATIC = ("static/images/favicon.ico", "static/styles")
+
+
+def build_data_docs(context: Any, result_key: Any, suite_name: str, success: bool) -> Path:
+    """This validation's Data Docs on their own: its result page, its suite's page and an index
+    of the two, copied from the agency's GX site into runs/<suite>/<run>/. Returns the folder.
+
+    The GX site keeps every validation of the agency; a run logs only its own pages, so what a
+    run logs stays the same size however many batches came before (the whole site was 4 MB of
+    GX's images and fonts, plus every earlier page)."""
+    import jinja2
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
     )
 
-    context.build_data_docs(
-        resource_identifiers=[result_key, ExpectationSuiteIdentifier(name=suite_name)],
-        build_index=True,
+    suite_key = ExpectationSuiteIdentifier(name=suite_name)
+    context.build_data_docs(resource_identifiers=[result_key, suite_key], build_index=False)
+    site = data_docs_site(context)
+    page = page_of(context, result_key).relative_to(site)
+    suite_page = page_of(context, suite_key).relative_to(site)
+    folder = site.parent / "runs" / page.relative_to("validations").with_suffix("")
+    for name in (page, suite_page, *DATA_DOCS_STATIC):
+        source, target = site / name, folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copyfile(source, target)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
     )
+    (folder / "index.html").write_text(
+        environment.get_template("data_docs_index.html").render(
+            suite=suite_name,
+            run_time=str(result_key.run_id.run_time),
+            success=bool(success),
+            validation_page=page.as_posix(),
+            suite_page=suite_page.as_posix(),
+        ),
+        encoding="utf-8",
+    )
+    return folder
+
+
+def page_of(context: Any, key: Any) -> Path:
+    """The file of a validation result's or a suite's page in the agency's GX site."""
+    from urllib.parse import unquote, urlparse
+
+    [site] = context.get_docs_sites_urls(resource_identifier=key, only_if_exists=True)
+    return Path(unquote(urlparse(site["site_url"]).path))
 
 
 class GateFile:

@@ -174,6 +174,32 @@ def test_a_run_has_a_result_id_and_data_docs(runs: Runs) -> None:
     assert outcome.data_docs.is_relative_to(runs.state.root / "gx" / "alpha")
 
 
+def test_a_runs_data_docs_hold_its_own_pages_and_an_index_linking_them(runs: Runs) -> None:
+    """Logged with every run: only its own pages, so they do not grow with the batches before."""
+    import re
+
+    docs = runs.clean.data_docs
+    pages = sorted(path.relative_to(docs).as_posix() for path in docs.rglob("*.html"))
+    [validation_page] = [page for page in pages if page.startswith("validations/")]
+
+    assert pages == sorted(["index.html", "expectations/triage-scoring.html", validation_page])
+    assert validation_page.startswith("validations/triage-scoring/")
+    index = (docs / "index.html").read_text()
+    links = re.findall(r'href="([^"#]+)"', index)
+    assert sorted(links) == sorted(["expectations/triage-scoring.html", validation_page])
+    assert all((docs / link).is_file() for link in links)
+    # the validation page's own links (home, its suite) resolve inside the folder
+    page = docs / validation_page
+    for link in re.findall(r'href="(\.\./[^"#]+\.html)"', page.read_text()):
+        assert (page.parent / link).resolve().is_relative_to(docs.resolve())
+        assert (page.parent / link).is_file(), link
+    # GX's images and fonts for its site's index are not copied: a few dozen KB, not 4 MB
+    assert sum(path.stat().st_size for path in docs.rglob("*") if path.is_file()) < 200_000
+    # a later run of the same suite has its own folder and leaves this one as it was
+    assert runs.rerun.data_docs != docs
+    assert sorted(path.relative_to(docs).as_posix() for path in docs.rglob("*.html")) == pages
+
+
 def test_gx_analytics_are_disabled_in_the_written_config(runs: Runs) -> None:
     for agency in ("alpha", "beta"):
         config = yaml.safe_load(
