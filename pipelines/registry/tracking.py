@@ -90,14 +90,21 @@ def create_store_once(state: StateDir) -> None:
 
 def use_experiment(agency: str, state: StateDir, purpose: str = "") -> str:
     """An agency's experiment (training and evaluation), or one beside it for a purpose such
-    as scoring, with artifacts where StateDir.artifact_location says."""
+    as scoring, with artifacts where StateDir.artifact_location says. Two commands that make
+    it at once (two use cases trained together) both get the one that was made."""
     name = f"agencyml/{agency}" + (f"/{purpose}" if purpose else "")
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return mlflow.create_experiment(
-        name, artifact_location=state.artifact_location(agency, purpose)
-    )
+    try:
+        return mlflow.create_experiment(
+            name, artifact_location=state.artifact_location(agency, purpose)
+        )
+    except MlflowException:
+        experiment = mlflow.get_experiment_by_name(name)  # another process made it first
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 @dataclass
