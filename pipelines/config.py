@@ -37,6 +37,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def label_as_written(value: object) -> object:
+    """A label YAML read as true or false was an unquoted yes, no, on, off, true or false:
+    refused, since its text (and which of them was written) is gone."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"YAML reads an unquoted yes, no, on, off, true or false as {str(value).lower()}, "
+            'not as text: put the label in quotes, e.g. "yes"'
+        )
+    return value
+
+
 class TableFormat(Strict):
     """How a table file is read. Everything is sniffed from the file's content unless set here;
     the file may have any name or extension."""
@@ -214,6 +225,10 @@ class ThresholdPolicy(Strict):
     pass_label: str = "pass"
     fallback_label: str = "manual_review"
 
+    _labels_as_written = field_validator(
+        "flag_label", "pass_label", "fallback_label", mode="before"
+    )(label_as_written)
+
 
 class CapacityPolicy(Strict):
     """Binary only: flag the top k rows of each batch, e.g. the inspections a team can do."""
@@ -222,6 +237,10 @@ class CapacityPolicy(Strict):
     top_k: int = Field(gt=0)
     flag_label: str = "flag"
     pass_label: str = "pass"
+
+    _labels_as_written = field_validator("flag_label", "pass_label", mode="before")(
+        label_as_written
+    )
 
 
 class TargetPrecisionPolicy(Strict):
@@ -234,6 +253,10 @@ class TargetPrecisionPolicy(Strict):
     pass_label: str = "pass"
     threshold: float | None = Field(
         default=None, ge=0, le=1, description="Set by training; leave it out of params."
+    )
+
+    _labels_as_written = field_validator("flag_label", "pass_label", mode="before")(
+        label_as_written
     )
 
 
@@ -511,6 +534,8 @@ class UseCase(Strict):
         description="How the batches sent for scoring are read (sniffed unless set).",
     )
 
+    _positive_class_as_written = field_validator("positive_class", mode="before")(label_as_written)
+
     @property
     def row_key(self) -> str:
         """The column that identifies a row: the declared id, or the one agencyml makes."""
@@ -709,6 +734,11 @@ def parse_params_file(path: Path) -> AgencyParams:
         raise ParamsError(f"{path}: cannot read the file: {error}") from error
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from error
+    if raw is None:
+        raise ParamsError(
+            f"{path}: the file is empty; write the agency's params in it, draft them with "
+            f"`agencyml new-agency {path.stem} --from TABLE --force`, or remove the file"
+        )
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping with 'agency' and 'use_cases' at the top")
     try:
@@ -753,23 +783,29 @@ def load_use_case(agency: str, use_case: str) -> UseCaseSpec:
 
 
 def load_all_params() -> list[AgencyParams]:
-    """Every agency's params, by name."""
-    return [load_params(agency) for agency in list_agencies()]
+    """Every agency's params, by name. One invalid file stops the command whichever agency it
+    was run for (dvc.yaml and prefect.yaml are written from all of them), and the error says so."""
+    loaded = []
+    for agency in list_agencies():
+        try:
+            loaded.append(load_params(agency))
+        except ParamsError as error:
+            raise ParamsError(
+                f"{error}\nThis command reads every file in params/: fix {agency}.yaml, or move "
+                "it out of params/ while it is a draft."
+            ) from error
+    return loaded
 
 
 def list_use_cases() -> list[UseCaseSpec]:
     """Every use case of every agency, in a stable order."""
     return [
-        load_params(agency).use_case(name)
-        for agency in list_agencies()
-        for name in sorted(load_params(agency).use_cases)
+        params.use_case(name) for params in load_all_params() for name in sorted(params.use_cases)
     ]
 
 
 def list_datasets() -> list[DatasetSpec]:
     """Every dataset of every agency, in a stable order."""
     return [
-        load_params(agency).dataset(name)
-        for agency in list_agencies()
-        for name in sorted(load_params(agency).datasets)
+        params.dataset(name) for params in load_all_params() for name in sorted(params.datasets)
     ]
