@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
+from pydantic import ValidationError
 
-from pipelines.config import SLUG, ParamsError
+from pipelines.config import SLUG, AgencyParams, ParamsError, describe_validation_error
 from pipelines.data import readers, storage
 from pipelines.data.profiling import TableProfile, profile_table
 
@@ -29,8 +31,13 @@ class Draft:
     text: str
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
+def slug(text: str, prefix: str = "data") -> str:
+    """A name params accept: lower-case words joined by dashes, starting with a letter
+    ('2024 export' -> 'data-2024-export')."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not words:
+        return prefix
+    return words if words[0].isalpha() else f"{prefix}-{words}"
 
 
 def draft_params(
@@ -48,7 +55,7 @@ def draft_params(
         if not re.match(SLUG, value):
             raise ParamsError(
                 f"'{value}' cannot be an {name} name: use lower-case letters, digits and dashes, "
-                f"e.g. '{slug(value)}'"
+                f"e.g. '{slug(value, name.split()[-1])}'"
             )
     params_file = project / "params" / f"{agency}.yaml"
     if params_file.exists() and not force:
@@ -59,21 +66,41 @@ def draft_params(
     source = Path(source).expanduser().resolve()
     frame = storage.read_table(source)
     profile = profile_table(frame, target)
-    data_file, copied = place_in_project(source, project, agency)
+    data_file = place_in_project(source, project, agency)
     text = render(agency, use_case, source, data_file.relative_to(project), profile)
+    # a draft that is not valid params would stop every command that reads all of params/:
+    # it is checked before the data file is copied or the params file written
+    parse_params_text(text, params_file)
+    copied = data_file != source
+    if copied:
+        data_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, data_file)
     storage.write_text(params_file, text)
     return Draft(params_file, data_file, copied, profile, text)
 
 
-def place_in_project(source: Path, project: Path, agency: str) -> tuple[Path, bool]:
+def place_in_project(source: Path, project: Path, agency: str) -> Path:
+    """Where the params point: the file itself when it is in the project, else its copy under
+    data/<agency>/ (made once the draft is known to be valid)."""
     try:
         source.relative_to(project)
-        return source, False
+        return source
     except ValueError:
-        target = project / "data" / agency / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        return target, True
+        return project / "data" / agency / source.name
+
+
+def parse_params_text(text: str, params_file: Path) -> None:
+    """The draft as params: an error here is a drafting fault, named with the file and key."""
+    try:
+        raw = yaml.safe_load(text)
+        AgencyParams.model_validate(raw)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{params_file}: the draft is not valid YAML: {error}") from error
+    except ValidationError as error:
+        raise ParamsError(
+            f"{describe_validation_error(params_file, error)}\nThe draft was not written; "
+            "please report this with the table's column names."
+        ) from error
 
 
 def render(agency: str, use_case: str, source: Path, path: Path, profile: TableProfile) -> str:

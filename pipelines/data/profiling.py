@@ -4,15 +4,18 @@ reason; and columns that would leak the target because they predict it almost pe
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 
+from pipelines.config import ROW_ID
 from pipelines.data.columns import AmbiguousDatesError, FeatureError, parse_dates, text_column
+from pipelines.data.row_ids import ROW_NUMBER
 
 Kind = Literal["id", "numeric", "categorical", "text", "date", "left out"]
 PARSED_SHARE = 0.98  # a column is numbers (or dates) when this share of its values read so
@@ -77,9 +80,11 @@ def profile_table(frame: pd.DataFrame, target: str | None = None) -> TableProfil
     if frame.empty:
         raise ProfileError("the table has no rows to learn what its columns hold")
     if target is not None and target not in frame.columns:
-        raise ProfileError(
-            f"no column '{target}' in the table; its columns are {list(map(str, frame.columns))}"
-        )
+        names = [str(name) for name in frame.columns]
+        alike = [name for name in names if name.strip().lower() == target.strip().lower()]
+        alike = alike or difflib.get_close_matches(target, names, n=1)
+        hint = f"did you mean '{alike[0]}'? " if alike else ""
+        raise ProfileError(f"no column '{target}' in the table; {hint}its columns are {names}")
     columns = [profile_column(frame[name], str(name)) for name in frame.columns if name != target]
     if target is None:
         return TableProfile(len(frame), columns)
@@ -97,6 +102,10 @@ def profile_table(frame: pd.DataFrame, target: str | None = None) -> TableProfil
 
 
 def profile_column(values: pd.Series, name: str) -> ColumnProfile:
+    if name in (ROW_ID, ROW_NUMBER):  # scoring refuses a batch that brings them
+        return ColumnProfile(
+            name, "left out", "a name agencyml writes itself: rename the column to use it"
+        )
     present = values.dropna()
     if pd.api.types.is_string_dtype(present) or present.dtype == object:
         present = present[present.astype(str).str.strip() != ""]
@@ -208,9 +217,10 @@ def leaking_columns(
         if folds < 2:
             continue
         tree = DecisionTreeClassifier(max_depth=4, random_state=0)
-        accuracy = float(
-            np.mean(cross_val_score(tree, x.reshape(-1, 1).astype(float), y, cv=folds))
-        )
+        # shuffled folds: a table sorted by its target would otherwise hide a column that
+        # follows the row order (a running number), which a random split then leaks
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+        accuracy = float(np.mean(cross_val_score(tree, x.reshape(-1, 1).astype(float), y, cv=cv)))
         if accuracy >= LEAK_ACCURACY and accuracy > majority + 0.02:
             leaks[column.name] = round(accuracy, 4)
     return leaks

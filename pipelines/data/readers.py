@@ -209,6 +209,11 @@ def read_frame(
         raise InputFileError(f"cannot read {path}: permission denied") from error
     except (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise explained(path, error) from error
+    except pd.errors.EmptyDataError as error:
+        raise InputFileError(
+            f"cannot read {path}: the file is empty (no header row and no rows); check that the "
+            "export finished and send the whole file"
+        ) from error
     except (OSError, ValueError, KeyError, pa.ArrowException, BadZipFile) as error:
         raise InputFileError(f"cannot read {path} as {LABELS[found]} table: {error}") from error
 

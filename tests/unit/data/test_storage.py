@@ -119,7 +119,7 @@ def test_empty_csv_raises_input_file_error(tmp_path: Path) -> None:
     path = tmp_path / "batch.csv"
     path.write_text("")
 
-    with pytest.raises(InputFileError, match="as a CSV table"):
+    with pytest.raises(InputFileError, match="the file is empty"):
         read_table(path)
 
 

@@ -1,0 +1,194 @@
+"""A new agency onboarded from public tables (scikit-learn's breast cancer and wine data, written
+the way agencies deliver them), and the mistakes a new user makes in a params file: each gets
+one sentence saying what to do, and nothing half-written is left in params/ or data/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_breast_cancer
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipelines import config
+from pipelines.data import readers
+from pipelines.data.onboarding import draft_params, parse_params_text, slug
+from pipelines.data.profiling import ProfileError, profile_table
+from pipelines.data.storage import InputFileError
+
+runner = CliRunner()
+
+
+def clinic_table() -> pd.DataFrame:
+    """Breast cancer records as a clinic exports them: capitalised names with spaces, text
+    labels, an exam date, a few missing values, sorted by diagnosis, with a running number."""
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns=str.title)
+    frame["Diagnosis"] = np.where(frame.pop("Target") == 1, "Benign", "Malignant")
+    frame.insert(0, "Patient ID", [f"P{index:05d}" for index in range(len(frame))])
+    frame["Exam Date"] = pd.date_range("2021-01-01", periods=len(frame)).strftime("%Y-%m-%d")
+    frame.loc[[3, 40, 200], "Mean Radius"] = np.nan
+    frame = frame.sort_values("Diagnosis", kind="stable").reset_index(drop=True)
+    frame["Sequence"] = range(len(frame))  # follows the sort: predicts the label by row order
+    return frame
+
+
+@pytest.fixture(scope="module")
+def clinic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("agency") / "2024 export.csv"
+    clinic_table().to_csv(path, sep=";", decimal=",", index=False)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "project"
+    (root / "params").mkdir(parents=True)
+    monkeypatch.setenv("AGENCYML_PROJECT_ROOT", str(root))
+    monkeypatch.setenv("AGENCYML_HOME", str(tmp_path / "state"))
+    return root
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_a_file_named_from_a_year_drafts_valid_params(clinic_csv: Path, project: Path) -> None:
+    """'2024 export.csv' made the dataset '2024-export', which params refuse: the draft was
+    written anyway and stopped every command that reads all of params/."""
+    draft = draft_params("clinic", clinic_csv, project, target="Diagnosis")
+    params = config.load_params("clinic", project / "params")
+    assert list(params.datasets) == ["data-2024-export"]
+    use_case = params.use_cases["main"]
+    assert use_case.id_column == "Patient ID"
+    assert use_case.positive_class == "Malignant"
+    assert "Mean Radius" in use_case.features.numeric
+    assert use_case.batch_format.decimal == ","
+    assert draft.copied and draft.data_file.read_bytes() == clinic_csv.read_bytes()
+    # the running number follows the file's sort by diagnosis: flagged, not a feature
+    assert "Sequence" in draft.profile.leaks
+    assert "Sequence" not in use_case.features.numeric
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "expected"),
+    [
+        ("2024 export", "data", "data-2024-export"),
+        ("___", "data", "data"),
+        ("Wine 2", "x", "wine-2"),
+    ],
+)
+def test_slugs_start_with_a_letter(text: str, prefix: str, expected: str) -> None:
+    assert slug(text, prefix) == expected
+
+
+def test_an_invalid_draft_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(config.ParamsError, match=r"(?s)a\.yaml: .*The draft was not written"):
+        parse_params_text(
+            "agency: a\ndatasets: {2x: {kind: file, path: x.csv}}\nuse_cases: {}\n",
+            tmp_path / "a.yaml",
+        )
+
+
+def test_columns_named_like_agencymls_own_are_left_out() -> None:
+    frame = pd.DataFrame(
+        {"row_id": [1, 2, 1, 2] * 10, "row_number": range(40), "label": ["a", "b"] * 20}
+    )
+    kinds = {column.name: (column.kind, column.note) for column in profile_table(frame).columns}
+    assert kinds["row_id"][0] == kinds["row_number"][0] == "left out"
+    assert "rename the column" in kinds["row_id"][1]
+
+
+def test_a_target_spelt_another_way_is_named() -> None:
+    frame = pd.DataFrame({"Cultivar": ["a", "b"] * 20, "x": range(40)})
+    with pytest.raises(ProfileError, match="did you mean 'Cultivar'"):
+        profile_table(frame, "cultivar")
+
+
+def test_an_empty_data_file_says_it_is_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "claims.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(InputFileError, match="the file is empty"):
+        readers.read_frame(empty)
+
+
+def test_new_agency_refuses_bad_input_and_writes_nothing(clinic_csv: Path, project: Path) -> None:
+    empty = project.parent / "empty.csv"
+    empty.write_bytes(b"")
+    code, output = invoke("new-agency", "clinic", "--from", str(empty))
+    assert code == 3 and "the file is empty" in output
+    code, output = invoke("new-agency", "clinic", "--from", str(clinic_csv), "-t", "diagnosis")
+    assert code == 2 and "did you mean 'Diagnosis'" in output
+    assert not any((project / "params").iterdir()) and not (project / "data").exists()
+
+
+def write_params(project: Path, agency: str, **use_case: object) -> Path:
+    params = {
+        "agency": agency,
+        "datasets": {"rows": {"kind": "file", "path": "data/rows.csv"}},
+        "use_cases": {
+            "main": {
+                "dataset": "rows",
+                "target": "label",
+                "task": "binary",
+                "positive_class": "yes",
+                "features": {"numeric": ["x"]},
+                "split": {"method": "random"},
+                "decision": {"kind": "threshold", "threshold": 0.5},
+                **use_case,
+            }
+        },
+    }
+    path = project / "params" / f"{agency}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("positive_class: yes", "use_cases.main.positive_class"),
+        (
+            "positive_class: 'no'\n    decision: {kind: threshold, threshold: 0.5, flag_label: on}",
+            "use_cases.main.decision.flag_label",
+        ),
+    ],
+)
+def test_an_unquoted_yes_or_no_label_says_to_quote_it(project: Path, line: str, key: str) -> None:
+    """YAML reads an unquoted yes as true: it became positive_class '1', and training said the
+    data had no class '1'."""
+    path = write_params(project, "clinic")
+    text = path.read_text().replace("positive_class: 'yes'", line)
+    if "decision:" in line:
+        text = text.replace("    decision:\n      kind: threshold\n      threshold: 0.5\n", "")
+    path.write_text(text)
+    with pytest.raises(config.ParamsError) as caught:
+        config.load_params("clinic", project / "params")
+    assert f"{key}:" in str(caught.value) and 'put the label in quotes, e.g. "yes"' in str(
+        caught.value
+    )
+    path.write_text(
+        text.replace(line.split("\n")[0], "positive_class: 'yes'").replace("on}", "'on'}")
+    )
+    assert (
+        config.load_params("clinic", project / "params").use_cases["main"].positive_class == "yes"
+    )
+
+
+def test_an_empty_or_broken_params_file_is_named_for_every_agency(project: Path) -> None:
+    write_params(project, "clinic")
+    (project / "params" / "draft.yaml").write_text("")
+    with pytest.raises(config.ParamsError, match=r"draft\.yaml: the file is empty; write"):
+        config.load_params("draft", project / "params")
+    code, output = invoke("agencies")
+    assert code == 2
+    assert "draft.yaml: the file is empty" in output
+    assert "This command reads every file in params/: fix draft.yaml" in output
+    (project / "params" / "draft.yaml").unlink()
+    code, output = invoke("agencies")
+    assert code == 0 and "clinic.main" in output
