@@ -104,16 +104,18 @@ class StoredFile:
 
 
 @contextlib.contextmanager
-def dvc_lock(repo: Path, timeout_seconds: float = 600) -> Iterator[None]:
+def dvc_lock(repo: Path, timeout_seconds: float = 600, *, shared: bool = False) -> Iterator[None]:
     """Serialise DVC operations across processes: DVC's own repo lock fails at once when held,
-    so two flows that both touch DVC wait their turn here instead."""
+    so two flows that both touch DVC wait their turn here instead. `shared` is for reading
+    dvc.lock and .dvc files, which DVC rewrites in place: readers wait only for a writer."""
     lock_path = Path(repo) / ".dvc" / "tmp" / "agencyml.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
+    with open(lock_path, "a") as handle:
         deadline = time.monotonic() + timeout_seconds
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
@@ -173,7 +175,16 @@ def tracked_data(repo: Path, path: str) -> TrackedData:
 
 
 def recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
-    """(stage, md5) that dvc.lock or `<path>.dvc` records for `path`; (None, None) if neither."""
+    """(stage, md5) that dvc.lock or `<path>.dvc` records for `path`; (None, None) if neither.
+    Read under the DVC lock: a `dvc commit` of another command rewrites dvc.lock in place, and
+    a read beside it saw an empty file, so the data looked untracked."""
+    if not (Path(repo) / ".dvc").is_dir():
+        return _recorded_md5(repo, path)
+    with dvc_lock(repo, shared=True):
+        return _recorded_md5(repo, path)
+
+
+def _recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
     lock_file = Path(repo) / "dvc.lock"
     if lock_file.is_file():
         stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})

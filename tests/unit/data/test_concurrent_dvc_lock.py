@@ -1,0 +1,83 @@
+"""A command reading what DVC records for its data (a training's lineage) while another
+command commits its outputs (an ingest): DVC rewrites dvc.lock in place, so the reader must
+never see it half written."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.data.storage import file_md5
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+COMMITS = 5
+
+
+def run(root: Path, *args: str) -> None:
+    subprocess.run(args, cwd=root, check=True, capture_output=True)
+
+
+def commit_again_and_again(root: str) -> None:
+    from pipelines.data.versioning import commit_outputs
+
+    for number in range(COMMITS):
+        (Path(root) / "data" / "b.bin").write_bytes(f"b, version {number}".encode())
+        commit_outputs(Path(root), ["make_b"], push=False)
+
+
+def read_until_stopped(root: str, stop: Any, results: Any) -> None:
+    """How often the reader saw each answer for data/a.bin, which no commit touches."""
+    from pipelines.data.versioning import recorded_md5
+
+    seen: dict[str, int] = {}
+    while not stop.is_set():
+        try:
+            answer = repr(recorded_md5(Path(root), "data/a.bin"))
+        except Exception as error:  # counted, not raised: the test shows what was seen
+            answer = type(error).__name__
+        seen[answer] = seen.get(answer, 0) + 1
+    results.put(seen)
+
+
+def test_what_dvc_records_is_read_whole_while_another_command_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    root = tmp_path / "repo"
+    (root / "data").mkdir(parents=True)
+    run(root, "git", "init", "-q")
+    run(root, sys.executable, "-m", "dvc", "init", "-q")
+    (root / "dvc.yaml").write_text(
+        "stages:\n"
+        + "".join(
+            f"  make_{name}:\n"
+            f"    cmd: python -c \"open('data/{name}.bin','wb').write(b'{name}')\"\n"
+            f"    outs: [data/{name}.bin]\n"
+            for name in "ab"
+        )
+    )
+    run(root, sys.executable, "-m", "dvc", "repro", "-q")
+    expected = repr(("make_a", file_md5(root / "data" / "a.bin")))
+
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters, as separate commands are
+    stop, results = spawn.Event(), spawn.Queue()
+    reader = spawn.Process(target=read_until_stopped, args=(str(root), stop, results))
+    reader.start()
+    writer = spawn.Process(target=commit_again_and_again, args=(str(root),))
+    writer.start()
+    writer.join(timeout=300)
+    stop.set()
+    seen = results.get(timeout=60)
+    reader.join(timeout=60)
+
+    assert writer.exitcode == 0
+    assert list(seen) == [expected], seen
