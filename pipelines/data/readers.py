@@ -190,6 +190,7 @@ def read_frame(
         if found == "excel":
             sheet = (table_format or TableFormat()).sheet
             header = (table_format or TableFormat()).header
+            check_sheet(path, sheet)
             frame = pd.read_excel(
                 path,
                 sheet_name=sheet,
@@ -216,6 +217,19 @@ def read_frame(
         ) from error
     except (OSError, ValueError, KeyError, pa.ArrowException, BadZipFile) as error:
         raise InputFileError(f"cannot read {path} as {LABELS[found]} table: {error}") from error
+
+
+def check_sheet(path: Path, sheet: str | int) -> None:
+    """A sheet the workbook does not have is named with the sheets it has."""
+    sheets = pd.ExcelFile(path).sheet_names
+    if (sheet in sheets) if isinstance(sheet, str) else (0 <= sheet < len(sheets)):
+        return
+    wanted = f"'{sheet}'" if isinstance(sheet, str) else f"number {sheet} (counted from 0)"
+    listed = ", ".join(f"'{name}'" for name in sheets)
+    raise InputFileError(
+        f"{path.name} has no sheet {wanted}; its sheets are {listed}: set the dataset's "
+        "(or batch_format's) sheet to one of their names or positions"
+    )
 
 
 def read_text(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_wine
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -192,3 +192,18 @@ def test_an_empty_or_broken_params_file_is_named_for_every_agency(project: Path)
     (project / "params" / "draft.yaml").unlink()
     code, output = invoke("agencies")
     assert code == 0 and "clinic.main" in output
+
+
+@pytest.mark.parametrize(("sheet", "named"), [("Data", "'Data'"), (2, "number 2 (counted from 0)")])
+def test_a_sheet_the_workbook_lacks_is_named_with_the_sheets_it_has(
+    tmp_path: Path, sheet: str | int, named: str
+) -> None:
+    path = tmp_path / "wine.xlsx"
+    wine = load_wine(as_frame=True).frame
+    with pd.ExcelWriter(path) as workbook:
+        wine.head(20).to_excel(workbook, sheet_name="Lots", index=False)
+        wine.tail(5).to_excel(workbook, sheet_name="Notes", index=False)
+    with pytest.raises(InputFileError) as caught:
+        readers.read_frame(path, config.TableFormat(sheet=sheet))
+    assert f"no sheet {named}; its sheets are 'Lots', 'Notes'" in str(caught.value)
+    assert len(readers.read_frame(path, config.TableFormat(sheet="Notes"))) == 5
