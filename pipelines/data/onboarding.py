@@ -51,11 +51,11 @@ def draft_params(
 ) -> Draft:
     """Profile the file and write params/<agency>.yaml; the file is copied under data/<agency>/
     when it is not in the project yet. Refuses to replace a params file unless `force`."""
-    for name, value in (("agency", agency), ("use case", use_case)):
+    for name, value, prefix in (("an agency", agency, "agency"), ("a use case", use_case, "case")):
         if not re.match(SLUG, value):
             raise ParamsError(
-                f"'{value}' cannot be an {name} name: use lower-case letters, digits and dashes, "
-                f"e.g. '{slug(value, name.split()[-1])}'"
+                f"'{value}' cannot be {name} name: use lower-case letters, digits and dashes, "
+                f"starting with a letter, e.g. '{slug(value, prefix)}'"
             )
     params_file = project / "params" / f"{agency}.yaml"
     if params_file.exists() and not force:

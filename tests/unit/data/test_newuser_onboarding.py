@@ -207,3 +207,29 @@ def test_a_sheet_the_workbook_lacks_is_named_with_the_sheets_it_has(
         readers.read_frame(path, config.TableFormat(sheet=sheet))
     assert f"no sheet {named}; its sheets are 'Lots', 'Notes'" in str(caught.value)
     assert len(readers.read_frame(path, config.TableFormat(sheet="Notes"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("agency", "use_case", "message"),
+    [
+        (
+            "2024",
+            "main",
+            "'2024' cannot be an agency name: use lower-case letters, digits and "
+            "dashes, starting with a letter, e.g. 'agency-2024'",
+        ),
+        (
+            "clinic",
+            "First Model",
+            "'First Model' cannot be a use case name: use lower-case "
+            "letters, digits and dashes, starting with a letter, e.g. 'first-model'",
+        ),
+    ],
+)
+def test_a_name_params_refuse_gets_one_they_accept(
+    clinic_csv: Path, project: Path, agency: str, use_case: str, message: str
+) -> None:
+    with pytest.raises(config.ParamsError) as caught:
+        draft_params(agency, clinic_csv, project, use_case=use_case)
+    assert str(caught.value) == message
+    assert not any((project / "params").iterdir()) and not (project / "data").exists()
