@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pipelines import hashlog
 from pipelines.config import LOWER_IS_BETTER, UseCase
+from pipelines.durable import file_lock
 from pipelines.paths import StateDir
 from pipelines.registry import tracking
 from pipelines.registry.log_heads import MlflowHeads
@@ -192,6 +193,13 @@ def audit_path(state: StateDir) -> Path:
     return state.root / "registry" / "audit.jsonl"
 
 
+def model_lock(state: StateDir, model_name: str) -> Path:
+    """Held while a model's aliases move and their event is appended, and (shared) while they
+    are compared: a scoring that looked between the two saw an alias the log did not name yet
+    and refused it as moved outside agencyml."""
+    return state.root / "locks" / "registry" / f"{model_name}.lock"
+
+
 def append_event(state: StateDir, event: dict[str, Any]) -> dict[str, Any]:
     """Append one event; each line carries the hash of the line before it, so an edit or a
     deleted line breaks the chain and `read_events` says where. A log that was already edited
@@ -262,6 +270,11 @@ def current_user() -> str:
 def apply_gate(model_name: str, version: str, result: GateResult, state: StateDir) -> list[str]:
     """Register the version as challenger, record the gate's verdict, promote if it says so;
     returns the version's aliases afterwards."""
+    with file_lock(model_lock(state, model_name)):
+        return _apply_gate(model_name, version, result, state)
+
+
+def _apply_gate(model_name: str, version: str, result: GateResult, state: StateDir) -> list[str]:
     previous = tracking.alias_version(model_name, CHALLENGER, state)
     tracking.set_alias(model_name, CHALLENGER, version, state)
     tracking.set_version_tags(
@@ -286,7 +299,7 @@ def apply_gate(model_name: str, version: str, result: GateResult, state: StateDi
         gate=result.as_dict(),
     )
     if result.decision == "promote":
-        promote(
+        _promote(
             model_name,
             version,
             state,
@@ -309,6 +322,20 @@ def promote(
     gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Move champion to `version`; a challenger alias on it is removed (it has won)."""
+    with file_lock(model_lock(state, model_name)):
+        return _promote(model_name, version, state, action=action, by=by, reason=reason, gate=gate)
+
+
+def _promote(
+    model_name: str,
+    version: str,
+    state: StateDir,
+    *,
+    action: str,
+    by: str,
+    reason: str,
+    gate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     before = tracking.alias_version(model_name, CHAMPION, state)
     tracking.set_alias(model_name, CHAMPION, version, state)
     if tracking.alias_version(model_name, CHALLENGER, state) == str(version):
@@ -328,6 +355,11 @@ def promote(
 
 def approve(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
     """A person approves a version the gate passed; it becomes champion."""
+    with file_lock(model_lock(state, model_name)):
+        return _approve(model_name, version, by, reason, state)
+
+
+def _approve(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
     tags = tracking.model_version_tags(model_name, version, state)
     decision = tags.get("agencyml.gate.decision")
     if tracking.alias_version(model_name, CHAMPION, state) == str(version):
@@ -348,7 +380,7 @@ def approve(model_name: str, version: str, by: str, reason: str, state: StateDir
         person_tags("agencyml.approval", by, reason),
         state,
     )
-    return promote(model_name, version, state, action="approve", by=by, reason=reason)
+    return _promote(model_name, version, state, action="approve", by=by, reason=reason)
 
 
 def approval_queue(state: StateDir, agency: str | None = None) -> list[dict[str, Any]]:
@@ -382,6 +414,11 @@ def approval_queue(state: StateDir, agency: str | None = None) -> list[dict[str,
 
 def reject(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
     """A person rejects a version: it loses the challenger alias and can never be approved."""
+    with file_lock(model_lock(state, model_name)):
+        return _reject(model_name, version, by, reason, state)
+
+
+def _reject(model_name: str, version: str, by: str, reason: str, state: StateDir) -> dict:
     tracking.model_version_tags(model_name, version, state)  # exists, or ModelNotFoundError
     if tracking.alias_version(model_name, CHAMPION, state) == str(version):
         raise RegistryError(
@@ -412,6 +449,11 @@ def reject(model_name: str, version: str, by: str, reason: str, state: StateDir)
 
 def rollback(model_name: str, by: str, reason: str, state: StateDir) -> dict:
     """Champion goes back to the version it replaced most recently."""
+    with file_lock(model_lock(state, model_name)):
+        return _rollback(model_name, by, reason, state)
+
+
+def _rollback(model_name: str, by: str, reason: str, state: StateDir) -> dict:
     current = tracking.alias_version(model_name, CHAMPION, state)
     if current is None:
         raise RegistryError(f"{model_name} has no champion to roll back")
@@ -427,7 +469,7 @@ def rollback(model_name: str, by: str, reason: str, state: StateDir) -> dict:
             "back to"
         )
     _check_person(by, reason)
-    return promote(model_name, previous, state, action="rollback", by=by, reason=reason)
+    return _promote(model_name, previous, state, action="rollback", by=by, reason=reason)
 
 
 def champion_at(events: list[dict[str, Any]], moment: datetime) -> str | None:
@@ -460,6 +502,11 @@ class AliasMovedError(AuditLogError):
 def alias_disagreement(model_name: str, state: StateDir) -> str | None:
     """Why the registry's champion of a model is not the one the audit log last recorded, or
     None when they agree. Reads (and so checks) the whole log: AuditLogError if it was edited."""
+    with file_lock(model_lock(state, model_name), shared=True):
+        return _disagreement(model_name, state)
+
+
+def _disagreement(model_name: str, state: StateDir) -> str | None:
     logged = champion_at(read_events(state, model_name), datetime.max.replace(tzinfo=UTC))
     registered = tracking.alias_version(model_name, CHAMPION, state)
     if registered == logged:
@@ -489,10 +536,11 @@ def alias_disagreement(model_name: str, state: StateDir) -> str | None:
 def find_champion(model_name: str, state: StateDir) -> tracking.ModelRef:
     """The champion's version, once its alias agrees with the audit log: a batch is never
     scored by a version that no recorded promotion chose."""
-    disagreement = alias_disagreement(model_name, state)
-    if disagreement is not None:
-        raise AliasMovedError(disagreement, audit_path(state))
-    return tracking.find_model(model_name, state)
+    with file_lock(model_lock(state, model_name), shared=True):
+        disagreement = _disagreement(model_name, state)
+        if disagreement is not None:
+            raise AliasMovedError(disagreement, audit_path(state))
+        return tracking.find_model(model_name, state)
 
 
 def parse_moment(text: str) -> datetime:
