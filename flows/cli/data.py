@@ -308,6 +308,7 @@ def new_agency(
                     "params_file": draft.params_file,
                     "data_file": draft.data_file,
                     "copied": draft.copied,
+                    "encoding": draft.encoding or "utf-8",
                     **asdict(profile),
                     "to_fill_in": missing,
                 }
@@ -327,6 +328,12 @@ def new_agency(
             table.add_row(column.name, kind, note, column.example[:40])
         console.print(table)
         warn_of_leaks(profile)
+        if draft.encoding:
+            errors.print(
+                f"[yellow]{source.name} is not UTF-8:[/] read as {draft.encoding} (set as its "
+                "encoding in the draft); check that accented letters look right above",
+                soft_wrap=True,
+            )
         if draft.copied:
             console.print(f"copied the file to {draft.data_file}", soft_wrap=True)
         console.print(f"wrote {draft.params_file}: read its comments", soft_wrap=True)

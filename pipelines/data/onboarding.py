@@ -11,15 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from pipelines.config import SLUG, AgencyParams, ParamsError, describe_validation_error
+from pipelines.config import (
+    SLUG,
+    AgencyParams,
+    ParamsError,
+    TableFormat,
+    describe_validation_error,
+)
 from pipelines.data import readers, storage
 from pipelines.data.profiling import TableProfile, profile_table
 
 TEMPLATES = Path(__file__).with_name("templates")
 DEFAULT_USE_CASE = "main"
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # tried in turn when a text table is not UTF-8
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class Draft:
     copied: bool
     profile: TableProfile
     text: str
+    encoding: str | None = None  # the text's when it is not UTF-8
 
 
 def slug(text: str, prefix: str = "data") -> str:
@@ -64,10 +73,10 @@ def draft_params(
             "replaced)"
         )
     source = Path(source).expanduser().resolve()
-    frame = storage.read_table(source)
+    frame, encoding = read_source(source)
     profile = profile_table(frame, target)
     data_file = place_in_project(source, project, agency)
-    text = render(agency, use_case, source, data_file.relative_to(project), profile)
+    text = render(agency, use_case, source, data_file.relative_to(project), profile, encoding)
     # a draft that is not valid params would stop every command that reads all of params/:
     # it is checked before the data file is copied or the params file written
     parse_params_text(text, params_file)
@@ -76,7 +85,23 @@ def draft_params(
         data_file.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, data_file)
     storage.write_text(params_file, text)
-    return Draft(params_file, data_file, copied, profile, text)
+    return Draft(params_file, data_file, copied, profile, text, encoding)
+
+
+def read_source(source: Path) -> tuple[pd.DataFrame, str | None]:
+    """The table, and the encoding it was read in when its text is not UTF-8: agencies'
+    exports are often Windows-1252 or Latin-1, and there are no params yet to say so."""
+    try:
+        return storage.read_table(source), None
+    except storage.InputFileError:
+        if readers.resolve_format(source, None) != "csv":
+            raise
+        for encoding in FALLBACK_ENCODINGS:
+            try:
+                return storage.read_table(source, TableFormat(encoding=encoding)), encoding
+            except storage.InputFileError:
+                continue
+        raise
 
 
 def place_in_project(source: Path, project: Path, agency: str) -> Path:
@@ -103,7 +128,14 @@ def parse_params_text(text: str, params_file: Path) -> None:
         ) from error
 
 
-def render(agency: str, use_case: str, source: Path, path: Path, profile: TableProfile) -> str:
+def render(
+    agency: str,
+    use_case: str,
+    source: Path,
+    path: Path,
+    profile: TableProfile,
+    encoding: str | None = None,
+) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -111,20 +143,30 @@ def render(agency: str, use_case: str, source: Path, path: Path, profile: TableP
     )
     environment.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
     return environment.get_template("params.yaml.j2").render(
-        **facts(agency, use_case, source, path, profile)
+        **facts(agency, use_case, source, path, profile, encoding)
     )
 
 
 def facts(
-    agency: str, use_case: str, source: Path, path: Path, profile: TableProfile
+    agency: str,
+    use_case: str,
+    source: Path,
+    path: Path,
+    profile: TableProfile,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     found = readers.resolve_format(source, None)
+    batch_format = {
+        **({"decimal": ","} if profile.decimal_comma else {}),
+        **({"encoding": encoding} if encoding else {}),
+    }
     if found == "csv":
-        layout = readers.text_layout(source)
+        layout = readers.text_layout(source, TableFormat(encoding=encoding))
         read_options = [
             ("format", "csv"),
             ("separator", layout.separator),
             ("header", layout.header),
+            *([("encoding", encoding)] if encoding else []),
             *([("skip_initial_space", True)] if layout.skip_initial_space else []),
             *([("decimal", ",")] if profile.decimal_comma else []),
         ]
@@ -159,5 +201,5 @@ def facts(
         "left_out": [c for c in profile.columns if c.kind == "left out"],
         "leaks": profile.leaks,
         "split_date": dates[0] if dates else None,
-        "batch_format": {"decimal": ","} if profile.decimal_comma else None,
+        "batch_format": batch_format or None,
     }

@@ -233,3 +233,28 @@ def test_a_name_params_refuse_gets_one_they_accept(
         draft_params(agency, clinic_csv, project, use_case=use_case)
     assert str(caught.value) == message
     assert not any((project / "params").iterdir()) and not (project / "data").exists()
+
+
+def test_a_table_in_windows_1252_is_drafted_with_its_encoding(
+    tmp_path: Path, project: Path
+) -> None:
+    """A Windows export could not be drafted at all: the error said to set `encoding` in
+    params that did not exist yet, and new-agency has no such option."""
+    table = clinic_table().sample(200, random_state=0).drop(columns="Sequence")
+    table["Clinic"] = ["Universitätsklinikum Köln", "Charité", "Hôpital Nord", "Zürich"] * 50
+    source = tmp_path / "kliniken.csv"
+    table.to_csv(source, sep=";", decimal=",", index=False, encoding="cp1252")
+    code, output = invoke("new-agency", "kliniken", "--from", str(source), "-t", "Diagnosis")
+    assert code == 0, output
+    assert "kliniken.csv is not UTF-8: read as cp1252" in output
+    params = config.load_params("kliniken", project / "params")
+    dataset = params.datasets["kliniken"]
+    assert dataset.encoding == "cp1252"
+    assert params.use_cases["main"].batch_format.encoding == "cp1252"
+    frame = readers.read_frame(project / dataset.path, dataset)
+    assert set(frame["Clinic"]) == {
+        "Universitätsklinikum Köln",
+        "Charité",
+        "Hôpital Nord",
+        "Zürich",
+    }
