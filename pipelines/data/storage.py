@@ -208,9 +208,13 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
-def write_neutralised_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_neutralised_csv(
+    frame: pd.DataFrame, path: Path, *, encoding: str = "utf-8", separator: str = ","
+) -> None:
     """Every cell quoted, so a line break inside a cell cannot start a new row."""
-    neutralise_formulas(frame).to_csv(path, index=False, quoting=csv.QUOTE_ALL)
+    neutralise_formulas(frame).to_csv(
+        path, index=False, quoting=csv.QUOTE_ALL, encoding=encoding, sep=separator
+    )
 
 
 def write_csv_stream(chunks: Iterable[pd.DataFrame], path: Path) -> Path:
@@ -226,12 +230,15 @@ def write_csv_stream(chunks: Iterable[pd.DataFrame], path: Path) -> Path:
     return path
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a CSV for people to open, atomically, with formula injection neutralised."""
+def write_csv(
+    frame: pd.DataFrame, path: Path, *, encoding: str = "utf-8", separator: str = ","
+) -> Path:
+    """Write a CSV for people to open, atomically, with formula injection neutralised; an
+    agency's batch in the encoding and separator its params read batches in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_path(path) as partial:
-        write_neutralised_csv(frame, partial)
+        write_neutralised_csv(frame, partial, encoding=encoding, separator=separator)
     return path
 
 

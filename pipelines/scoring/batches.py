@@ -342,8 +342,19 @@ def write_sample_batch(spec: UseCaseSpec, path: Path, rows: int | None = None) -
             f"{' or '.join('*' + s for s in SAMPLE_FORMATS)}"
         )
     batch = holdout_batch(spec, rows)
-    write = storage.write_csv if suffix == ".csv" else storage.write_parquet
-    return write(batch, path), len(batch)
+    if suffix != ".csv":
+        return storage.write_parquet(batch, path), len(batch)
+    # written the way the use case reads its batches, or scoring would read it otherwise
+    # (a cp1252 batch_format would turn UTF-8 'ä' into 'Ã¤', a category the model never saw)
+    batch_format = spec.params.batch_format
+    separator = batch_format.separator
+    written = storage.write_csv(
+        batch,
+        path,
+        encoding=batch_format.encoding or "utf-8",
+        separator=separator if separator not in (None, "whitespace") else ",",
+    )
+    return written, len(batch)
 
 
 def write_holdout_batch(spec: UseCaseSpec, state: StateDir) -> Path:

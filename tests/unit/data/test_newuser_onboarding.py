@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipelines import config
-from pipelines.data import readers
+from pipelines.data import readers, storage
 from pipelines.data.onboarding import draft_params, parse_params_text, slug
 from pipelines.data.profiling import ProfileError, profile_table
 from pipelines.data.storage import InputFileError
+from pipelines.scoring.batches import write_sample_batch
 
 runner = CliRunner()
 
@@ -253,6 +254,18 @@ def test_a_table_in_windows_1252_is_drafted_with_its_encoding(
     assert params.use_cases["main"].batch_format.encoding == "cp1252"
     frame = readers.read_frame(project / dataset.path, dataset)
     assert set(frame["Clinic"]) == {
+        "Universitätsklinikum Köln",
+        "Charité",
+        "Hôpital Nord",
+        "Zürich",
+    }
+    # the sample batch new-agency suggests scoring is written the way batches are read: in
+    # UTF-8 it was read as cp1252, 'Köln' became 'KÃ¶ln', a category the model never saw
+    spec = params.use_case("main")
+    storage.write_parquet(frame, spec.data.resolved_path())
+    batch, _ = write_sample_batch(spec, tmp_path / "batch.csv", rows=30)
+    sample = readers.read_frame(batch, spec.params.batch_format)
+    assert set(sample["Clinic"]) <= {
         "Universitätsklinikum Köln",
         "Charité",
         "Hôpital Nord",
