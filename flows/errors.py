@@ -45,7 +45,11 @@ EXIT_CODES = {
     "ProjectNotFoundError": 2,  # no params/ here or above: `agencyml init DIR` makes a project
     "SettingsError": 2,  # an AGENCYML_* variable holds a value agencyml cannot use
     "OutputDiskError": 16,  # the state directory's disk is full or cannot be written
+    "OutputPathError": 2,  # an output option names a folder, or a place this user cannot write
+    "TrackingServerError": 15,  # AGENCYML_TRACKING_URI's MLflow server does not answer
+    "PrefectUnreachableError": 14,  # PREFECT_API_URL's server does not answer
 }
+INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 INPUT_CODES = (3, 4)  # the file cannot be read, or its data was rejected
 
 
@@ -63,7 +67,16 @@ class PrefectServerStartError(RuntimeError):
     """Prefect's temporary local server did not answer in time (a busy machine, usually)."""
 
 
+class TrackingServerError(RuntimeError):
+    """The MLflow tracking server that AGENCYML_TRACKING_URI names does not answer."""
+
+
+class PrefectUnreachableError(RuntimeError):
+    """The Prefect server that PREFECT_API_URL names does not answer."""
+
+
 EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+UNREACHABLE_API = "Failed to reach API at "
 
 
 def explained(error: Exception) -> Exception:
@@ -79,5 +92,11 @@ def explained(error: Exception) -> Exception:
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start a server once with "
             "`agencyml server` and point runs at it with "
             "PREFECT_API_URL=http://127.0.0.1:4200/api."
+        )
+    if isinstance(error, RuntimeError) and str(error).startswith(UNREACHABLE_API):
+        url = str(error).removeprefix(UNREACHABLE_API)
+        return PrefectUnreachableError(
+            f"no Prefect server answers at {url} (PREFECT_API_URL), so nothing ran: start it, "
+            "or unset PREFECT_API_URL to let agencyml start a local one, and try again."
         )
     return error

@@ -7,11 +7,19 @@ notices and errors go to stderr, so `agencyml X --json | jq` always reads one do
 
 from __future__ import annotations
 
+import _thread
 import json
+import os
+import socket
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -22,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.errors import EXIT_CODES, explained
+from flows.errors import EXIT_CODES, INTERRUPTED, TrackingServerError, explained
 from flows.runtime import prepare_environment
 from pipelines.paths import ProjectNotFoundError, state_dir
 from pipelines.settings import SettingsError, settings
@@ -37,8 +45,16 @@ console = Console()  # stdout: results only
 errors = Console(stderr=True)  # stderr: progress, notices and errors
 
 
+# the commands that open the MLflow store first: they fail at once when its server is away
+USES_TRACKING = frozenset(
+    {"train", "evaluate", "score", "validate", "reproduce", "approve", "reject", "rollback"}
+    | {"history", "lineage", "card", "verify", "demo", "inbox", "ui", "serve"}
+)
+
+
 @app.callback()
 def main_options(
+    context: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect and MLflow logs."),
 ) -> None:
     try:
@@ -46,20 +62,131 @@ def main_options(
     except (ProjectNotFoundError, SettingsError):
         return  # `init` and `settings` work anywhere; other commands say what is wrong
     prepare_environment(state, verbose=verbose)
+    if context.invoked_subcommand in USES_TRACKING:
+        with friendly_errors():
+            require_tracking_server(settings().tracking_uri)
+
+
+def require_tracking_server(uri: str | None, timeout: float = 5.0) -> None:
+    """Refuse to start when AGENCYML_TRACKING_URI names a server that does not answer: MLflow
+    would retry for minutes before failing half-way through the command."""
+    if not uri or urlsplit(uri).scheme not in ("http", "https"):
+        return
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return
+    except OSError as refused:
+        reason = refused.strerror or type(refused).__name__
+        raise TrackingServerError(
+            f"the MLflow tracking server at {uri} (AGENCYML_TRACKING_URI) does not answer "
+            f"({reason}), so nothing ran: start it, or fix or unset AGENCYML_TRACKING_URI "
+            "(`agencyml settings` shows it), and try again."
+        ) from None
+
+
+class OutputPathError(ValueError):
+    """An output path the command could not write to; checked before any work starts."""
+
+
+def writable_file(path: Path | None, option: str) -> None:
+    """Refuse, before any work, an output file that is a folder or cannot be made."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise OutputPathError(
+            f"{option} {path} is a folder: give the path of a file (in it, if you like)."
+        )
+    writable_folder(path.parent, option, of=path)
+
+
+def writable_folder(path: Path | None, option: str, *, of: Path | None = None) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be made or written."""
+    if path is None:
+        return
+    named = of or path
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(
+            f"{option} {named}: {existing} is a file, not a folder; choose another path."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"{option} {named}: this user cannot write in {existing}; choose another path."
+        )
+
+
+def showing_tracebacks() -> bool:
+    """`agencyml --verbose` shows an unexpected failure's traceback for a bug report."""
+    context = click.get_current_context(silent=True)
+    root = context.find_root() if context is not None else None
+    return bool(root is not None and root.params.get("verbose"))
 
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Known failures print one clear message and exit non-zero; nothing else is swallowed."""
+    """Every failure prints one clear message and exits with the README's code: known ones
+    with their own, a file system refusal with 16, anything else with 1 (the traceback only
+    with --verbose). Ctrl-C stops the command with 130, however deep it was."""
     try:
-        yield
+        with interruptible():
+            yield
+    except KeyboardInterrupt:
+        errors.print(
+            "[bold red]interrupted:[/] the command stopped before it finished; a batch or "
+            "model it had not finished publishing was not published. Run it again to finish.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED) from None
     except Exception as raised:
         error = explained(raised)
         code = EXIT_CODES.get(type(error).__name__)
-        if code is None:
+        if code is not None:
+            message = str(error)
+        elif isinstance(error, OSError) and not showing_tracebacks():
+            code = EXIT_CODES["OutputDiskError"]
+            where = f" {error.filename}" if error.filename else ""
+            message = (
+                f"the file system refused{where}: {error.strerror or error}. Check the path, "
+                "its permissions and the free space, and try again."
+            )
+        elif not showing_tracebacks():
+            code = 1
+            message = (
+                f"unexpected failure ({type(error).__name__}: {error}). Run it again with "
+                "`agencyml --verbose ...` to see where it happened."
+            )
+        else:
             raise
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C stops the command even when it lands in a garbage collector's callback, where
+    Python prints the KeyboardInterrupt and drops it (a training run went on to register its
+    model): a dropped one is delivered again."""
+    previous = sys.unraisablehook
+
+    def deliver_again(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # from another thread, a moment later: raised in here, it would be dropped again
+            redelivery = threading.Timer(0.05, _thread.interrupt_main)
+            redelivery.daemon = True
+            redelivery.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = deliver_again
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 @contextmanager

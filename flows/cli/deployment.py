@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.app import app, console, emit_json, errors, friendly_errors, json_option
+from flows.cli.app import (
+    app,
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    json_option,
+    writable_file,
+)
 from pipelines.data import storage
 
 PANEL = "Running unattended"
@@ -28,6 +36,8 @@ def compose(
         from pipelines.orchestration.dvc_stages import PipelineOutOfDateError
         from pipelines.orchestration.topology import render_compose
 
+        if not check:
+            writable_file(output, "--output")
         text = render_compose()
         current = output.read_text(encoding="utf-8") if output.is_file() else None
         say = errors.print if as_json else console.print

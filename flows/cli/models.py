@@ -18,6 +18,8 @@ from flows.cli.app import (
     json_option,
     prefect_api,
     run_with_spinner,
+    writable_file,
+    writable_folder,
 )
 from pipelines import config
 from pipelines.paths import state_dir
@@ -65,6 +67,7 @@ def train(
     """Train, evaluate and register one use case's model (within its time limit)."""
     with friendly_errors():
         spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        writable_file(model_out, "--model-out")  # not after the model is registered
         from flows.deployed import timed
         from pipelines.data.versioning import can_track
         from pipelines.orchestration import dvc_stages
@@ -163,6 +166,8 @@ def evaluate(
     """Evaluate a registered model version on the use case's holdout."""
     with friendly_errors():
         config.load_use_case(agency, use_case)
+        writable_file(metrics_out, "--metrics-out")
+        writable_folder(plots_out, "--plots-out")
         if model_ref is not None:
             from pipelines.data.storage import read_json_file
 
@@ -388,6 +393,7 @@ def card(
     with friendly_errors():
         from pipelines.registry import model_card, tracking
 
+        writable_folder(output, "--output")
         state = state_dir()
         facts = model_card.collect_card_facts(model, version, state)
         markdown = model_card.render_markdown(facts)

@@ -1,0 +1,196 @@
+"""Commands run the wrong way, as a new user would: each stops with one plain sentence, the
+README's exit code and no traceback, before any work that its mistake would waste or leave
+half-done (a model registered for a --model-out that cannot be written)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cli.app import friendly_errors, interruptible
+from flows.errors import INTERRUPTED, explained
+
+runner = CliRunner()
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing answers there
+
+
+def invoke(*args: str, **env: str) -> Any:
+    result = runner.invoke(app, list(args), env=env or None)
+    assert "Traceback" not in result.output + result.stderr
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    return result
+
+
+def said(result: Any) -> str:
+    return " ".join(result.stderr.split())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, make_small_project) -> Any:
+    """A small project, nothing trained, with agencyml pointed at it."""
+    root = tmp_path_factory.mktemp("cli-misuse")
+    with pytest.MonkeyPatch.context() as patch:
+        project = make_small_project(root / "project", rasff_rows=300, generated_rows=300)
+        patch.setenv("AGENCYML_PROJECT_ROOT", str(project))
+        patch.setenv("AGENCYML_HOME", str(root / "state"))
+        patch.chdir(root)
+        yield {"root": root, "project": project, "state": root / "state"}
+
+
+def registered_versions(state: Path) -> list[tuple[str, str]]:
+    database = state / "mlflow" / "mlflow.db"
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        return connection.execute("select name, version from model_versions").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "-a", "business-aid", "-u", "fraud-risk", "--model-out", "{root}"], "a folder"),
+        (
+            ["evaluate", "-a", "business-aid", "-u", "fraud-risk", "--metrics-out", "{root}"],
+            "a folder",
+        ),
+        (
+            ["evaluate", "-a", "business-aid", "-u", "fraud-risk", "--plots-out", "{file}/plots"],
+            "is a file, not a folder",
+        ),
+        (["card", "business-aid.fraud-risk", "1", "-o", "{file}"], "is a file, not a folder"),
+        (["compose", "-o", "{root}"], "folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(project, args, expected):
+    a_file = project["root"] / "a-file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    filled = [arg.format(root=project["root"], file=a_file) for arg in args]
+    result = invoke(*filled)
+    assert result.exit_code == 2, result.stderr
+    assert expected in said(result) and result.stdout == ""
+    assert registered_versions(project["state"]) == []  # nothing trained, nothing registered
+    assert not (project["state"] / "outputs").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_stops_the_command_at_once(project):
+    started = time.monotonic()
+    result = invoke("history", "business-aid.fraud-risk", "--json", AGENCYML_TRACKING_URI=DEAD)
+    assert result.exit_code == 15 and result.stdout == ""
+    assert f"MLflow tracking server at {DEAD}" in said(result)
+    assert "AGENCYML_TRACKING_URI" in said(result)
+    assert time.monotonic() - started < 30  # MLflow alone retries for minutes
+    # commands that do not use MLflow are not stopped by it
+    assert invoke("agencies", AGENCYML_TRACKING_URI=DEAD).exit_code == 0
+
+
+def test_unknown_names_and_broken_params_are_named(project):
+    result = invoke("train", "-a", "business-ad", "-u", "fraud-risk")
+    assert result.exit_code == 2 and "Known agencies: business-aid" in said(result)
+    result = invoke("train", "-a", "business-aid", "-u", "fraud-rsk")
+    assert result.exit_code == 2 and "fraud-risk" in said(result)
+    broken = project["project"] / "params" / "broken.yaml"
+    broken.write_text("agency: broken\nuse_cases: [\n", encoding="utf-8")
+    try:
+        result = invoke("agencies")
+        assert result.exit_code == 2 and "broken.yaml: not valid YAML" in said(result)
+    finally:
+        broken.unlink()
+
+
+def test_outside_a_project_every_command_says_to_init(tmp_path, monkeypatch):
+    monkeypatch.delenv("AGENCYML_PROJECT_ROOT", raising=False)
+    monkeypatch.delenv("AGENCYML_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for args in (["train", "-a", "x", "-u", "y"], ["lineage", "batch-1"], ["history", "a.b"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "agencyml init DIR" in said(result)
+
+
+def test_a_prefect_server_that_does_not_answer_is_exit_14_with_nothing_scored(project):
+    batch = project["root"] / "batch.csv"
+    batch.write_text("application_id\n1\n", encoding="utf-8")
+    env = {**os.environ, "PREFECT_API_URL": f"{DEAD}/api"}
+    agencyml = Path(sys.executable).parent / "agencyml"
+    done = subprocess.run(
+        [agencyml, "score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(batch), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 14, done.stderr
+    assert "no Prefect server answers" in done.stderr and "PREFECT_API_URL" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (project["state"] / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "words"),
+    [
+        (IsADirectoryError(21, "Is a directory", "/x/out.json"), 16, "refused /x/out.json"),
+        (ValueError("something odd"), 1, "agencyml --verbose"),
+        (KeyboardInterrupt(), INTERRUPTED, "interrupted"),
+        (RuntimeError(f"Failed to reach API at {DEAD}/api/"), 14, "PREFECT_API_URL"),
+    ],
+)
+def test_every_failure_is_one_line_and_an_exit_code(capsys, raised, code, words):
+    with pytest.raises(typer.Exit) as stopped, friendly_errors():
+        raise raised
+    assert stopped.value.exit_code == code
+    message = " ".join(capsys.readouterr().err.split())
+    assert words in message and "Traceback" not in message
+
+
+def test_a_ctrl_c_that_python_dropped_is_delivered_again():
+    class DropsTheInterrupt:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # as in a garbage collector's callback: printed, dropped
+
+    with pytest.raises(KeyboardInterrupt), interruptible():
+        DropsTheInterrupt()
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:  # the interrupt, delivered again, stops this
+            pass
+    assert explained(ValueError("x")).args == ("x",)
+
+
+def test_ctrl_c_stops_a_real_command_with_130_and_says_so(tmp_path):
+    script = textwrap.dedent(
+        """
+        import time, typer
+        from flows.cli.app import friendly_errors
+
+        def work() -> None:
+            with friendly_errors():
+                print("working", flush=True)
+                while True:
+                    time.sleep(0.05)
+
+        typer.run(work)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "working\n"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == INTERRUPTED, err
+    assert "interrupted:" in err and "Run it again" in " ".join(err.split())
+    assert "Traceback" not in err
