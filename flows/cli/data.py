@@ -297,6 +297,7 @@ def new_agency(
         missing = [key for key in ("target", "positive_class") if f"{key}: CHANGE_ME" in draft.text]
         if as_json:
             warn_of_leaks(profile)
+            warn_of_few_rows(profile.rows)
             if missing:
                 warn_of_missing(missing)
             else:
@@ -328,6 +329,7 @@ def new_agency(
             table.add_row(column.name, kind, note, column.example[:40])
         console.print(table)
         warn_of_leaks(profile)
+        warn_of_few_rows(profile.rows)
         if draft.encoding:
             errors.print(
                 f"[yellow]{source.name} is not UTF-8:[/] read as {draft.encoding} (set as its "
@@ -355,6 +357,18 @@ def warn_of_leaks(profile: Any) -> None:
         errors.print(
             f"[yellow]{column} may leak the target:[/] on its own it predicts "
             f"{profile.target} with accuracy {accuracy:.3f}; the draft leaves it out",
+            soft_wrap=True,
+        )
+
+
+def warn_of_few_rows(rows: int) -> None:
+    from pipelines.data.onboarding import MIN_TRAINING_ROWS
+
+    if rows < MIN_TRAINING_ROWS:
+        errors.print(
+            f"[yellow]only {rows:,} rows:[/] training needs {MIN_TRAINING_ROWS:,} unless the "
+            "use case sets min_training_rows (commented in the draft); metrics on so few rows "
+            "are rough",
             soft_wrap=True,
         )
 

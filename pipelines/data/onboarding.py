@@ -20,6 +20,7 @@ from pipelines.config import (
     AgencyParams,
     ParamsError,
     TableFormat,
+    UseCase,
     describe_validation_error,
 )
 from pipelines.data import readers, storage
@@ -27,6 +28,7 @@ from pipelines.data.profiling import TableProfile, profile_table
 
 TEMPLATES = Path(__file__).with_name("templates")
 DEFAULT_USE_CASE = "main"
+MIN_TRAINING_ROWS = UseCase.model_fields["min_training_rows"].default
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # tried in turn when a text table is not UTF-8
 
 
@@ -202,4 +204,6 @@ def facts(
         "leaks": profile.leaks,
         "split_date": dates[0] if dates else None,
         "batch_format": batch_format or None,
+        "default_min_rows": f"{MIN_TRAINING_ROWS:,}",
+        "min_rows": max(profile.rows, 10) if profile.rows < MIN_TRAINING_ROWS else None,
     }

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -271,3 +271,25 @@ def test_a_table_in_windows_1252_is_drafted_with_its_encoding(
         "Hôpital Nord",
         "Zürich",
     }
+
+
+def test_a_table_under_the_minimum_rows_is_drafted_with_the_setting_to_change(
+    tmp_path: Path, project: Path
+) -> None:
+    """90 rows drafted silently, then training refused them with 'expected between 100 and
+    any rows, but found 90' and no word of min_training_rows."""
+    iris = load_iris(as_frame=True)
+    table = iris.frame.assign(species=iris.target_names[iris.target]).drop(columns="target")
+    source = tmp_path / "iris.csv.gz"
+    table.sample(90, random_state=0).to_csv(source, index=False, compression="gzip")
+    code, output = invoke("new-agency", "flowers", "--from", str(source), "-t", "species")
+    assert code == 0, output
+    assert "only 90 rows: training needs 100 unless the use case sets min_training_rows" in output
+    params_file = project / "params" / "flowers.yaml"
+    assert "    # min_training_rows: 90   # the table has 90 rows" in params_file.read_text()
+    params_file.write_text(
+        params_file.read_text().replace("# min_training_rows: 90", "min_training_rows: 90")
+    )
+    assert (
+        config.load_params("flowers", project / "params").use_cases["main"].min_training_rows == 90
+    )
