@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 from pipelines.paths import StateDir
+from pipelines.settings import SettingsError
 
 QUIET_LOGGING = Path(__file__).with_name("logging.yml")
 QUIET_DEFAULTS = {
@@ -32,7 +33,14 @@ def make_private(state: StateDir) -> None:
     """Whatever this process (and the servers, workers and flow runs it starts) creates is its
     user's alone: umask 077, and the state root 0700 even if it was made looser before."""
     os.umask(PRIVATE_UMASK)
-    state.root.mkdir(parents=True, exist_ok=True)
+    try:
+        state.root.mkdir(parents=True, exist_ok=True)
+    except OSError as refused:
+        raise SettingsError(
+            f"the state directory {state.root} cannot be made ({refused.strerror}): point "
+            "AGENCYML_HOME at a folder this user can write, or unset it to keep the state in "
+            "the project's .agencyml/."
+        ) from None
     mode = stat.S_IMODE(state.root.stat().st_mode)
     if mode & PRIVATE_UMASK:
         # someone else's folder stays as it is: loose_permissions reports it, the run goes on

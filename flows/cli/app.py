@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -29,6 +28,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer._click.globals import get_current_context  # typer's own copy of click
+from typer.exceptions import TyperException
 
 from flows.errors import EXIT_CODES, INTERRUPTED, TrackingServerError, explained
 from flows.runtime import prepare_environment
@@ -61,7 +62,8 @@ def main_options(
         state = state_dir()
     except (ProjectNotFoundError, SettingsError):
         return  # `init` and `settings` work anywhere; other commands say what is wrong
-    prepare_environment(state, verbose=verbose)
+    with friendly_errors():
+        prepare_environment(state, verbose=verbose)
     if context.invoked_subcommand in USES_TRACKING:
         with friendly_errors():
             require_tracking_server(settings().tracking_uri)
@@ -121,7 +123,7 @@ def writable_folder(path: Path | None, option: str, *, of: Path | None = None) -
 
 def showing_tracebacks() -> bool:
     """`agencyml --verbose` shows an unexpected failure's traceback for a bug report."""
-    context = click.get_current_context(silent=True)
+    context = get_current_context(silent=True)
     root = context.find_root() if context is not None else None
     return bool(root is not None and root.params.get("verbose"))
 
@@ -142,6 +144,8 @@ def friendly_errors() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(INTERRUPTED) from None
+    except (typer.Exit, typer.Abort, TyperException):
+        raise  # the command's own exit, or typer's usage error: already said
     except Exception as raised:
         error = explained(raised)
         code = EXIT_CODES.get(type(error).__name__)

@@ -194,3 +194,23 @@ def test_ctrl_c_stops_a_real_command_with_130_and_says_so(tmp_path):
     assert process.returncode == INTERRUPTED, err
     assert "interrupted:" in err and "Run it again" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_a_command_s_own_exit_and_usage_errors_keep_their_codes(project, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine", encoding="utf-8")
+    result = invoke("init", str(tmp_path / "taken"))
+    assert result.exit_code == 2 and "not an empty folder" in said(result)
+    assert "unexpected" not in said(result)
+    assert (tmp_path / "taken" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    result = invoke("lineage")
+    assert result.exit_code == 2 and "give a BATCH_ID" in said(result)
+
+
+def test_a_state_directory_that_cannot_be_made_is_named(project):
+    a_file = project["root"] / "not-a-folder"
+    a_file.write_text("x", encoding="utf-8")
+    result = invoke("agencies", AGENCYML_HOME=str(a_file / "state"))
+    assert result.exit_code == 2, result.stderr
+    assert f"state directory {a_file / 'state'} cannot be made" in said(result)
+    assert "AGENCYML_HOME" in said(result) and result.stdout == ""
