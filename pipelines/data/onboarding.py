@@ -95,15 +95,18 @@ def read_source(source: Path) -> tuple[pd.DataFrame, str | None]:
     exports are often Windows-1252 or Latin-1, and there are no params yet to say so."""
     try:
         return storage.read_table(source), None
+    except storage.InputFileError as error:
+        failure = error
+    try:
+        text = source.is_file() and readers.resolve_format(source, None) == "csv"
     except storage.InputFileError:
-        if readers.resolve_format(source, None) != "csv":
-            raise
-        for encoding in FALLBACK_ENCODINGS:
-            try:
-                return storage.read_table(source, TableFormat(encoding=encoding)), encoding
-            except storage.InputFileError:
-                continue
-        raise
+        text = False
+    for encoding in FALLBACK_ENCODINGS if text else ():
+        try:
+            return storage.read_table(source, TableFormat(encoding=encoding)), encoding
+        except storage.InputFileError:
+            continue
+    raise failure
 
 
 def place_in_project(source: Path, project: Path, agency: str) -> Path:

@@ -123,6 +123,8 @@ def test_new_agency_refuses_bad_input_and_writes_nothing(clinic_csv: Path, proje
     empty.write_bytes(b"")
     code, output = invoke("new-agency", "clinic", "--from", str(empty))
     assert code == 3 and "the file is empty" in output
+    code, output = invoke("new-agency", "clinic", "--from", str(project.parent / "missing.csv"))
+    assert code == 3 and "input file not found" in output
     code, output = invoke("new-agency", "clinic", "--from", str(clinic_csv), "-t", "diagnosis")
     assert code == 2 and "did you mean 'Diagnosis'" in output
     assert not any((project / "params").iterdir()) and not (project / "data").exists()
