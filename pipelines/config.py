@@ -715,6 +715,11 @@ def load_params(agency: str, directory: Path | None = None) -> AgencyParams:
     directory = directory or params_dir()
     path = directory / f"{agency}.yaml"
     if not path.is_file():
+        if path.with_suffix(".yml").is_file():
+            raise UnknownAgencyError(
+                f"unknown agency '{agency}': its params are named {path.with_suffix('.yml').name}"
+                f", but agencyml reads only .yaml files in params/: rename it {path.name}"
+            )
         known = ", ".join(list_agencies(directory)) or "none"
         raise UnknownAgencyError(f"unknown agency '{agency}': no {path}. Known agencies: {known}")
     params = parse_params_file(path)

@@ -295,3 +295,13 @@ def test_a_table_under_the_minimum_rows_is_drafted_with_the_setting_to_change(
     assert (
         config.load_params("flowers", project / "params").use_cases["main"].min_training_rows == 90
     )
+
+
+def test_params_named_yml_are_named_with_the_rename_to_make(project: Path) -> None:
+    write_params(project, "clinic").rename(project / "params" / "clinic.yml")
+    code, output = invoke("train", "-a", "clinic", "-u", "main")
+    assert code == 2
+    assert "its params are named clinic.yml, but agencyml reads only .yaml files in params/: " in (
+        output
+    )
+    assert "rename it clinic.yaml" in output
