@@ -91,6 +91,11 @@ def head_path(path: Path) -> Path:
     return Path(path).with_suffix(".head")
 
 
+def lock_path(path: Path) -> Path:
+    """The lock an append holds, exclusive, and a reader of the log's lines shared."""
+    return Path(path).with_suffix(".lock")
+
+
 @dataclass(frozen=True)
 class Chain:
     """The field names one log uses for the link to the previous line and for its own hash."""
@@ -107,7 +112,7 @@ class Chain:
         self._check_fields(record)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(path.with_suffix(".lock")):
+        with file_lock(lock_path(path)):
             key = _key(path, create=True)
             last, size = self._checked_end(path, key)
             stored = {
@@ -130,14 +135,14 @@ class Chain:
         path = Path(path)
         if not path.exists() and not head_path(path).exists():
             return
-        with file_lock(path.with_suffix(".lock"), shared=True):
+        with file_lock(lock_path(path), shared=True):
             self._checked_end(path, _key(path, create=False))
 
     def read(self, path: Path) -> list[dict[str, Any]]:
         """Every record in order, after checking each line's seq, link and hash, and the log's
         end against its head file and every registered anchor."""
         path = Path(path)
-        with file_lock(path.with_suffix(".lock"), shared=True):
+        with file_lock(lock_path(path), shared=True):
             return self._read_locked(path, _key(path, create=False))
 
     def _read_locked(self, path: Path, key: bytes | None) -> list[dict[str, Any]]:

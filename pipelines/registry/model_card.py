@@ -24,7 +24,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
+from pipelines import hashlog
 from pipelines.config import LOWER_IS_BETTER, AgencyParams, UseCase, load_params
+from pipelines.durable import file_lock
 from pipelines.paths import StateDir
 from pipelines.registry import trace
 from pipelines.registry.tracking import ModelNotFoundError
@@ -228,7 +230,9 @@ def audit_events(
     path = state.root / "registry" / "audit.jsonl"
     events: list[dict[str, Any]] = []
     if path.is_file():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        with file_lock(hashlog.lock_path(path), shared=True):  # never a line half appended
+            text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
