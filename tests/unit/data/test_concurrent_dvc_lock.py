@@ -17,26 +17,28 @@ from pipelines.data.storage import file_md5
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
-COMMITS = 5
+COMMITS = 3
 
 
 def run(root: Path, *args: str) -> None:
     subprocess.run(args, cwd=root, check=True, capture_output=True)
 
 
-def commit_again_and_again(root: str) -> None:
+def commit_again_and_again(root: str, ready: Any) -> None:
     from pipelines.data.versioning import commit_outputs
 
+    ready.wait(timeout=120)
     for number in range(COMMITS):
         (Path(root) / "data" / "b.bin").write_bytes(f"b, version {number}".encode())
         commit_outputs(Path(root), ["make_b"], push=False)
 
 
-def read_until_stopped(root: str, stop: Any, results: Any) -> None:
+def read_until_stopped(root: str, ready: Any, stop: Any, results: Any) -> None:
     """How often the reader saw each answer for data/a.bin, which no commit touches."""
     from pipelines.data.versioning import recorded_md5
 
     seen: dict[str, int] = {}
+    ready.set()
     while not stop.is_set():
         try:
             answer = repr(recorded_md5(Path(root), "data/a.bin"))
@@ -69,10 +71,10 @@ def test_what_dvc_records_is_read_whole_while_another_command_commits(
     expected = repr(("make_a", file_md5(root / "data" / "a.bin")))
 
     spawn = multiprocessing.get_context("spawn")  # fresh interpreters, as separate commands are
-    stop, results = spawn.Event(), spawn.Queue()
-    reader = spawn.Process(target=read_until_stopped, args=(str(root), stop, results))
+    ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
+    reader = spawn.Process(target=read_until_stopped, args=(str(root), ready, stop, results))
     reader.start()
-    writer = spawn.Process(target=commit_again_and_again, args=(str(root),))
+    writer = spawn.Process(target=commit_again_and_again, args=(str(root), ready))
     writer.start()
     writer.join(timeout=300)
     stop.set()

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from pipelines.paths import StateDir
 from pipelines.registry import promotion, tracking
 
-MODEL, MOVES = "alpha.cases", 6
+MODEL, MOVES = "alpha.cases", 4
 
 
 def move_champion(root: str, ready: Any) -> None:
