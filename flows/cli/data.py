@@ -135,7 +135,8 @@ def validate(
         console.print(check_table(check))
         verdict = "[green]accepted[/]" if check.accepted else "[bold red]rejected[/]"
         counts = ", ".join(f"{name}: {count}" for name, count in check.counts.items())
-        console.print(f"Checked against {check.against}: {verdict} ({counts})", soft_wrap=True)
+        counted = f" ({counts})" if counts else ""
+        console.print(f"Checked against {check.against}: {verdict}{counted}", soft_wrap=True)
         for problem in check.problems:
             console.print(f"  - {problem}", soft_wrap=True, highlight=False)
         if check.outcome is not None:
