@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "AGENCYML_"
@@ -77,6 +78,17 @@ class Settings(BaseSettings):
         description="The agency's pull token for `agencyml pull` (a secret: masked when shown)",
     )
 
+    @field_validator("tracking_uri")
+    @classmethod
+    def _a_uri(cls, value: str | None) -> str | None:
+        # a bare word or path made MLflow open a file store it no longer supports
+        if value is not None and not urlsplit(value).scheme and value != "databricks":
+            raise ValueError(
+                "not a URI: give one with its scheme, e.g. http://mlflow:5000 or "
+                "sqlite:////srv/agencyml/mlflow.db"
+            )
+        return value
+
     def shown(self) -> dict[str, str]:
         """Every setting as `agencyml settings` prints it: secrets masked, unset ones said."""
         values: dict[str, str] = {}
@@ -102,7 +114,8 @@ def settings() -> Settings:
             name = PREFIX + str(item["loc"][0]).upper() if item["loc"] else PREFIX
             field = Settings.model_fields.get(str(item["loc"][0]).lower()) if item["loc"] else None
             meaning = f" ({field.description})" if field and field.description else ""
-            problems.append(f"{name}={item.get('input')!r}: {item['msg']}{meaning}")
+            said = str(item["msg"]).removeprefix("Value error, ")  # pydantic's prefix
+            problems.append(f"{name}={item.get('input')!r}: {said}{meaning}")
         raise SettingsError(
             "; ".join(problems) + ". Fix or unset it; `agencyml settings` lists every setting."
         ) from None

@@ -46,16 +46,16 @@ console = Console()  # stdout: results only
 errors = Console(stderr=True)  # stderr: progress, notices and errors
 
 
-# the commands that open the MLflow store first: they fail at once when its server is away
+# commands that do their work through the MLflow store: they stop at once when its server is
+# away (servers such as `serve` wait for it instead, as a deployment starts them together)
 USES_TRACKING = frozenset(
-    {"train", "evaluate", "score", "validate", "reproduce", "approve", "reject", "rollback"}
-    | {"history", "lineage", "card", "verify", "demo", "inbox", "ui", "serve"}
+    {"train", "evaluate", "score", "reproduce", "approve", "reject", "rollback"}
+    | {"history", "lineage", "card", "verify", "demo"}
 )
 
 
 @app.callback()
 def main_options(
-    context: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect and MLflow logs."),
 ) -> None:
     try:
@@ -64,9 +64,6 @@ def main_options(
         return  # `init` and `settings` work anywhere; other commands say what is wrong
     with friendly_errors():
         prepare_environment(state, verbose=verbose)
-    if context.invoked_subcommand in USES_TRACKING:
-        with friendly_errors():
-            require_tracking_server(settings().tracking_uri)
 
 
 def require_tracking_server(uri: str | None, timeout: float = 5.0) -> None:
@@ -134,16 +131,19 @@ def friendly_errors() -> Iterator[None]:
     with their own, a file system refusal with 16, anything else with 1 (the traceback only
     with --verbose). Ctrl-C stops the command with 130, however deep it was."""
     try:
+        command = get_current_context(silent=True)
+        if command is not None and command.info_name in USES_TRACKING:
+            require_tracking_server(settings().tracking_uri)
         with interruptible():
             yield
     except KeyboardInterrupt:
-        errors.print(
-            "[bold red]interrupted:[/] the command stopped before it finished; a batch or "
-            "model it had not finished publishing was not published. Run it again to finish.",
-            highlight=False,
-            soft_wrap=True,
+        fail(
+            INTERRUPTED,
+            "KeyboardInterrupt",
+            "the command stopped before it finished; a batch or model it had not finished "
+            "publishing was not published. Run it again to finish.",
+            label="interrupted",
         )
-        raise typer.Exit(INTERRUPTED) from None
     except (typer.Exit, typer.Abort, TyperException):
         raise  # the command's own exit, or typer's usage error: already said
     except Exception as raised:
@@ -166,8 +166,24 @@ def friendly_errors() -> Iterator[None]:
             )
         else:
             raise
-        errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code) from None
+        fail(code, type(error).__name__, message)
+
+
+def fail(code: int, kind: str, message: str, label: str = "error") -> None:
+    """Say what went wrong on stderr and exit with its code; with --json, stdout carries it
+    too, as one document: {"error": {"code", "kind", "message"}}."""
+    errors.print(f"[bold red]{label}:[/] {message}", highlight=False, soft_wrap=True)
+    if wants_json():
+        emit_json({"error": {"code": code, "kind": kind, "message": message}})
+    raise typer.Exit(code) from None
+
+
+def wants_json() -> bool:
+    """Whether the running command was given --json."""
+    context = get_current_context(silent=True)
+    if context is None:
+        return False
+    return bool(context.params.get("as_json"))
 
 
 @contextmanager

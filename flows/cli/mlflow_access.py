@@ -13,6 +13,7 @@ from flows.cli.app import (
     console,
     emit_json,
     errors,
+    fail,
     friendly_errors,
     json_option,
     run_with_spinner,
@@ -61,8 +62,7 @@ def sync(
                 lambda: mlflow_access.sync(uri, state_dir().root, rotate=rotate),
             )
         except mlflow_access.MlflowAccessError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_CODE) from None
+            fail(EXIT_CODE, type(error).__name__, str(error))
         if as_json:
             emit_json(report_document(report))
         else:

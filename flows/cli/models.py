@@ -321,6 +321,16 @@ def refreshed_cards(model: str, event: dict[str, Any]) -> None:
         refresh_model_card(model, str(version), state_dir())
 
 
+def require_known_model(model: str) -> None:
+    """A model name no agency's params declare is a typo to point out, not an empty history."""
+    known = sorted(spec.model_name for spec in config.list_use_cases())
+    if model not in known:
+        raise config.UnknownUseCaseError(
+            f"no model '{model}' in params/: a model is named <agency>.<use case>; give one of "
+            f"{', '.join(known)}"
+        )
+
+
 def show_alias_change(model: str, event: dict[str, Any], as_json: bool) -> None:
     """The audit log's event for the change: as JSON, or as one line."""
     if as_json:
@@ -351,6 +361,8 @@ def history(
         from pipelines.registry import promotion
 
         events = promotion.read_events(state_dir(), model)
+        if not events:
+            require_known_model(model)
         champion_then = None
         if at is not None:
             moment = promotion.parse_moment(at)

@@ -13,7 +13,7 @@ from flows.cli.app import (
     app,
     console,
     emit_json,
-    errors,
+    fail,
     friendly_errors,
     json_option,
 )
@@ -38,8 +38,7 @@ def init(
         try:
             made = create_project(directory, example=example)
         except ProjectExistsError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            fail(2, type(error).__name__, str(error))
         if as_json:
             emit_json({"root": made.root, "params": made.params, "versioned": made.versioned})
             return

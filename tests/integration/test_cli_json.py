@@ -153,13 +153,13 @@ def test_registry_commands_print_the_audit_event(project):
     rejected = one_document("reject", FRAUD, "2", "--by", "ana", "--reason", "no better")
     assert rejected["action"] == "reject" and rejected["model_name"] == FRAUD
 
-    # errors keep their exit codes and go to stderr: stdout stays empty
+    # errors keep their exit codes and go to stderr; stdout says them as one document
     for refused in (
         ["approve", FRAUD, "1", "--by", "ana", "--reason", "x"],
         ["rollback", FRAUD, "--by", "ana", "--reason", "x"],
     ):
         result = invoke(*refused, "--json")
-        assert result.exit_code == 10 and result.stdout == "", result.stdout
+        assert result.exit_code == 10 and json.loads(result.stdout)["error"]["code"] == 10
         assert "error:" in result.stderr
     history = one_document("history", FRAUD)
     assert history["events"][-1]["seq"] == rejected["seq"]
@@ -167,10 +167,13 @@ def test_registry_commands_print_the_audit_event(project):
 
 def test_errors_go_to_stderr_with_their_exit_code(project):
     result = invoke("reproduce", "--model", TRIAGE, "--version", "1", "--json")
-    assert result.exit_code == 7 and result.stdout == ""
-    assert "records no git commit" in result.stderr
+    assert result.exit_code == 7 and "records no git commit" in result.stderr
+    assert "records no git commit" in json.loads(result.stdout)["error"]["message"]
     result = invoke("lineage", "batch-00000000000000000000", "--json")
-    assert result.exit_code == 6 and result.stdout == "" and "batch" in result.stderr
+    assert result.exit_code == 6 and "batch" in result.stderr
+    said = json.loads(result.stdout)["error"]
+    assert said["code"] == 6 and said["kind"] == "BatchNotFoundError"
+    assert " ".join(said["message"].split()) in " ".join(result.stderr.split())
 
 
 def test_tokens_json(project):

@@ -4,6 +4,7 @@ half-done (a model registered for a --model-out that cannot be written)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -87,7 +88,8 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(project, ar
 def test_a_tracking_server_that_does_not_answer_stops_the_command_at_once(project):
     started = time.monotonic()
     result = invoke("history", "business-aid.fraud-risk", "--json", AGENCYML_TRACKING_URI=DEAD)
-    assert result.exit_code == 15 and result.stdout == ""
+    assert result.exit_code == 15
+    assert json.loads(result.stdout)["error"]["kind"] == "TrackingServerError"
     assert f"MLflow tracking server at {DEAD}" in said(result)
     assert "AGENCYML_TRACKING_URI" in said(result)
     assert time.monotonic() - started < 30  # MLflow alone retries for minutes
@@ -132,7 +134,10 @@ def test_a_prefect_server_that_does_not_answer_is_exit_14_with_nothing_scored(pr
     )
     assert done.returncode == 14, done.stderr
     assert "no Prefect server answers" in done.stderr and "PREFECT_API_URL" in done.stderr
-    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    said = json.loads(done.stdout)["error"]  # --json: the error as one document on stdout
+    assert said["code"] == 14 and said["kind"] == "PrefectUnreachableError"
+    assert said["message"].startswith("no Prefect server answers at")
     assert not (project["state"] / "outputs").exists()
 
 
@@ -214,3 +219,29 @@ def test_a_state_directory_that_cannot_be_made_is_named(project):
     assert result.exit_code == 2, result.stderr
     assert f"state directory {a_file / 'state'} cannot be made" in said(result)
     assert "AGENCYML_HOME" in said(result) and result.stdout == ""
+
+
+def test_json_errors_are_one_document_on_stdout(project, tmp_path):
+    result = invoke("card", "business-aid.fraud-risk", "1", "--json")
+    said = json.loads(result.stdout)["error"]
+    assert result.exit_code == 6 and said["code"] == 6 and said["kind"] == "ModelNotFoundError"
+    assert said["message"].startswith("no model 'business-aid.fraud-risk'")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine", encoding="utf-8")
+    result = invoke("init", str(tmp_path / "taken"), "--json")
+    assert result.exit_code == 2 and json.loads(result.stdout)["error"]["code"] == 2
+    result = invoke("card", "business-aid.fraud-risk", "1")  # without --json: stderr only
+    assert result.exit_code == 6 and result.stdout == ""
+
+
+def test_history_of_a_misspelt_model_names_the_known_ones(project):
+    result = invoke("history", "business-aid.fraud-rsk")
+    assert result.exit_code == 2 and "business-aid.fraud-risk" in said(result)
+    result = invoke("history", "business-aid.fraud-risk")  # known, nothing promoted yet
+    assert result.exit_code == 0 and "No alias changes" in result.stdout
+
+
+def test_a_tracking_uri_that_is_not_a_uri_is_named(project):
+    result = invoke("history", "business-aid.fraud-risk", AGENCYML_TRACKING_URI="mlflow-server")
+    assert result.exit_code == 2
+    assert "AGENCYML_TRACKING_URI='mlflow-server': not a URI" in said(result)
