@@ -169,8 +169,9 @@ def tracked_data(repo: Path, path: str) -> TrackedData:
     """What DVC records for `path` (relative to `repo`), read from dvc.lock and .dvc files."""
     repo = Path(repo)
     md5 = file_md5(repo / path)
-    stage, lock_md5 = recorded_md5(repo, path)
-    remote, url = default_remote(repo)
+    with reading_dvc_files(repo):
+        stage, lock_md5 = _recorded_md5(repo, path)
+        remote, url = default_remote(repo)
     return TrackedData(path, md5, lock_md5, stage, remote, url)
 
 
@@ -178,10 +179,19 @@ def recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
     """(stage, md5) that dvc.lock or `<path>.dvc` records for `path`; (None, None) if neither.
     Read under the DVC lock: a `dvc commit` of another command rewrites dvc.lock in place, and
     a read beside it saw an empty file, so the data looked untracked."""
+    with reading_dvc_files(repo):
+        return _recorded_md5(repo, path)
+
+
+@contextlib.contextmanager
+def reading_dvc_files(repo: Path) -> Iterator[None]:
+    """The DVC lock, shared, for reading dvc.lock, .dvc files and DVC's config, which DVC
+    rewrites in place; nothing to hold in a folder without DVC."""
     if not (Path(repo) / ".dvc").is_dir():
-        return _recorded_md5(repo, path)
+        yield
+        return
     with dvc_lock(repo, shared=True):
-        return _recorded_md5(repo, path)
+        yield
 
 
 def _recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
@@ -228,12 +238,17 @@ def can_track(repo: Path) -> bool:
 
 def follow_state_remote(repo: Path, remote_dir: Path) -> None:
     """Point the default remote named 'local' at the state directory's DVC remote, in the
-    repository's untracked config.local, when AGENCYML_HOME moves the state elsewhere."""
-    name, url = default_remote(repo)
-    if name != "local" or settings().home is None:
+    repository's untracked config.local, when AGENCYML_HOME moves the state elsewhere. DVC
+    rewrites config.local in place, so under the DVC lock: a push beside it would read the
+    project's own remote."""
+    if settings().home is None or not (Path(repo) / ".dvc").is_dir():
         return
-    if url is None or Path(url).resolve() != Path(remote_dir).resolve():
-        _dvc(repo, "remote", "modify", "--local", "local", "url", str(remote_dir))
+    with dvc_lock(repo):
+        name, url = default_remote(repo)
+        if name != "local":
+            return
+        if url is None or Path(url).resolve() != Path(remote_dir).resolve():
+            _dvc(repo, "remote", "modify", "--local", "local", "url", str(remote_dir))
 
 
 def commit_outputs(repo: Path, stages: list[str], *, push: bool = True) -> list[str]:
