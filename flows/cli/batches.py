@@ -51,6 +51,7 @@ def score(
     with the same model again returns the published batch."""
     with friendly_errors():
         spec = config.load_use_case(agency, use_case)  # fail fast, before Prefect starts
+        require_input_file(input)
         from flows.deployed import timed
 
         with prefect_api():
@@ -89,6 +90,16 @@ def score_table(result: Any) -> Table:
         )
     table.add_row("output", str(result.output_dir))
     return table
+
+
+def require_input_file(path: Path) -> None:
+    """A mistyped --input is said at once, not after a Prefect server was found or started."""
+    from pipelines.data.readers import InputFileError
+
+    if not path.exists():
+        raise InputFileError(f"input file not found: {path}. Check the path and try again.")
+    if not path.is_file():
+        raise InputFileError(f"input path is not a file: {path}. Give a batch file in it.")
 
 
 @app.command(rich_help_panel=PANEL)

@@ -169,9 +169,16 @@ def evaluate(
         writable_file(metrics_out, "--metrics-out")
         writable_folder(plots_out, "--plots-out")
         if model_ref is not None:
+            from pipelines.data.readers import InputFileError
             from pipelines.data.storage import read_json_file
 
-            version = str(read_json_file(model_ref)["model_version"])
+            reference = read_json_file(model_ref)
+            if not isinstance(reference, dict) or "model_version" not in reference:
+                raise InputFileError(
+                    f"{model_ref} names no model_version: give the file that "
+                    "`agencyml train --model-out` wrote."
+                )
+            version = str(reference["model_version"])
         from flows.evaluate import evaluate as evaluate_flow
 
         with prefect_api():

@@ -245,3 +245,18 @@ def test_a_tracking_uri_that_is_not_a_uri_is_named(project):
     result = invoke("history", "business-aid.fraud-risk", AGENCYML_TRACKING_URI="mlflow-server")
     assert result.exit_code == 2
     assert "AGENCYML_TRACKING_URI='mlflow-server': not a URI" in said(result)
+
+
+def test_a_wrong_input_or_model_ref_is_exit_3_before_any_work(project):
+    result = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", str(project["root"]))
+    assert result.exit_code == 3 and "is not a file" in said(result)
+    result = invoke("score", "-a", "business-aid", "-u", "fraud-risk", "-i", "missing.csv")
+    assert result.exit_code == 3 and "input file not found" in said(result)
+    reference = project["root"] / "ref.json"
+    reference.write_text("{}", encoding="utf-8")
+    result = invoke(
+        "evaluate", "-a", "business-aid", "-u", "fraud-risk", "--model-ref", str(reference)
+    )
+    assert result.exit_code == 3 and "names no model_version" in said(result)
+    assert registered_versions(project["state"]) == []
+    assert not (project["state"] / "outputs").exists()
