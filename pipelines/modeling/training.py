@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import RandomSplit, TimeSplit, UseCase
-from pipelines.data.columns import parse_dates
+from pipelines.data.columns import parse_dates, text_column
 from pipelines.modeling.decisions import resolve_policy
 from pipelines.modeling.drift import DriftReference, build_reference
 from pipelines.modeling.features import FeatureTransform, fit_transform_spec
@@ -141,11 +141,13 @@ def target_classes(frame: pd.DataFrame, params: UseCase) -> list[str]:
     """Binary: [negative, positive] as text. Multiclass: the sorted labels."""
     if params.task == "binary":
         return [f"not-{params.positive_class}", str(params.positive_class)]
-    return sorted(frame[params.target].dropna().astype(str).unique())
+    return sorted(text_column(frame[params.target]).dropna().unique())
 
 
 def encode_target(values: pd.Series, params: UseCase, classes: list[str]) -> np.ndarray:
-    as_text = values.astype(str)
+    # labels as the gate and the profile read them: a whole-number float column (0/1 with a
+    # missing label, stored as 0.0/1.0) is '0' and '1', as positive_class is written
+    as_text = text_column(values)
     if params.task == "binary":
         return (as_text == str(params.positive_class)).to_numpy(dtype=np.int32)
     lookup = {label: code for code, label in enumerate(classes)}
