@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     Progress,
     SpinnerColumn,
@@ -172,7 +173,7 @@ def friendly_errors() -> Iterator[None]:
 def fail(code: int, kind: str, message: str, label: str = "error") -> None:
     """Say what went wrong on stderr and exit with its code; with --json, stdout carries it
     too, as one document: {"error": {"code", "kind", "message"}}."""
-    errors.print(f"[bold red]{label}:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if wants_json():
         emit_json({"error": {"code": code, "kind": kind, "message": message}})
     raise typer.Exit(code) from None

@@ -260,3 +260,22 @@ def test_a_wrong_input_or_model_ref_is_exit_3_before_any_work(project):
     assert result.exit_code == 3 and "names no model_version" in said(result)
     assert registered_versions(project["state"]) == []
     assert not (project["state"] / "outputs").exists()
+
+
+def test_an_unexpected_failure_is_one_line_and_its_traceback_only_with_verbose():
+    tiny = typer.Typer()
+
+    @tiny.callback()
+    def options(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+        pass
+
+    @tiny.command()
+    def odd() -> None:
+        with friendly_errors():
+            raise LookupError("[odd] a bracketed message")
+
+    quiet = runner.invoke(tiny, ["odd"])
+    assert quiet.exit_code == 1 and not isinstance(quiet.exception, LookupError)
+    assert "unexpected failure (LookupError: [odd] a bracketed message)" in said(quiet)
+    loud = runner.invoke(tiny, ["-v", "odd"])
+    assert isinstance(loud.exception, LookupError)  # raised: the terminal shows its traceback
