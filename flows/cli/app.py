@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -170,7 +170,7 @@ def friendly_errors() -> Iterator[None]:
         fail(code, type(error).__name__, message)
 
 
-def fail(code: int, kind: str, message: str, label: str = "error") -> None:
+def fail(code: int, kind: str, message: str, label: str = "error") -> NoReturn:
     """Say what went wrong on stderr and exit with its code; with --json, stdout carries it
     too, as one document: {"error": {"code", "kind", "message"}}."""
     errors.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
