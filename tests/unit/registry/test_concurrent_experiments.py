@@ -8,7 +8,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
-PROCESSES, AGENCIES = 3, 6
+PROCESSES, AGENCIES = 2, 4
 
 
 def open_experiments(root: str, barrier: Any, results: Any) -> None:
