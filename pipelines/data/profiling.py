@@ -116,6 +116,16 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
     if distinct == 1:
         return ColumnProfile(name, "left out", f"constant: every value is '{example}'", example)
     numbers = pd.to_numeric(present, errors="coerce")
+    fillers = _fillers(present, numbers)
+    if fillers:
+        shown = ", ".join(f"'{value}'" for value in fillers[:3])
+        return ColumnProfile(
+            name,
+            "left out",
+            f"numbers with {shown} for a missing value, which training refuses in a number "
+            "column: empty those cells in the file, then list it under numeric",
+            example,
+        )
     if numbers.notna().mean() < PARSED_SHARE and _decimal_comma(present):
         return ColumnProfile(name, "numeric", "numbers with a decimal comma", example)
     unique_per_row = distinct == len(values) and values.notna().all()
@@ -158,6 +168,22 @@ def _decimal_comma(values: pd.Series) -> bool:
     return bool(
         text.str.fullmatch(DECIMAL_COMMA).mean() >= PARSED_SHARE and text.str.contains(",").any()
     )
+
+
+def _fillers(values: pd.Series, numbers: pd.Series) -> list[str]:
+    """Marks such as '-' or '?' that stand for a missing value among numbers: read as
+    categories they would turn the numbers into hundreds of unrelated labels."""
+    if numbers.notna().all():
+        return []
+    text = values.astype(str).str.strip()
+    marks = text.str.fullmatch(r"[^\w\s]+") & numbers.isna()
+    rest = values[~marks]
+    if not marks.any() or rest.empty:
+        return []
+    written = pd.to_numeric(rest, errors="coerce").notna().mean() >= PARSED_SHARE
+    if not written and not _decimal_comma(rest):
+        return []
+    return sorted(text[marks].unique())
 
 
 def _looks_like_id(name: str) -> bool:

@@ -305,3 +305,18 @@ def test_params_named_yml_are_named_with_the_rename_to_make(project: Path) -> No
         output
     )
     assert "rename it clinic.yaml" in output
+
+
+def test_numbers_with_a_dash_for_missing_are_not_drafted_as_categories() -> None:
+    """'-' among 569 measurements made the column a category of ~500 unrelated labels."""
+    table = clinic_table().astype({"Mean Texture": str, "Worst Area": str})
+    table.loc[range(0, 569, 25), "Mean Texture"] = "-"
+    table.loc[[4, 9], "Worst Area"] = "?"
+    table["Grade"] = ["-", "low", "high"] * 189 + ["low", "high"]  # a category with a dash
+    columns = {c.name: c for c in profile_table(table, "Diagnosis").columns}
+    assert columns["Mean Texture"].kind == "left out"
+    assert columns["Mean Texture"].note.startswith("numbers with '-' for a missing value")
+    assert "empty those cells in the file" in columns["Mean Texture"].note
+    assert columns["Worst Area"].kind == "left out" and "'?'" in columns["Worst Area"].note
+    assert columns["Grade"].kind == "categorical"
+    assert columns["Mean Radius"].kind == "numeric"
