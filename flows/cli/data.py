@@ -56,6 +56,13 @@ def agencies(as_json: bool = json_option()) -> None:
                 }
             )
             return
+        if not specs:
+            console.print(
+                f"no agencies yet: {config.params_dir()} holds no <agency>.yaml. Draft one from "
+                "an agency's table with: agencyml new-agency NAME --from FILE --target COLUMN",
+                soft_wrap=True,
+            )
+            return
         # the model's name says its agency and use case, and leaves the description room
         table = Table(
             title="Agencies and use cases", caption="a registered model is <agency>.<use case>"

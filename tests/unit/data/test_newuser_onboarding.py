@@ -320,3 +320,9 @@ def test_numbers_with_a_dash_for_missing_are_not_drafted_as_categories() -> None
     assert columns["Worst Area"].kind == "left out" and "'?'" in columns["Worst Area"].note
     assert columns["Grade"].kind == "categorical"
     assert columns["Mean Radius"].kind == "numeric"
+
+
+def test_a_project_without_agencies_says_how_to_draft_one(project: Path) -> None:
+    code, output = invoke("agencies")
+    assert code == 0
+    assert "no agencies yet" in output and "agencyml new-agency NAME --from FILE" in output
