@@ -107,7 +107,8 @@ class StoredFile:
 def dvc_lock(repo: Path, timeout_seconds: float = 600, *, shared: bool = False) -> Iterator[None]:
     """Serialise DVC operations across processes: DVC's own repo lock fails at once when held,
     so two flows that both touch DVC wait their turn here instead. `shared` is for reading
-    dvc.lock and .dvc files, which DVC rewrites in place: readers wait only for a writer."""
+    dvc.lock, .dvc files and the config, which DVC rewrites in place: readers wait only for a
+    writer."""
     lock_path = Path(repo) / ".dvc" / "tmp" / "agencyml.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
@@ -186,11 +187,12 @@ def recorded_md5(repo: Path, path: str) -> tuple[str | None, str | None]:
 @contextlib.contextmanager
 def reading_dvc_files(repo: Path) -> Iterator[None]:
     """The DVC lock, shared, for reading dvc.lock, .dvc files and DVC's config, which DVC
-    rewrites in place; nothing to hold in a folder without DVC."""
-    if not (Path(repo) / ".dvc").is_dir():
-        yield
-        return
-    with dvc_lock(repo, shared=True):
+    rewrites in place; nothing to hold in a folder without DVC, or in a read-only checkout
+    (where no command rewrites them either)."""
+    with contextlib.ExitStack() as held:
+        if (Path(repo) / ".dvc").is_dir():
+            with contextlib.suppress(OSError):
+                held.enter_context(dvc_lock(repo, shared=True))
         yield
 
 
