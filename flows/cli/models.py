@@ -51,8 +51,23 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+        counted = name.endswith("_rows") and float(value).is_integer()  # a count, not a score
+        shown = f"{int(value):,}" if counted else f"{value:.4f}"
+        table.add_row(name, shown if isinstance(value, float | int) else str(value))
     return table
+
+
+def small_holdout_note(metrics: dict[str, float]) -> str | None:
+    """The model card's warning, on screen too: a few hundred rows move a metric a lot."""
+    from pipelines.registry.model_card import SMALL_HOLDOUT_ROWS
+
+    rows = metrics.get("holdout_rows")
+    if rows is None or rows >= SMALL_HOLDOUT_ROWS:
+        return None
+    return (
+        f"[yellow]Small holdout ({int(rows):,} rows, under {SMALL_HOLDOUT_ROWS:,}): the "
+        "metrics above are uncertain.[/]"
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -120,6 +135,8 @@ def train(
             return
         console.print(train_summary(result))
         console.print(metrics_table("Holdout metrics", headline_metrics(result.metrics)))
+        if note := small_holdout_note(result.metrics):
+            console.print(note)
         disparities = {k: v for k, v in result.metrics.items() if k.startswith("disparity.")}
         for name, ratio in disparities.items():
             console.print(f"slice {name.split('.')[1]}: max/min recall ratio {ratio:.2f}")

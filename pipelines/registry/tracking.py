@@ -297,12 +297,46 @@ def find_model(
             found = client.get_model_version(model_name, str(version))
     except MlflowException as error:
         wanted = f"@{alias}" if version is None else f" version {version}"
+        held = why_no_alias(client, model_name, alias) if version is None else None
         raise ModelNotFoundError(
             f"no model version '{model_name}{wanted}' in the registry. "
-            f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
-            f"--use-case {model_name.split('.', 1)[-1]}"
+            + (
+                held
+                or f"Train one first: agencyml train --agency {model_name.split('.')[0]} "
+                f"--use-case {model_name.split('.', 1)[-1]}"
+            )
         ) from error
     return ModelRef(model_name, str(found.version), found.run_id or "")
+
+
+def why_no_alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """When versions were trained but none holds the alias: what the gate said of the newest,
+    and what to do. None when the model has no version at all."""
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return None
+    if not versions:
+        return None
+    newest = max(versions, key=lambda v: int(v.version))
+    tags = newest.tags or {}
+    decision = tags.get("agencyml.gate.decision")
+    reason = tags.get("agencyml.gate.reason", "").rstrip(".")
+    if decision == "await-approval":
+        return (
+            f"Version {newest.version} passed the promotion gate and awaits a person's approval: "
+            f"agencyml approve {model_name} {newest.version} --by WHO --reason TEXT"
+        )
+    if decision == "hold":
+        return (
+            f"{len(versions)} version(s) were trained, but the promotion gate held the newest "
+            f"(version {newest.version}): {reason}. Change the model or the use case's "
+            "promotion settings in its params file, then train again"
+        )
+    return (
+        f"{len(versions)} version(s) were trained, but none is '@{alias}' (the newest is "
+        f"version {newest.version}, gate decision: {decision or 'none recorded'})"
+    )
 
 
 def load_model(

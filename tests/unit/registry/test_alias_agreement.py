@@ -78,3 +78,44 @@ def test_a_champion_moved_after_a_recorded_move_names_both_versions(
     assert said is not None
     assert f"champion of {model} is version 2, but the audit log says version 1" in said
     assert "Put the alias back on version 1" in said
+
+
+@pytest.mark.parametrize(
+    ("decision", "reason", "said"),
+    [
+        (
+            "hold",
+            "roc_auc 0.9 does not beat the best baseline, logistic_regression 0.9.",
+            "the promotion gate held the newest (version 2): roc_auc 0.9 does not beat the best "
+            "baseline, logistic_regression 0.9. Change the model or the use case's promotion "
+            "settings in its params file, then train again",
+        ),
+        (
+            "await-approval",
+            "first version; a person approves it",
+            "Version 2 passed the promotion gate and awaits a person's approval: agencyml approve "
+            "{model} 2 --by WHO --reason TEXT",
+        ),
+        (None, None, "none is '@champion' (the newest is version 2, gate decision: none recorded)"),
+    ],
+    ids=["held", "awaiting-approval", "no-gate"],
+)
+def test_trained_versions_without_a_champion_say_what_the_gate_did(
+    state: StateDir, model: str, decision: str | None, reason: str | None, said: str
+) -> None:
+    """Not 'train one first' when versions were trained: the user did, and the gate held them."""
+    if decision is not None:
+        client_of(state).set_model_version_tag(model, "2", "agencyml.gate.decision", decision)
+        client_of(state).set_model_version_tag(model, "2", "agencyml.gate.reason", reason)
+
+    with pytest.raises(tracking.ModelNotFoundError) as raised:
+        tracking.find_model(model, state)
+
+    message = str(raised.value)
+    assert message.startswith(f"no model version '{model}@champion' in the registry. ")
+    assert said.format(model=model) in message and "Train one first" not in message
+
+
+def test_a_model_never_trained_is_told_to_train_one(state: StateDir) -> None:
+    with pytest.raises(tracking.ModelNotFoundError, match="Train one first: agencyml train"):
+        tracking.find_model("never.trained", state)
