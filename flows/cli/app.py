@@ -152,7 +152,7 @@ def friendly_errors() -> Iterator[None]:
         code = EXIT_CODES.get(type(error).__name__)
         if code is not None:
             message = str(error)
-        elif isinstance(error, OSError) and not showing_tracebacks():
+        elif is_file_system_error(error) and not showing_tracebacks():
             code = EXIT_CODES["OutputDiskError"]
             where = f" {error.filename}" if error.filename else ""
             message = (
@@ -168,6 +168,12 @@ def friendly_errors() -> Iterator[None]:
         else:
             raise
         fail(code, type(error).__name__, message)
+
+
+def is_file_system_error(error: Exception) -> bool:
+    """An OSError of a file or disk; a network one (also an OSError) is not the disk's fault."""
+    network = (ConnectionError, TimeoutError, socket.gaierror, socket.herror)
+    return isinstance(error, OSError) and not isinstance(error, network)
 
 
 def fail(code: int, kind: str, message: str, label: str = "error") -> NoReturn:

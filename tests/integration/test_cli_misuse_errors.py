@@ -144,6 +144,8 @@ def test_a_prefect_server_that_does_not_answer_is_exit_14_with_nothing_scored(pr
     [
         (IsADirectoryError(21, "Is a directory", "/x/out.json"), 16, "refused /x/out.json"),
         (ValueError("something odd"), 1, "agencyml --verbose"),
+        # a network error is an OSError too, but not the file system's fault
+        (ConnectionRefusedError(111, "Connection refused"), 1, "unexpected failure"),
         (KeyboardInterrupt(), INTERRUPTED, "interrupted"),
         (RuntimeError(f"Failed to reach API at {DEAD}/api/"), 14, "PREFECT_API_URL"),
     ],
