@@ -180,9 +180,15 @@ def fail(code: int, kind: str, message: str, label: str = "error") -> NoReturn:
     """Say what went wrong on stderr and exit with its code; with --json, stdout carries it
     too, as one document: {"error": {"code", "kind", "message"}}."""
     errors.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    if wants_json():
+    if wants_json() and not json_emitted():  # a report that ends in an error is the document
         emit_json({"error": {"code": code, "kind": kind, "message": message}})
     raise typer.Exit(code) from None
+
+
+def json_emitted() -> bool:
+    """Whether the running command already printed its one JSON document."""
+    context = get_current_context(silent=True)
+    return bool(context is not None and context.find_root().meta.get(JSON_EMITTED))
 
 
 def wants_json() -> bool:
@@ -270,6 +276,12 @@ def emit_json(result: Any) -> None:
     """A command's result as one JSON document on stdout: plain types, keys sorted, paths and
     times as strings."""
     print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    context = get_current_context(silent=True)
+    if context is not None:
+        context.find_root().meta[JSON_EMITTED] = True
+
+
+JSON_EMITTED = "agencyml.json_emitted"
 
 
 def add_id_column(table: Table, header: str, ids: Iterable[str]) -> None:

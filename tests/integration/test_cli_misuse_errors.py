@@ -163,11 +163,17 @@ def test_a_ctrl_c_that_python_dropped_is_delivered_again():
         def __del__(self) -> None:
             raise KeyboardInterrupt  # as in a garbage collector's callback: printed, dropped
 
-    with pytest.raises(KeyboardInterrupt), interruptible():
-        DropsTheInterrupt()
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up:  # the interrupt, delivered again, stops this
-            pass
+    # as in a command started from a shell; pytest-xdist's workers ignore SIGINT, and
+    # interrupt_main does nothing where SIGINT is ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), interruptible():
+            DropsTheInterrupt()
+            give_up = time.monotonic() + 60
+            while time.monotonic() < give_up:  # the interrupt, delivered again, stops this
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert explained(ValueError("x")).args == ("x",)
 
 
@@ -192,6 +198,9 @@ def test_ctrl_c_stops_a_real_command_with_130_and_says_so(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        # a shell starts commands with SIGINT's default; pytest-xdist's workers ignore it, and
+        # a Python started with SIGINT ignored never sees a Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None and process.stdout.readline() == "working\n"
     process.send_signal(signal.SIGINT)
