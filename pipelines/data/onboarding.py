@@ -78,7 +78,9 @@ def draft_params(
     frame, encoding = read_source(source)
     profile = profile_table(frame, target)
     data_file = place_in_project(source, project, agency)
-    text = render(agency, use_case, source, data_file.relative_to(project), profile, encoding)
+    text = render(
+        facts(agency, use_case, source, data_file.relative_to(project), profile, encoding)
+    )
     # a draft that is not valid params would stop every command that reads all of params/:
     # it is checked before the data file is copied or the params file written
     parse_params_text(text, params_file)
@@ -133,23 +135,15 @@ def parse_params_text(text: str, params_file: Path) -> None:
         ) from error
 
 
-def render(
-    agency: str,
-    use_case: str,
-    source: Path,
-    path: Path,
-    profile: TableProfile,
-    encoding: str | None = None,
-) -> str:
+def render(drafted: dict[str, Any]) -> str:
+    """The params file's text, from the draft's facts."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
     environment.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
-    return environment.get_template("params.yaml.j2").render(
-        **facts(agency, use_case, source, path, profile, encoding)
-    )
+    return environment.get_template("params.yaml.j2").render(**drafted)
 
 
 def facts(
